@@ -1,0 +1,68 @@
+"""asyncvideos: an asyncio client for the OpenAI Videos API and compatible gateways.
+
+Everything public is importable from here; other modules are private, except
+``asyncvideos.testing`` (a fake of the API for tests).
+"""
+
+from ._config import NOT_GIVEN, NotGiven
+from ._errors import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    AsyncVideosError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InternalServerError,
+    NotFoundError,
+    PaginationError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    RateLimitError,
+    UnprocessableEntityError,
+    VideoFailedError,
+    WaitTimeoutError,
+)
+from ._models import (
+    DEFAULT_WAITING_STATUSES,
+    Character,
+    DeletedVideo,
+    Video,
+    VideoError,
+    VideoPage,
+)
+from ._version import __version__
+from ._videos import AsyncVideos
+from ._waiting import WaitResult
+
+__all__ = [
+    "DEFAULT_WAITING_STATUSES",
+    "NOT_GIVEN",
+    "APIConnectionError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncVideos",
+    "AsyncVideosError",
+    "AuthenticationError",
+    "BadRequestError",
+    "Character",
+    "ConflictError",
+    "DeletedVideo",
+    "InternalServerError",
+    "NotFoundError",
+    "NotGiven",
+    "PaginationError",
+    "PermissionDeniedError",
+    "QuotaExceededError",
+    "RateLimitError",
+    "UnprocessableEntityError",
+    "Video",
+    "VideoError",
+    "VideoFailedError",
+    "VideoPage",
+    "WaitResult",
+    "WaitTimeoutError",
+    "__version__",
+]

@@ -1,0 +1,190 @@
+"""The private cattrs converter: every wire concern of the models lives here.
+
+Readers are tolerant on purpose, because the same API shape is served by
+OpenAI and by compatible gateways that add, drop or loosely type fields:
+
+- only the fields that identify an object (``id``) are required;
+- unknown keys are ignored, and kept in ``raw`` where the model has one;
+- unknown ``status`` / ``model`` strings are kept as they are;
+- unix timestamps (int, float or numeric string) become UTC datetimes, and an
+  ISO 8601 string is accepted too; null stays None;
+- a number where a string is expected (``seconds: 8``) is read as its text.
+
+What cannot be read at all raises ``APIResponseValidationError`` through
+``structure()``, never a bare KeyError or TypeError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import cattrs
+
+from ._errors import APIResponseValidationError
+from ._models import Character, DeletedVideo, Video, VideoError, VideoPage
+
+T = TypeVar("T")
+
+
+class _ShapeError(ValueError):
+    """A JSON value of the wrong type where a model field was expected."""
+
+
+def _text(obj: Mapping[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if value is None or type(value) is str:
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # Gateways send ``seconds: 8``; the spec says the string "8".
+        return str(int(value)) if float(value).is_integer() else str(value)
+    if isinstance(value, str):
+        return str(value)
+    raise _ShapeError(f"{key!r} should be a string, got {type(value).__name__}")
+
+
+def _integer(obj: Mapping[str, Any], key: str) -> int | None:
+    value = obj.get(key)
+    if value is None or type(value) is int:
+        return value
+    if isinstance(value, float) and value == value:  # not NaN
+        return round(value)
+    if isinstance(value, str):
+        try:
+            return round(float(value))
+        except ValueError:
+            pass
+    raise _ShapeError(f"{key!r} should be a number, got {value!r}")
+
+
+def _timestamp(obj: Mapping[str, Any], key: str) -> datetime | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    return _to_datetime(value, key)
+
+
+def _to_datetime(value: object, key: str) -> datetime:
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value, tz=timezone.utc)
+        if isinstance(value, str):
+            try:
+                return datetime.fromtimestamp(float(value), tz=timezone.utc)
+            except ValueError:
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                if parsed.tzinfo is None:
+                    parsed = parsed.replace(tzinfo=timezone.utc)
+                return parsed.astimezone(timezone.utc)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise _ShapeError(f"{key!r} is not a timestamp: {value!r}") from exc
+    raise _ShapeError(f"{key!r} should be a unix timestamp, got {type(value).__name__}")
+
+
+def _object(value: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _ShapeError(f"{what} should be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _required_id(obj: Mapping[str, Any], what: str) -> str:
+    value = obj.get("id")
+    if type(value) is not str:
+        raise _ShapeError(f"{what} has no string 'id'")
+    return value
+
+
+def structure_video_error(value: object, _: object = None) -> VideoError | None:
+    """Read a job's ``error``: an object, or a bare message from a lax gateway."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return VideoError(message=value)
+    obj = _object(value, "'error'")
+    return VideoError(code=_text(obj, "code"), message=_text(obj, "message"))
+
+
+def structure_video(value: object, _: object = None) -> Video:
+    """Read one job; this runs once per listed item, so it is written out by hand."""
+    obj = _object(value, "a video")
+    error = obj.get("error")
+    return Video(
+        id=_required_id(obj, "a video"),
+        object=_text(obj, "object") or "video",
+        model=_text(obj, "model"),
+        status=_text(obj, "status"),
+        progress=_integer(obj, "progress"),
+        created_at=_timestamp(obj, "created_at"),
+        completed_at=_timestamp(obj, "completed_at"),
+        expires_at=_timestamp(obj, "expires_at"),
+        prompt=_text(obj, "prompt"),
+        size=_text(obj, "size"),
+        seconds=_text(obj, "seconds"),
+        remixed_from_video_id=_text(obj, "remixed_from_video_id"),
+        error=None if error is None else structure_video_error(error),
+        raw=obj,
+    )
+
+
+def structure_page(value: object, _: object = None) -> VideoPage:
+    """Read one page of the list endpoint; ``data`` must be there."""
+    obj = _object(value, "a list page")
+    data = obj.get("data")
+    if not isinstance(data, list):
+        raise _ShapeError("a list page has no 'data' array")
+    has_more = obj.get("has_more", False)
+    if not isinstance(has_more, bool):
+        raise _ShapeError(f"'has_more' should be a boolean, got {has_more!r}")
+    return VideoPage(
+        data=tuple([structure_video(item) for item in data]),
+        first_id=_text(obj, "first_id"),
+        last_id=_text(obj, "last_id"),
+        has_more=has_more,
+    )
+
+
+def structure_deleted(value: object, _: object = None) -> DeletedVideo:
+    obj = _object(value, "a deletion")
+    deleted = obj.get("deleted", True)
+    return DeletedVideo(
+        id=_required_id(obj, "a deletion"),
+        object=_text(obj, "object") or "video.deleted",
+        deleted=bool(deleted),
+    )
+
+
+def structure_character(value: object, _: object = None) -> Character:
+    obj = _object(value, "a character")
+    return Character(
+        id=_text(obj, "id"),
+        name=_text(obj, "name"),
+        created_at=_timestamp(obj, "created_at"),
+        raw=obj,
+    )
+
+
+def configure_converter(converter: cattrs.Converter) -> cattrs.Converter:
+    """Register every model's wire reading on ``converter``."""
+    converter.register_structure_hook(Video, structure_video)
+    converter.register_structure_hook(VideoPage, structure_page)
+    converter.register_structure_hook(VideoError, structure_video_error)
+    converter.register_structure_hook(DeletedVideo, structure_deleted)
+    converter.register_structure_hook(Character, structure_character)
+    converter.register_structure_hook(datetime, lambda v, _: _to_datetime(v, "timestamp"))
+    return converter
+
+
+converter = configure_converter(cattrs.Converter())
+
+
+def structure(data: object, cls: type[T], *, status_code: int | None = None) -> T:
+    """Read ``data`` as ``cls``, or raise ``APIResponseValidationError``."""
+    try:
+        return converter.structure(data, cls)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise APIResponseValidationError(
+            f"Unexpected response shape for {cls.__name__}: {exc}",
+            body=data,
+            status_code=status_code,
+        ) from exc

@@ -1,0 +1,208 @@
+"""The exception tree of asyncvideos.
+
+Every failure that reaches a caller is one of these; exceptions of aiohttp and
+asyncio are translated in ``_http.py`` and kept as ``__cause__``::
+
+    AsyncVideosError
+    ├── APIConnectionError              no usable response arrived
+    │   └── APITimeoutError             ... because a timeout ran out
+    ├── APIStatusError                  the server answered with an error status
+    │   ├── BadRequestError             400
+    │   ├── AuthenticationError         401
+    │   ├── PermissionDeniedError       403
+    │   ├── NotFoundError               404
+    │   ├── ConflictError               409
+    │   ├── UnprocessableEntityError    422
+    │   ├── RateLimitError              429
+    │   │   └── QuotaExceededError      429 whose code says the quota is spent
+    │   └── InternalServerError         5xx
+    ├── APIResponseValidationError      a response that cannot be understood
+    │   └── PaginationError             a cursor that leads nowhere
+    ├── WaitTimeoutError                wait() ran out of time (also a TimeoutError)
+    └── VideoFailedError                wait(raise_on_failure=True) saw a failed job
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._models import Video
+
+__all__ = [
+    "APIConnectionError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncVideosError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "InternalServerError",
+    "NotFoundError",
+    "PaginationError",
+    "PermissionDeniedError",
+    "QuotaExceededError",
+    "RateLimitError",
+    "UnprocessableEntityError",
+    "VideoFailedError",
+    "WaitTimeoutError",
+]
+
+
+class AsyncVideosError(Exception):
+    """Root of every error this library raises.
+
+    Attributes set where they apply:
+
+    ``retries``
+        How many retries were taken before giving up (0 when none).
+    ``resume_after``
+        Set on errors raised out of ``list(all=True)`` / ``pages()``: the
+        cursor to pass back as ``after=`` to resume the listing exactly where
+        it stopped (``None`` means "from the start").
+    ``idempotency_key``
+        Set on errors of a POST: the ``Idempotency-Key`` it was sent with, so
+        that an ambiguous failure can be reconciled or safely retried.
+    """
+
+    retries: int = 0
+    resume_after: str | None = None
+    idempotency_key: str | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class APIConnectionError(AsyncVideosError):
+    """No usable response: the connection failed, dropped or was cut short.
+
+    ``request_sent`` is False only when the request certainly never reached the
+    server (the connection could not be opened), which makes it safe to repeat.
+    """
+
+    request_sent: bool = True
+
+    def __init__(
+        self, message: str = "Connection error.", *, method: str = "", url: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+
+
+class APITimeoutError(APIConnectionError):
+    """A per-attempt timeout ran out before a whole response arrived."""
+
+    def __init__(
+        self, message: str = "Request timed out.", *, method: str = "", url: str = ""
+    ) -> None:
+        super().__init__(message, method=method, url=url)
+
+
+class APIStatusError(AsyncVideosError):
+    """The server answered with a 4xx or 5xx status.
+
+    ``message``, ``code``, ``param`` and ``type`` come from the OpenAI-shaped
+    error body when there is one; ``body`` is the parsed body (or the text when
+    it is not JSON); ``retry_after`` is the wait in seconds the server asked
+    for, when it asked for one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        headers: Mapping[str, str],
+        body: object,
+        code: str | None = None,
+        param: str | None = None,
+        type: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.headers = headers
+        self.body = body
+        self.code = code
+        self.param = param
+        self.type = type
+        self.retry_after = retry_after
+        self.request_id: str | None = headers.get("x-request-id")
+
+    def __str__(self) -> str:
+        parts = [f"Error code: {self.status_code} - {self.message}"]
+        if self.request_id:
+            parts.append(f"(request id: {self.request_id})")
+        return " ".join(parts)
+
+
+class BadRequestError(APIStatusError):
+    """400: the request was malformed or broke a rule of the API."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing, wrong or revoked."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key may not do this."""
+
+
+class NotFoundError(APIStatusError):
+    """404: no such video, character or route."""
+
+
+class ConflictError(APIStatusError):
+    """409: the resource is in a state that conflicts with the request."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: the request was well formed but could not be processed."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests; retried unless the quota is spent."""
+
+
+class QuotaExceededError(RateLimitError):
+    """429 whose error code says the quota is spent: retrying cannot help."""
+
+
+class InternalServerError(APIStatusError):
+    """5xx: the server failed."""
+
+
+class APIResponseValidationError(AsyncVideosError):
+    """A response arrived but could not be understood (not JSON, wrong shape)."""
+
+    def __init__(self, message: str, *, body: Any = None, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.body = body
+        self.status_code = status_code
+
+
+class PaginationError(APIResponseValidationError):
+    """A page said ``has_more`` but gave no new cursor to continue from."""
+
+
+class WaitTimeoutError(AsyncVideosError, TimeoutError):
+    """``wait()`` ran out of time; ``video`` is the last state seen (or None)."""
+
+    def __init__(self, message: str, *, video: Video | None, video_id: str) -> None:
+        super().__init__(message)
+        self.video = video
+        self.video_id = video_id
+
+
+class VideoFailedError(AsyncVideosError):
+    """A job ended as ``failed`` and the caller asked for that to raise."""
+
+    def __init__(self, video: Video) -> None:
+        detail = f": {video.error.code}: {video.error.message}" if video.error else ""
+        super().__init__(f"Video job {video.id} failed{detail}")
+        self.video = video
+        self.error = video.error

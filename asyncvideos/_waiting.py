@@ -1,0 +1,154 @@
+"""Polling jobs until they finish: one job, or many at once. Knows no HTTP.
+
+``wait_for`` polls through a ``fetch()`` function that returns the job and the
+server's ``openai-poll-after-ms`` hint. ``wait_many`` runs one such loop per
+job, with a semaphore around each poll (not around the whole wait), so that
+every job advances while at most ``concurrency`` requests are in flight, and
+one job's failure is reported for that job alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import attrs
+
+from ._errors import AsyncVideosError, VideoFailedError, WaitTimeoutError
+from ._models import Video
+
+Fetch = Callable[[], Awaitable[tuple[Video, "float | None"]]]
+OnProgress = Callable[[Video], Any]
+DEFAULT_POLL_INTERVAL = 1.0
+
+
+@attrs.frozen(slots=True)
+class WaitResult:
+    """What ``wait_many`` reports for one job.
+
+    ``video`` is the final job (or, after an error, the last state seen, if
+    any); ``error`` is None when the job reached a final status.
+    """
+
+    video_id: str
+    video: Video | None
+    error: AsyncVideosError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the job reached a final status (completed, failed, ...)."""
+        return self.error is None
+
+
+@attrs.define(slots=True)
+class _Poller:
+    fetch: Fetch
+    video_id: str
+    waiting: frozenset[str]
+    poll_interval: float | None
+    on_progress: OnProgress | None
+    last: Video | None = None
+
+    async def run(self) -> Video:
+        while True:
+            video, hint = await self.fetch()
+            previous, self.last = self.last, video
+            if self.on_progress is not None and (
+                previous is None
+                or (previous.status, previous.progress) != (video.status, video.progress)
+            ):
+                result = self.on_progress(video)
+                if inspect.isawaitable(result):
+                    await result
+            if video.status not in self.waiting:
+                return video
+            # The server's hint wins: it knows when the next state is due.
+            await asyncio.sleep(
+                hint if hint is not None else self.poll_interval or DEFAULT_POLL_INTERVAL
+            )
+
+
+async def wait_for(
+    fetch: Fetch,
+    *,
+    video_id: str,
+    waiting: frozenset[str],
+    timeout: float | None,
+    poll_interval: float | None,
+    on_progress: OnProgress | None,
+    raise_on_failure: bool,
+    start: Video | None = None,
+) -> Video:
+    """Poll until the job leaves ``waiting``; bounded by ``timeout`` overall."""
+    poller = _Poller(fetch, video_id, waiting, poll_interval, on_progress, start)
+    if start is not None and start.status not in waiting:
+        video = start
+    else:
+        try:
+            video = await asyncio.wait_for(poller.run(), timeout)
+        except asyncio.TimeoutError:
+            raise WaitTimeoutError(
+                f"Video job {video_id} did not finish within {timeout} s "
+                f"(last status: {poller.last.status if poller.last else 'unknown'})",
+                video=poller.last,
+                video_id=video_id,
+            ) from None
+    if raise_on_failure and video.status == "failed":
+        raise VideoFailedError(video)
+    return video
+
+
+async def wait_many(
+    fetchers: Sequence[tuple[str, Fetch]],
+    *,
+    concurrency: int,
+    waiting: frozenset[str],
+    timeout: float | None,
+    poll_interval: float | None,
+    on_progress: OnProgress | None,
+) -> AsyncIterator[WaitResult]:
+    """Yield a ``WaitResult`` per job as each one finishes, in completion order."""
+    if not fetchers:
+        return
+    gate = asyncio.Semaphore(concurrency)
+    results: asyncio.Queue[WaitResult | Exception] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+
+    async def one(video_id: str, fetch: Fetch) -> None:
+        async def gated_fetch() -> tuple[Video, float | None]:
+            async with gate:
+                return await fetch()
+
+        poller = _Poller(gated_fetch, video_id, waiting, poll_interval, on_progress)
+        remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
+        try:
+            video = await asyncio.wait_for(poller.run(), remaining)
+        except asyncio.TimeoutError:
+            error: AsyncVideosError = WaitTimeoutError(
+                f"Video job {video_id} did not finish within {timeout} s",
+                video=poller.last,
+                video_id=video_id,
+            )
+            results.put_nowait(WaitResult(video_id, poller.last, error))
+        except AsyncVideosError as exc:
+            results.put_nowait(WaitResult(video_id, poller.last, exc))
+        except Exception as exc:  # a bug in on_progress, say: it ends the whole run
+            results.put_nowait(exc)
+        else:
+            results.put_nowait(WaitResult(video_id, video))
+
+    tasks = [asyncio.ensure_future(one(video_id, fetch)) for video_id, fetch in fetchers]
+    try:
+        for _ in tasks:
+            item = await results.get()
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        # Wait for the cancelled polls to release their connections.
+        await asyncio.gather(*tasks, return_exceptions=True)

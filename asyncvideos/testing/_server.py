@@ -1,0 +1,340 @@
+"""FakeVideosAPI: a real HTTP server on loopback that behaves like the OpenAI Videos API.
+
+It owns one aiohttp server, one job store, one fault plan and one request log, so two
+fakes in one process never share state. Each request goes through the same steps, in
+this order: read and record it; pick a fault; wait (``delay``); drop the connection
+(``drop``) or answer with the fault's status; otherwise replay an idempotent POST or run
+the endpoint; add the fault's headers; write the reply, possibly cut short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ._clock import Clock, RealClock
+from ._content import DEFAULT_CONTENT_SIZES, VARIANTS
+from ._faults import Fault, FaultPlan, fault_body
+from ._jobs import JobStore, Outcome, VideosView
+from ._recording import RecordedRequest, record
+from ._routes import Reply, Router, Settings
+
+if TYPE_CHECKING:
+    from asyncvideos import AsyncVideos
+
+__all__ = ["DEFAULT_API_KEY", "FakeVideosAPI"]
+
+DEFAULT_API_KEY = "sk-fake-0123456789abcdef"
+# Large enough for any upload a test makes; aiohttp's default (1 MiB) would answer 413.
+_MAX_REQUEST_BYTES = 512 * 1024 * 1024
+
+
+class FakeVideosAPI:
+    """A fake OpenAI Videos API served over real HTTP on ``host:port``.
+
+    Use it as an async context manager (or call ``start()`` and ``close()``). Jobs
+    progress over ``clock`` (a :class:`~asyncvideos.testing.ManualClock` for exact
+    control, real time scaled by ``speed`` otherwise): ``queue_seconds`` queued, then
+    ``run_seconds`` in progress, then their outcome (see ``set_outcome``). Ids and
+    request ids come from RNGs seeded with ``seed``, so runs are reproducible.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str = DEFAULT_API_KEY,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Clock | None = None,
+        speed: float = 1.0,
+        queue_seconds: float = 1.0,
+        run_seconds: float = 5.0,
+        poll_after_ms: int | None = 1000,
+        content_sizes: Mapping[str, int] | None = None,
+        accept_ranges: bool = True,
+        require_auth: bool = True,
+        id_prefix: str = "video_",
+        seed: int = 0,
+    ) -> None:
+        if clock is not None and speed != 1.0:
+            raise ValueError("speed applies to the real-time clock; not with clock=")
+        if queue_seconds < 0 or run_seconds < 0:
+            raise ValueError("queue_seconds and run_seconds must not be negative")
+        sizes = dict(DEFAULT_CONTENT_SIZES)
+        sizes.update(content_sizes or {})
+        if set(sizes) != set(VARIANTS) or any(size < 0 for size in sizes.values()):
+            raise ValueError(f"content_sizes maps {VARIANTS} to sizes in bytes")
+        self.api_key = api_key
+        self.host = host
+        self.clock: Clock = clock if clock is not None else RealClock(speed)
+        self._port = port
+        self._store = JobStore(
+            self.clock,
+            queue_seconds=queue_seconds,
+            run_seconds=run_seconds,
+            id_prefix=id_prefix,
+            seed=seed,
+        )
+        settings = Settings(api_key, require_auth, poll_after_ms, sizes, accept_ranges)
+        self._router = Router(self._store, settings)
+        self._faults = FaultPlan()
+        self._requests: list[RecordedRequest] = []
+        self._idempotent: dict[tuple[str, str], Reply] = {}
+        self._request_ids = random.Random(f"{seed}:request-ids")
+        self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()
+
+    # lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> FakeVideosAPI:
+        """Start serving; returns self. Starting twice is an error."""
+        if self._runner is not None:
+            raise RuntimeError("this FakeVideosAPI is already started")
+        app = web.Application(client_max_size=_MAX_REQUEST_BYTES)
+        # One catch-all route: the router works on the raw path (see _routes).
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        # access_log=None: no log line per request; a short shutdown so close() is quick.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self._port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._port = int(runner.addresses[0][1])
+        self._closing.clear()
+        self._runner = runner
+        return self
+
+    async def close(self) -> None:
+        """Stop serving and wake any request waiting on a ``delay`` fault. Idempotent."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        self._closing.set()
+        await runner.cleanup()
+
+    async def __aenter__(self) -> FakeVideosAPI:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def port(self) -> int:
+        """The port served on (the chosen free port once started)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The server's root URL, e.g. ``http://127.0.0.1:8123``."""
+        if self._runner is None:
+            raise RuntimeError("the FakeVideosAPI is not started")
+        return f"http://{self.host}:{self._port}"
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL to give a client: ``{url}/v1``."""
+        return f"{self.url}/v1"
+
+    def client(self, **options: Any) -> AsyncVideos:
+        """Return an ``AsyncVideos`` pointed at this fake; the caller closes it."""
+        from asyncvideos import AsyncVideos  # lazy: the client needs the fake, not the reverse
+
+        return AsyncVideos(api_key=self.api_key, base_url=self.base_url, **options)
+
+    # jobs ------------------------------------------------------------------------------
+
+    def add_videos(self, *videos: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Seed jobs; return their JSON as stored (in the order given).
+
+        Missing fields get realistic defaults: ``object`` "video", ``model`` "sora-2",
+        ``status`` "completed", ``created_at`` now, ``size`` "720x1280", ``seconds`` "4",
+        a prompt, and timestamps and ``progress`` consistent with the status. A job given
+        as ``completed`` or ``failed`` keeps that status; one given as ``queued`` or
+        ``in_progress`` progresses from its ``created_at`` like a created job (an
+        ``in_progress`` one is in progress at least from now, at its given ``progress``).
+        Extra keys are kept and served, to test a client's tolerance of new fields. A job
+        with an existing id replaces it.
+        """
+        return [self._store.add(video) for video in videos]
+
+    def seed(
+        self,
+        n: int,
+        *,
+        status: str = "completed",
+        prefix: str = "video_",
+        start: int | None = None,
+    ) -> list[str]:
+        """Seed ``n`` jobs created one second apart (ending now unless ``start`` is given).
+
+        Returns their ids in ascending listing order.
+        """
+        first = int(self.clock.now()) - n + 1 if start is None else start
+        ids: list[str] = []
+        for index in range(n):
+            video_id = self._store.new_id(prefix)
+            self._store.add({"id": video_id, "status": status, "created_at": first + index})
+            ids.append(video_id)
+        return ids
+
+    def remove_video(self, video_id: str) -> bool:
+        """Delete a job (a cursor on it keeps working); False if there was none."""
+        return self._store.remove(video_id)
+
+    @property
+    def videos(self) -> Mapping[str, dict[str, Any]]:
+        """Read-only view: id to the job's JSON at the current clock time."""
+        return VideosView(self._store)
+
+    def set_outcome(
+        self,
+        video_id: str | None,
+        status: str,
+        *,
+        error: Mapping[str, str] | None = None,
+        duration: float | None = None,
+    ) -> None:
+        """Decide how a job ends: "completed" or "failed" (with ``error``, a code and message).
+
+        ``duration`` overrides ``run_seconds`` for that job. With ``video_id`` None, it is
+        the default for jobs created from now on. An id not known yet applies when a job
+        with that id is seeded; a seeded final job switches at once.
+        """
+        self._store.set_outcome(video_id, Outcome(status, error, duration))
+
+    def content_bytes(self, video_id: str, variant: str = "video") -> bytes:
+        """The exact bytes the content endpoint serves for this job and variant."""
+        if variant not in VARIANTS:
+            raise ValueError(f"variant is one of {VARIANTS}, not {variant!r}")
+        return self._router.content_source(video_id, variant).read()
+
+    # requests and faults ---------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request that reached the server, in order, faulted ones included."""
+        return self._requests
+
+    def clear_requests(self) -> None:
+        """Forget the recorded requests."""
+        self._requests.clear()
+
+    def inject(
+        self, fault: Fault, *, times: int = 1, method: str | None = None, path: str | None = None
+    ) -> None:
+        """Give ``fault`` to the next ``times`` matching requests.
+
+        ``method`` is an HTTP method; ``path`` a regex searched in the raw request path
+        (without the query), e.g. ``r"/content$"``.
+        """
+        self._faults.inject(fault, times=times, method=method, path=path)
+
+    def inject_random(
+        self,
+        *,
+        rate: float,
+        faults: Sequence[Fault],
+        seed: int,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        """Give each matching request a fault from ``faults`` with probability ``rate``.
+
+        Seeded: the same requests in the same order meet the same faults.
+        """
+        self._faults.inject_random(rate=rate, faults=faults, seed=seed, method=method, path=path)
+
+    def clear_faults(self) -> None:
+        """Remove every injected fault."""
+        self._faults.clear()
+
+    # the request pipeline --------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            rec = await record(request)
+        except ConnectionError:
+            return web.Response(status=499)  # the client went away mid-upload
+        self._requests.append(rec)
+        fault = self._faults.pick(rec.method, rec.raw_path)
+        if fault is not None and fault.delay:
+            # Wakes early on close() so shutdown never waits for a long delay.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), fault.delay)
+        if fault is not None and (fault.drop or self._closing.is_set()):
+            # A request still waiting when the fake closes is dropped, as by a server
+            # going away, rather than answered during shutdown.
+            _close_connection(request)
+            return web.Response(status=499)  # never sent: the connection is gone
+        if fault is not None and fault.status is not None:
+            body, content_type = fault_body(fault, fault.status)
+            reply = Reply(fault.status, body, {"Content-Type": content_type})
+        else:
+            reply = self._run(rec)
+        reply.headers["x-request-id"] = f"req_{self._request_ids.getrandbits(128):032x}"
+        cut = None
+        if fault is not None:
+            reply.headers.update(fault.headers)
+            cut = fault.cut_at(reply.length)
+        return await _write(request, reply, cut)
+
+    def _run(self, rec: RecordedRequest) -> Reply:
+        key = rec.headers.get("idempotency-key")
+        if rec.method != "POST" or not key:
+            return self._router.dispatch(rec)
+        cached = self._idempotent.get((key, rec.raw_path))
+        if cached is not None:
+            headers = {**cached.headers, "idempotent-replayed": "true"}
+            return Reply(cached.status, cached.body, headers)
+        reply = self._router.dispatch(rec)
+        # Only successes are remembered: a rejected request did nothing to replay.
+        if 200 <= reply.status < 300:
+            self._idempotent[(key, rec.raw_path)] = Reply(
+                reply.status, reply.body, dict(reply.headers)
+            )
+        return reply
+
+
+def _close_connection(request: web.Request) -> None:
+    # close(), not abort(): bytes already written are flushed first, then FIN, so the
+    # client sees exactly the partial body and then a disconnect.
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+
+
+async def _write(request: web.Request, reply: Reply, cut: int | None) -> web.StreamResponse:
+    """Write a reply in chunks; with ``cut``, stop after that many body bytes and hang up."""
+    response = web.StreamResponse(status=reply.status, headers=reply.headers)
+    response.content_length = reply.length
+    try:
+        await response.prepare(request)
+        sent = 0
+        for chunk in reply.chunks():
+            if cut is not None and sent + len(chunk) > cut:
+                # write() also sends the buffered headers, even for an empty piece.
+                await response.write(chunk[: cut - sent])
+                _close_connection(request)
+                # aiohttp's own write_eof afterwards fails with ConnectionError, which it
+                # handles quietly; the handler must not raise.
+                return response
+            await response.write(chunk)
+            sent += len(chunk)
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the client hung up (e.g. its timeout fired during a delay)
+    return response

@@ -1,0 +1,191 @@
+"""Reading jobs tolerantly: new, missing and loosely typed fields never break parsing."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import attrs
+import pytest
+
+from asyncvideos import (
+    APIResponseValidationError,
+    Character,
+    DeletedVideo,
+    Video,
+    VideoError,
+    VideoPage,
+)
+from asyncvideos._convert import structure
+
+FULL: dict[str, Any] = {
+    "id": "video_fb4e",
+    "object": "video",
+    "model": "sora-2",
+    "status": "completed",
+    "progress": 100,
+    "created_at": 1_760_000_000,
+    "completed_at": 1_760_000_060,
+    "expires_at": None,
+    "prompt": "A calico cat playing a piano on stage",
+    "size": "720x1280",
+    "seconds": "8",
+    "remixed_from_video_id": None,
+    "error": None,
+}
+
+
+class TestVideo:
+    def test_full_object(self) -> None:
+        """Every documented field is read; timestamps become aware UTC datetimes."""
+        video = structure(FULL, Video)
+        assert video.id == "video_fb4e"
+        assert video.created_at == datetime(2025, 10, 9, 8, 53, 20, tzinfo=timezone.utc)
+        assert video.completed_at is not None
+        assert video.completed_at.tzinfo is timezone.utc
+        assert video.expires_at is None
+        assert (video.status, video.progress, video.seconds) == ("completed", 100, "8")
+        assert video.is_completed
+        assert video.is_finished
+        assert not video.is_pending
+        assert not video.is_failed
+
+    def test_only_id_is_required(self) -> None:
+        """A compatible provider may leave everything else out."""
+        video = structure({"id": "v1"}, Video)
+        assert video == Video(id="v1")
+        assert video.status is None
+
+    def test_unknown_fields_stay_in_raw(self) -> None:
+        """Fields the model does not know are kept in ``raw``; raw is not in repr or eq."""
+        data = {**FULL, "audio": True, "provider": {"name": "gateway"}}
+        video = structure(data, Video)
+        assert video.raw["audio"] is True
+        assert video.raw["provider"] == {"name": "gateway"}
+        assert "audio" not in repr(video)
+        assert video == structure(FULL, Video)
+
+    def test_unknown_status_and_model_are_kept(self) -> None:
+        """New statuses and models are kept as they are, not rejected."""
+        video = structure({"id": "v", "status": "cancelled", "model": "veo-9"}, Video)
+        assert (video.status, video.model) == ("cancelled", "veo-9")
+        assert video.is_finished  # not a waiting status, so waiters stop on it
+
+    @pytest.mark.parametrize("status", ["queued", "in_progress", "pending", "processing"])
+    def test_waiting_statuses(self, status: str) -> None:
+        video = Video(id="v", status=status)
+        assert video.is_pending
+        assert not video.is_finished
+
+    def test_loose_types_from_gateways(self) -> None:
+        """Numbers as strings and strings as numbers are read sensibly."""
+        video = structure(
+            {
+                "id": "v",
+                "seconds": 8,
+                "progress": 42.6,
+                "created_at": "1760000000",
+                "completed_at": "2025-10-09T08:53:20Z",
+                "expires_at": 1_760_000_000.5,
+            },
+            Video,
+        )
+        assert video.seconds == "8"
+        assert video.progress == 43
+        assert video.created_at == datetime(2025, 10, 9, 8, 53, 20, tzinfo=timezone.utc)
+        assert video.completed_at == video.created_at
+        assert video.expires_at is not None
+
+    def test_naive_iso_timestamp_is_utc(self) -> None:
+        video = structure({"id": "v", "created_at": "2025-10-09T08:53:20"}, Video)
+        assert video.created_at == datetime(2025, 10, 9, 8, 53, 20, tzinfo=timezone.utc)
+
+    def test_fractional_seconds_kept_as_text(self) -> None:
+        assert structure({"id": "v", "seconds": 2.5}, Video).seconds == "2.5"
+        assert structure({"id": "v", "progress": "7"}, Video).progress == 7
+
+    def test_error_object_and_bare_string(self) -> None:
+        """``error`` is an object, or a bare message from a lax gateway."""
+        failed = structure(
+            {"id": "v", "status": "failed", "error": {"code": "moderation", "message": "no"}},
+            Video,
+        )
+        assert failed.error == VideoError(code="moderation", message="no")
+        assert failed.is_failed
+        assert structure({"id": "v", "error": "boom"}, Video).error == VideoError(message="boom")
+
+    @pytest.mark.parametrize(
+        "data",
+        [
+            [],
+            "video",
+            None,
+            {},
+            {"id": 5},
+            {"id": "v", "status": ["x"]},
+            {"id": "v", "progress": "lots"},
+            {"id": "v", "progress": float("nan")},
+            {"id": "v", "created_at": True},
+            {"id": "v", "created_at": "yesterday"},
+            {"id": "v", "created_at": 10**20},
+            {"id": "v", "error": 5},
+        ],
+    )
+    def test_unreadable_is_a_typed_error(self, data: object) -> None:
+        """What cannot be read raises APIResponseValidationError, never KeyError/TypeError."""
+        with pytest.raises(APIResponseValidationError, match="Unexpected response shape"):
+            structure(data, Video)
+
+    def test_models_are_frozen_and_slotted(self) -> None:
+        video = Video(id="v")
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            video.status = "x"  # type: ignore[misc]
+        assert not hasattr(video, "__dict__")
+
+
+class TestPage:
+    def test_page(self) -> None:
+        page = structure(
+            {
+                "object": "list",
+                "data": [FULL, {"id": "v2"}],
+                "first_id": "video_fb4e",
+                "last_id": "v2",
+                "has_more": True,
+            },
+            VideoPage,
+        )
+        assert [v.id for v in page.data] == ["video_fb4e", "v2"]
+        assert (page.first_id, page.last_id, page.has_more) == ("video_fb4e", "v2", True)
+
+    def test_missing_cursors_and_has_more(self) -> None:
+        """A provider that sends only ``data`` still gives a last page."""
+        page = structure({"data": []}, VideoPage)
+        assert page == VideoPage()
+
+    @pytest.mark.parametrize(
+        "data",
+        [{"object": "list"}, {"data": {}}, {"data": [], "has_more": "yes"}, {"data": [1]}],
+    )
+    def test_bad_pages(self, data: object) -> None:
+        with pytest.raises(APIResponseValidationError):
+            structure(data, VideoPage)
+
+
+class TestOtherModels:
+    def test_deleted(self) -> None:
+        assert structure(
+            {"id": "v", "object": "video.deleted", "deleted": True}, DeletedVideo
+        ) == DeletedVideo(id="v")
+        with pytest.raises(APIResponseValidationError):
+            structure({"deleted": True}, DeletedVideo)
+
+    def test_character(self) -> None:
+        char = structure({"id": "char_1", "name": "Mo", "created_at": 0, "x": 1}, Character)
+        assert char.created_at == datetime(1970, 1, 1, tzinfo=timezone.utc)
+        assert char.raw["x"] == 1
+        assert structure({"id": None, "name": None}, Character).id is None
+
+    def test_datetime_hook_on_the_converter(self) -> None:
+        """The converter reads a bare timestamp as a UTC datetime."""
+        assert structure(0, datetime) == datetime(1970, 1, 1, tzinfo=timezone.utc)

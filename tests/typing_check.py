@@ -1,0 +1,62 @@
+"""Exercises the public API for mypy --strict; checked, never run (not collected by pytest)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+
+import asyncvideos
+from asyncvideos import (
+    AsyncVideos,
+    AsyncVideosError,
+    Character,
+    DeletedVideo,
+    Video,
+    VideoPage,
+    WaitResult,
+)
+from asyncvideos.testing import FakeVideosAPI, Fault, ManualClock
+
+
+async def public_api() -> None:
+    async with FakeVideosAPI(clock=ManualClock()) as api:
+        api.seed(3)
+        api.inject(Fault(status=500), times=1)
+        videos: AsyncVideos = api.client(max_retries=1)
+        async with videos:
+            video: Video = await videos.retrieve("video_1", timeout=5.0)
+            again: Video = await videos.retrieve(video, timeout=aiohttp.ClientTimeout(total=3))
+            async for item in videos.list(limit=5, order="desc"):
+                item_id: str = item.id
+            async for item in videos.list(all=True, after=again.id):
+                finished: bool = item.is_finished
+            page: VideoPage = await videos.list_page(limit=100, order="asc", after=None)
+            async for page in videos.pages(after=page.last_id):
+                more: bool = page.has_more
+            created: Video = await videos.create("a cat", seconds=4, size="1280x720")
+            await videos.create("a cat", input_reference=Path("ref.png"))
+            await videos.create("a cat", input_reference={"image_url": "https://x/y.png"})
+            await videos.remix(created, "a dog")
+            await videos.edit(Path("clip.mp4"), "brighter")
+            await videos.extend(created, "longer", 8)
+            character: Character = await videos.create_character("Mo", Path("mo.mp4"))
+            await videos.retrieve_character("char_1")
+            deleted: DeletedVideo = await videos.delete(created)
+            data: bytes = await videos.download_content(created, variant="thumbnail")
+            async for chunk in videos.iter_content(created, chunk_size=1 << 20):
+                size: int = len(chunk)
+            path: Path = await videos.download(created, "out/v.mp4", overwrite=True)
+            final: Video = await videos.wait(created, timeout=60, poll_interval=2.0)
+            final = await videos.create_and_wait("a cat", timeout=600)
+            async for result in videos.wait_many([created, "video_2"], concurrency=8):
+                outcome: WaitResult = result
+                if result.error is not None:
+                    failure: AsyncVideosError = result.error
+    del item_id, finished, more, character, deleted, data, size, path, final, outcome, failure
+    print(asyncvideos.__version__)
+
+
+if __name__ == "__main__":
+    asyncio.run(public_api())

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import aiohttp
 import attrs
@@ -26,6 +26,7 @@ from ._config import (
     AuthScheme,
     NotGiven,
     TimeoutSetting,
+    check_headers,
     check_max_retries,
     check_str_mapping,
     check_timeout,
@@ -36,7 +37,24 @@ from ._http import StreamedResponse, Transport
 from ._protocol import FormFile, Request, decode_json, dumps, status_error
 from ._retry import call_with_retries
 
+if TYPE_CHECKING:
+    pass
+
 DEFAULT_MAX_CONNECTIONS = 100
+
+
+class RequestOptions(TypedDict, total=False):
+    """The per-call options every request method takes, for that call alone.
+
+    ``timeout``: seconds, an ``aiohttp.ClientTimeout`` or None (no limit), per
+    attempt. ``max_retries``: 0 to 100. ``extra_headers`` / ``extra_query``:
+    added to (and overriding) the client's defaults.
+    """
+
+    timeout: TimeoutSetting
+    max_retries: int
+    extra_headers: Mapping[str, str] | None
+    extra_query: Mapping[str, str] | None
 
 
 @attrs.frozen(slots=True)
@@ -171,11 +189,12 @@ class BaseClient:
     def _options(
         self,
         *,
-        timeout: TimeoutSetting | NotGiven,
-        max_retries: int | NotGiven,
-        extra_headers: Mapping[str, str] | None,
-        extra_query: Mapping[str, str] | None,
+        timeout: TimeoutSetting | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, str] | None = None,
         idempotency_key: str | NotGiven | None = NOT_GIVEN,
+        timeout_name: str = "timeout",
     ) -> CallOptions:
         """Check the per-call options; the fast path reuses the client's defaults."""
         if (
@@ -192,15 +211,21 @@ class BaseClient:
         elif idempotency_key is None:
             key = uuid.uuid4().hex
         else:
-            if not isinstance(idempotency_key, str) or not idempotency_key.strip():
+            if not isinstance(idempotency_key, str):
+                raise TypeError(
+                    f"idempotency_key must be a str, got {type(idempotency_key).__name__}"
+                )
+            if not idempotency_key.strip():
                 raise ValueError("idempotency_key must be a non-empty str")
             key = idempotency_key
         return CallOptions(
-            timeout=defaults.timeout if timeout is NOT_GIVEN else check_timeout(timeout),
+            timeout=(
+                defaults.timeout if timeout is NOT_GIVEN else check_timeout(timeout, timeout_name)
+            ),
             max_retries=(
                 defaults.max_retries if max_retries is NOT_GIVEN else check_max_retries(max_retries)
             ),
-            extra_headers=check_str_mapping(extra_headers, "extra_headers"),
+            extra_headers=check_headers(extra_headers, "extra_headers"),
             extra_query={**defaults.extra_query, **check_str_mapping(extra_query, "extra_query")},
             idempotency_key=key,
         )

@@ -7,7 +7,9 @@ before any request with an error that names it.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from enum import Enum
 from typing import Literal
@@ -72,16 +74,16 @@ def check_timeout(value: object, name: str = "timeout") -> aiohttp.ClientTimeout
     if isinstance(value, aiohttp.ClientTimeout):
         for field in ("total", "connect", "sock_read", "sock_connect"):
             limit = getattr(value, field)
-            if limit is not None and limit <= 0:
-                raise ValueError(f"{name}.{field} must be positive, got {limit}")
+            if limit is not None and not 0 < limit < math.inf:
+                raise ValueError(f"{name}.{field} must be positive and finite, got {limit}")
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(
             f"{name} must be seconds (a number), an aiohttp.ClientTimeout or None, "
             f"got {type(value).__name__}"
         )
-    if not value > 0:  # also rejects NaN
-        raise ValueError(f"{name} must be a positive number of seconds, got {value}")
+    if not 0 < value < math.inf:  # also rejects NaN; None, not inf, means "no limit"
+        raise ValueError(f"{name} must be a positive, finite number of seconds, got {value}")
     return aiohttp.ClientTimeout(total=float(value), sock_connect=min(5.0, float(value)))
 
 
@@ -111,6 +113,22 @@ def check_str_mapping(value: object, name: str) -> dict[str, str]:
         if not isinstance(key, str) or not isinstance(item, str):
             raise TypeError(f"{name} must map str to str, got {key!r}: {type(item).__name__}")
     return dict(value)
+
+
+# RFC 9110 token characters for a header name; a value may not hold CR, LF or NUL.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE_FORBIDDEN = re.compile(r"[\r\n\x00]")
+
+
+def check_headers(value: object, name: str) -> dict[str, str]:
+    """A str-to-str mapping that is safe to send as headers (no header injection)."""
+    headers = check_str_mapping(value, name)
+    for key, item in headers.items():
+        if not _HEADER_NAME.fullmatch(key):
+            raise ValueError(f"{name} has an invalid header name: {key!r}")
+        if _HEADER_VALUE_FORBIDDEN.search(item):
+            raise ValueError(f"{name}[{key!r}] must not contain CR, LF or NUL")
+    return headers
 
 
 def _first_env(*names: str) -> str | None:
@@ -186,7 +204,7 @@ def resolve_settings(
         project=project,
         timeout=DEFAULT_TIMEOUT if timeout is NOT_GIVEN else check_timeout(timeout),
         max_retries=check_max_retries(max_retries),
-        default_headers=check_str_mapping(default_headers, "default_headers"),
+        default_headers=check_headers(default_headers, "default_headers"),
         default_query=check_str_mapping(default_query, "default_query"),
         auth_scheme=auth_scheme,
     )

@@ -85,6 +85,7 @@ async def read_content(
                 return
             except APIConnectionError as error:
                 if resumes >= max_resumes or not (accepts_ranges or may_restart):
+                    error.retries = resumes  # each resume is a retry of the body
                     raise
                 resumes += 1
                 logger.info(

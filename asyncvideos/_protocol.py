@@ -68,7 +68,10 @@ def path_segment(value: object, name: str) -> str:
         raise ValueError(f"{name} must not be {value!r}")
     if _CONTROL_CHARS.search(value):
         raise ValueError(f"{name} must not contain control characters")
-    return quote(value, safe="")
+    try:
+        return quote(value, safe="")
+    except UnicodeEncodeError:  # a lone surrogate has no UTF-8 form to send
+        raise ValueError(f"{name} must be valid Unicode text (no lone surrogates)") from None
 
 
 def dumps(body: Mapping[str, Any]) -> bytes:

@@ -11,10 +11,12 @@ import os
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
 
 from . import _validate as check
-from ._client import BaseClient, CallOptions
+from ._client import BaseClient, CallOptions, RequestOptions
 from ._config import NOT_GIVEN, NotGiven, TimeoutSetting
 from ._convert import structure
 from ._download import ProgressCallback, read_content, write_atomically
@@ -35,6 +37,9 @@ from ._uploads import (
     read_file,
 )
 from ._waiting import OnProgress, WaitResult, wait_for, wait_many
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 Order = Literal["asc", "desc"]
 Variant = Literal["video", "thumbnail", "spritesheet"]
@@ -63,21 +68,12 @@ class AsyncVideos(BaseClient):
     async def retrieve(
         self,
         video: VideoRef,
-        *,
-        timeout: TimeoutSetting | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Video:
         """``GET /videos/{id}``: the job's current state."""
         path = check.video_path(video)
-        options = self._options(
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-            extra_query=extra_query,
-        )
-        data, _ = await self._request("GET", path, options)
+        call = self._options(**options)
+        data, _ = await self._request("GET", path, call)
         return structure(data, Video)
 
     def list(
@@ -87,10 +83,7 @@ class AsyncVideos(BaseClient):
         order: Order = "asc",
         after: str | None = None,
         all: bool = False,
-        timeout: TimeoutSetting | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> AsyncIterator[Video]:
         """Jobs, oldest first by default: one page, or with ``all=True`` every job.
 
@@ -106,12 +99,7 @@ class AsyncVideos(BaseClient):
             default if limit is NOT_GIVEN else limit,
             order,
             after,
-            self._options(
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-                extra_query=extra_query,
-            ),
+            self._options(**options),
         )
         if all:
             return iterate_items(fetch, after=after)
@@ -128,22 +116,14 @@ class AsyncVideos(BaseClient):
         limit: int = DEFAULT_PAGE_SIZE,
         order: Order = "asc",
         after: str | None = None,
-        timeout: TimeoutSetting | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> VideoPage:
         """``GET /videos``: one page, with its cursors."""
         fetch = self._page_fetcher(
             limit,
             order,
             after,
-            self._options(
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-                extra_query=extra_query,
-            ),
+            self._options(**options),
         )
         return await fetch(after)
 
@@ -153,10 +133,7 @@ class AsyncVideos(BaseClient):
         limit: int | NotGiven = NOT_GIVEN,
         order: Order = "asc",
         after: str | None = None,
-        timeout: TimeoutSetting | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> AsyncIterator[VideoPage]:
         """Every page, lazily, as ``list(all=True)`` walks them: for checkpointing
         ``page.last_id`` between pages."""
@@ -164,12 +141,7 @@ class AsyncVideos(BaseClient):
             DEFAULT_ALL_PAGE_SIZE if limit is NOT_GIVEN else limit,
             order,
             after,
-            self._options(
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-                extra_query=extra_query,
-            ),
+            self._options(**options),
         )
         return iterate_pages(fetch, after=after)
 
@@ -200,10 +172,7 @@ class AsyncVideos(BaseClient):
         size: str | None = None,
         input_reference: FileInput | Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
-        timeout: TimeoutSetting | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Video:
         """``POST /videos``: start a (paid) generation job. Only the arguments given are sent.
 
@@ -212,26 +181,17 @@ class AsyncVideos(BaseClient):
         sent as JSON. Retries reuse one ``Idempotency-Key``, so a retry never
         creates a second job.
         """
-        fields: dict[str, Any] = {"prompt": check.prompt(prompt)}
-        if model is not None:
-            fields["model"] = check.model(model)
-        if seconds is not None:
-            fields["seconds"] = check.seconds(seconds)
-        if size is not None:
-            fields["size"] = check.size(size)
-        upload = None
-        if isinstance(input_reference, Mapping):
-            fields["input_reference"] = check_reference_mapping(input_reference, "input_reference")
-        elif input_reference is not None:
-            check_file_input(input_reference, "input_reference")
-            upload = input_reference
-        options = self._post_options(
-            idempotency_key, timeout, max_retries, extra_headers, extra_query
-        )
+        fields, upload = _creation(prompt, model, seconds, size, input_reference)
+        call = self._options(idempotency_key=idempotency_key, **options)
+        return await self._send_create(fields, upload, call)
+
+    async def _send_create(
+        self, fields: dict[str, Any], upload: object, call: CallOptions
+    ) -> Video:
         if upload is not None:
             part = await read_file(upload, "input_reference", part="input_reference")
-            return await self._post_form("/videos", options, fields, part)
-        return await self._post_json("/videos", options, fields)
+            return await self._post_form("/videos", call, fields, part)
+        return await self._post_json("/videos", call, fields)
 
     async def remix(
         self,
@@ -239,18 +199,13 @@ class AsyncVideos(BaseClient):
         prompt: str,
         *,
         idempotency_key: str | None = None,
-        timeout: TimeoutSetting | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Video:
         """``POST /videos/{id}/remix``: a new job from a completed one and a new prompt."""
         path = check.video_path(video) + "/remix"
         body = {"prompt": check.prompt(prompt)}
-        options = self._post_options(
-            idempotency_key, timeout, max_retries, extra_headers, extra_query
-        )
-        return await self._post_json(path, options, body)
+        call = self._options(idempotency_key=idempotency_key, **options)
+        return await self._post_json(path, call, body)
 
     async def edit(
         self,
@@ -258,18 +213,13 @@ class AsyncVideos(BaseClient):
         prompt: str,
         *,
         idempotency_key: str | None = None,
-        timeout: TimeoutSetting | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Video:
         """``POST /videos/edits``: edit a job (id or ``Video``) or an uploaded video
         file (a ``pathlib.Path``, bytes or binary file object; a str is an id)."""
         fields = {"prompt": check.prompt(prompt)}
-        options = self._post_options(
-            idempotency_key, timeout, max_retries, extra_headers, extra_query
-        )
-        return await self._post_with_source("/videos/edits", video, fields, options)
+        call = self._options(idempotency_key=idempotency_key, **options)
+        return await self._post_with_source("/videos/edits", video, fields, call)
 
     async def extend(
         self,
@@ -278,17 +228,12 @@ class AsyncVideos(BaseClient):
         seconds: int | str,
         *,
         idempotency_key: str | None = None,
-        timeout: TimeoutSetting | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Video:
         """``POST /videos/extensions``: continue a job (or an uploaded video) by ``seconds``."""
         fields = {"prompt": check.prompt(prompt), "seconds": check.seconds(seconds)}
-        options = self._post_options(
-            idempotency_key, timeout, max_retries, extra_headers, extra_query
-        )
-        return await self._post_with_source("/videos/extensions", video, fields, options)
+        call = self._options(idempotency_key=idempotency_key, **options)
+        return await self._post_with_source("/videos/extensions", video, fields, call)
 
     async def _post_with_source(
         self, path: str, video: object, fields: dict[str, Any], options: CallOptions
@@ -300,22 +245,6 @@ class AsyncVideos(BaseClient):
         check_file_input(video, "video", paths_as_str=False)
         part = await read_file(video, "video", part="video")
         return await self._post_form(path, options, fields, part)
-
-    def _post_options(
-        self,
-        idempotency_key: str | None,
-        timeout: TimeoutSetting | NotGiven,
-        max_retries: int | NotGiven,
-        extra_headers: Mapping[str, str] | None,
-        extra_query: Mapping[str, str] | None,
-    ) -> CallOptions:
-        return self._options(
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-            extra_query=extra_query,
-            idempotency_key=idempotency_key,
-        )
 
     async def _post_json(self, path: str, options: CallOptions, body: Mapping[str, Any]) -> Video:
         data, _ = await self._request("POST", path, options, json_body=body)
@@ -335,41 +264,27 @@ class AsyncVideos(BaseClient):
         video: FileInput,
         *,
         idempotency_key: str | None = None,
-        timeout: TimeoutSetting | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Character:
         """``POST /videos/characters``: a reusable character from a video file."""
         fields = {"name": check.text(name, "name", max_length=80)}
         check_file_input(video, "video")
-        options = self._post_options(
-            idempotency_key, timeout, max_retries, extra_headers, extra_query
-        )
+        call = self._options(idempotency_key=idempotency_key, **options)
         part = await read_file(video, "video", part="video")
         data, _ = await self._request(
-            "POST", "/videos/characters", options, form_fields=fields, form_files=(part,)
+            "POST", "/videos/characters", call, form_fields=fields, form_files=(part,)
         )
         return structure(data, Character)
 
     async def retrieve_character(
         self,
         character_id: str,
-        *,
-        timeout: TimeoutSetting | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Character:
         """``GET /videos/characters/{id}``."""
         path = "/videos/characters/" + path_segment(character_id, "character_id")
-        options = self._options(
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-            extra_query=extra_query,
-        )
-        data, _ = await self._request("GET", path, options)
+        call = self._options(**options)
+        data, _ = await self._request("GET", path, call)
         return structure(data, Character)
 
     # -- deleting ----------------------------------------------------------
@@ -377,21 +292,12 @@ class AsyncVideos(BaseClient):
     async def delete(
         self,
         video: VideoRef,
-        *,
-        timeout: TimeoutSetting | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> DeletedVideo:
         """``DELETE /videos/{id}``: remove a job and its stored assets."""
         path = check.video_path(video)
-        options = self._options(
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-            extra_query=extra_query,
-        )
-        data, _ = await self._request("DELETE", path, options)
+        call = self._options(**options)
+        data, _ = await self._request("DELETE", path, call)
         return structure(data, DeletedVideo)
 
     # -- content -----------------------------------------------------------
@@ -408,22 +314,14 @@ class AsyncVideos(BaseClient):
         video: VideoRef,
         *,
         variant: Variant | NotGiven = NOT_GIVEN,
-        timeout: TimeoutSetting | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> bytes:
         """``GET /videos/{id}/content``, whole in memory: for thumbnails and other
         small assets. Use ``download()`` or ``iter_content()`` for videos."""
-        options = self._options(
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-            extra_query=extra_query,
-        )
+        call = self._options(**options)
         path, query = self._content_request(video, variant)
         body, _ = await self._request(
-            "GET", path, options, query=query, headers={"Accept": "*/*"}, raw=True
+            "GET", path, call, query=query, headers={"Accept": "*/*"}, raw=True
         )
         assert isinstance(body, bytes)
         return body
@@ -434,23 +332,15 @@ class AsyncVideos(BaseClient):
         *,
         variant: Variant | NotGiven = NOT_GIVEN,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
-        timeout: TimeoutSetting | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> AsyncIterator[bytes]:
         """The content body as chunks of at most ``chunk_size`` bytes, never whole
         in memory. A dropped connection is resumed with ``Range`` where the server
         allows it (up to ``max_retries`` times), else raised."""
-        options = self._options(
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-            extra_query=extra_query,
-        )
+        call = self._options(**options)
         path, query = self._content_request(video, variant)
         check.integer(chunk_size, "chunk_size", low=1)
-        return self._iter_chunks(path, query, options, chunk_size)
+        return self._iter_chunks(path, query, call, chunk_size)
 
     async def _iter_chunks(
         self, path: str, query: dict[str, str], options: CallOptions, chunk_size: int
@@ -476,10 +366,7 @@ class AsyncVideos(BaseClient):
         overwrite: bool = False,
         on_progress: ProgressCallback | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
-        timeout: TimeoutSetting | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Path:
         """Stream the content to ``path``: whole, or not there at all.
 
@@ -490,21 +377,16 @@ class AsyncVideos(BaseClient):
         times. ``on_progress(done_bytes, total_bytes_or_None)`` may be sync or
         async. An existing file raises ``FileExistsError`` unless ``overwrite``.
         """
-        options = self._options(
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-            extra_query=extra_query,
-        )
+        call = self._options(**options)
         request_path, query = self._content_request(video, variant)
         target = _target_path(path, overwrite)
         check.integer(chunk_size, "chunk_size", low=1)
         check.callback(on_progress, "on_progress")
         sizes: list[int | None] = []
         chunks = read_content(
-            self._body_opener(request_path, query, options),
+            self._body_opener(request_path, query, call),
             chunk_size=chunk_size,
-            max_resumes=options.max_retries,
+            max_resumes=call.max_retries,
             may_restart=True,
             sizes=sizes,
         )
@@ -555,17 +437,15 @@ class AsyncVideos(BaseClient):
         policy. A ``Video`` that is already finished is returned without a request.
         """
         video_id = check.video_id(video)
-        fetch = self._poll_fetcher(
-            video_id,
-            self._options(
-                timeout=request_timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-                extra_query=extra_query,
-            ),
+        poll_call = self._options(
+            timeout=request_timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            timeout_name="request_timeout",
         )
         return await wait_for(
-            fetch,
+            self._poll_fetcher(video_id, poll_call),
             video_id=video_id,
             waiting=check.statuses(waiting_statuses),
             timeout=check.optional_seconds(timeout, "timeout"),
@@ -596,33 +476,30 @@ class AsyncVideos(BaseClient):
     ) -> Video:
         """``create()`` then ``wait()``; ``timeout`` bounds the wait, ``request_timeout``
         each request."""
+        fields, upload = _creation(prompt, model, seconds, size, input_reference)
         waiting = check.statuses(waiting_statuses)
-        check.optional_seconds(timeout, "timeout")
-        check.optional_seconds(poll_interval, "poll_interval")
+        wait_timeout = check.optional_seconds(timeout, "timeout")
+        interval = check.optional_seconds(poll_interval, "poll_interval")
         check.callback(on_progress, "on_progress")
-        created = await self.create(
-            prompt,
-            model=model,
-            seconds=seconds,
-            size=size,
-            input_reference=input_reference,
-            idempotency_key=idempotency_key,
+        create_call = self._options(
             timeout=request_timeout,
             max_retries=max_retries,
             extra_headers=extra_headers,
             extra_query=extra_query,
+            idempotency_key=idempotency_key,
+            timeout_name="request_timeout",
         )
-        return await self.wait(
-            created,
-            timeout=timeout,
-            poll_interval=poll_interval,
+        poll_call = attrs.evolve(create_call, idempotency_key=None)
+        created = await self._send_create(fields, upload, create_call)
+        return await wait_for(
+            self._poll_fetcher(created.id, poll_call),
+            video_id=created.id,
+            waiting=waiting,
+            timeout=wait_timeout,
+            poll_interval=interval,
             on_progress=on_progress,
-            raise_on_failure=raise_on_failure,
-            waiting_statuses=waiting,
-            request_timeout=request_timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-            extra_query=extra_query,
+            raise_on_failure=bool(raise_on_failure),
+            start=created,
         )
 
     def wait_many(
@@ -658,6 +535,7 @@ class AsyncVideos(BaseClient):
             max_retries=max_retries,
             extra_headers=extra_headers,
             extra_query=extra_query,
+            timeout_name="request_timeout",
         )
         return wait_many(
             [(video_id, self._poll_fetcher(video_id, options)) for video_id in ids],
@@ -667,6 +545,26 @@ class AsyncVideos(BaseClient):
             poll_interval=check.optional_seconds(poll_interval, "poll_interval"),
             on_progress=_checked_callback(on_progress, "on_progress"),
         )
+
+
+def _creation(
+    prompt: object, model: object, seconds: object, size: object, input_reference: object
+) -> tuple[dict[str, Any], object]:
+    """Check create()'s arguments; return the fields to send and the file to upload."""
+    fields: dict[str, Any] = {"prompt": check.prompt(prompt)}
+    if model is not None:
+        fields["model"] = check.model(model)
+    if seconds is not None:
+        fields["seconds"] = check.seconds(seconds)
+    if size is not None:
+        fields["size"] = check.size(size)
+    upload = None
+    if isinstance(input_reference, Mapping):
+        fields["input_reference"] = check_reference_mapping(input_reference, "input_reference")
+    elif input_reference is not None:
+        check_file_input(input_reference, "input_reference")
+        upload = input_reference
+    return fields, upload
 
 
 def _checked_callback(value: Any, name: str) -> Any:

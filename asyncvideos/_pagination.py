@@ -8,7 +8,7 @@ request.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from ._errors import AsyncVideosError, PaginationError
 from ._models import Video, VideoPage
@@ -58,7 +58,7 @@ async def iterate_pages(
         cursor = following
 
 
-async def iterate_items(fetch_page: FetchPage, *, after: str | None) -> AsyncIterator[Video]:
+async def iterate_items(fetch_page: FetchPage, *, after: str | None) -> AsyncGenerator[Video, None]:
     """Yield every job of every page, in order, lazily."""
     pages = iterate_pages(fetch_page, after=after)
     try:

@@ -8,7 +8,7 @@ in ``_pagination.py``, ``_waiting.py`` and ``_download.py``.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -84,7 +84,7 @@ class AsyncVideos(BaseClient):
         after: str | None = None,
         all: bool = False,
         **options: Unpack[RequestOptions],
-    ) -> AsyncIterator[Video]:
+    ) -> AsyncGenerator[Video, None]:
         """Jobs, oldest first by default: one page, or with ``all=True`` every job.
 
         Nothing is fetched until the first job is asked for; with ``all=True``
@@ -105,7 +105,7 @@ class AsyncVideos(BaseClient):
             return iterate_items(fetch, after=after)
         return self._one_page(fetch, after)
 
-    async def _one_page(self, fetch: FetchPage, after: str | None) -> AsyncIterator[Video]:
+    async def _one_page(self, fetch: FetchPage, after: str | None) -> AsyncGenerator[Video, None]:
         page = await fetch(after)
         for video in page.data:
             yield video
@@ -134,7 +134,7 @@ class AsyncVideos(BaseClient):
         order: Order = "asc",
         after: str | None = None,
         **options: Unpack[RequestOptions],
-    ) -> AsyncIterator[VideoPage]:
+    ) -> AsyncGenerator[VideoPage, None]:
         """Every page, lazily, as ``list(all=True)`` walks them: for checkpointing
         ``page.last_id`` between pages."""
         fetch = self._page_fetcher(
@@ -333,7 +333,7 @@ class AsyncVideos(BaseClient):
         variant: Variant | NotGiven = NOT_GIVEN,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         **options: Unpack[RequestOptions],
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """The content body as chunks of at most ``chunk_size`` bytes, never whole
         in memory. A dropped connection is resumed with ``Range`` where the server
         allows it (up to ``max_retries`` times), else raised."""
@@ -344,7 +344,7 @@ class AsyncVideos(BaseClient):
 
     async def _iter_chunks(
         self, path: str, query: dict[str, str], options: CallOptions, chunk_size: int
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         chunks = read_content(
             self._body_opener(path, query, options),
             chunk_size=chunk_size,
@@ -515,7 +515,7 @@ class AsyncVideos(BaseClient):
         max_retries: int | NotGiven = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, str] | None = None,
-    ) -> AsyncIterator[WaitResult]:
+    ) -> AsyncGenerator[WaitResult, None]:
         """Wait on many jobs together; yield a ``WaitResult`` per job as it finishes.
 
         At most ``concurrency`` polls are in flight at once, over the client's

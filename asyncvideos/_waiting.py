@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -108,7 +108,7 @@ async def wait_many(
     timeout: float | None,
     poll_interval: float | None,
     on_progress: OnProgress | None,
-) -> AsyncIterator[WaitResult]:
+) -> AsyncGenerator[WaitResult, None]:
     """Yield a ``WaitResult`` per job as each one finishes, in completion order."""
     if not fetchers:
         return

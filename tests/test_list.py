@@ -55,8 +55,8 @@ class TestOnePage:
         assert not api.requests
         assert (await anext(iterator)).id
         assert len(api.requests) == 1
-        await iterator.aclose()  # type: ignore[attr-defined]
-        await single.aclose()  # type: ignore[attr-defined]
+        await iterator.aclose()
+        await single.aclose()
 
     @pytest.mark.parametrize(
         ("kwargs", "exc", "name"),
@@ -124,7 +124,7 @@ class TestAll:
         assert len(listing_requests(api)) == 1
         await anext(iterator)
         assert len(listing_requests(api)) == 2
-        await iterator.aclose()  # type: ignore[attr-defined]
+        await iterator.aclose()
 
     async def test_break_makes_no_further_request(
         self, client: AsyncVideos, api: FakeVideosAPI

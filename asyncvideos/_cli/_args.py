@@ -1,0 +1,239 @@
+"""The command line's grammar: argparse only, so ``--help`` and usage errors stay fast.
+
+Global options are accepted before or after the command name: the top parser
+holds their defaults, and every command's parser repeats them with
+``default=SUPPRESS``, so a value typed after the command overrides one typed
+before it, and one not typed after it leaves the earlier value alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from .._version import __version__
+
+VARIANT_SUFFIXES = {"video": ".mp4", "thumbnail": ".webp", "spritesheet": ".jpg"}
+
+_EPILOG = """\
+Settings default to the environment: OPENAI_API_KEY, OPENAI_BASE_URL (or
+OPENAI_API_BASE), OPENAI_ORG_ID (or OPENAI_ORGANIZATION), OPENAI_PROJECT_ID.
+Output is a table on a terminal and JSON lines otherwise (or with --json).
+Exit codes: 0 success, 1 API or network error, 2 usage error, 130 interrupted.
+Try it without a key: `asyncvideos demo`, or `asyncvideos serve` in another shell.
+"""
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number of seconds greater than zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer of 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of 1 or more."""
+    value = non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, top: bool, wait: bool) -> None:
+    """The options every command takes; ``top`` gives them their defaults."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    group = parser.add_argument_group("global options (before or after the command)")
+    group.add_argument(
+        "--api-key", default=default(None), metavar="KEY", help="API key (default: $OPENAI_API_KEY)"
+    )
+    group.add_argument(
+        "--base-url",
+        default=default(None),
+        metavar="URL",
+        help="API base URL (default: $OPENAI_BASE_URL or https://api.openai.com/v1)",
+    )
+    group.add_argument(
+        "--organization", default=default(None), metavar="ORG", help="default: $OPENAI_ORG_ID"
+    )
+    group.add_argument(
+        "--project", default=default(None), metavar="PROJECT", help="default: $OPENAI_PROJECT_ID"
+    )
+    # On `wait`, --timeout after the command bounds the whole wait (see its parser);
+    # --request-timeout is then the way to set the per-request limit after it.
+    names = ["--request-timeout"] if wait else ["--timeout", "--request-timeout"]
+    group.add_argument(
+        *names,
+        dest="request_timeout",
+        type=positive_float,
+        default=default(None),
+        metavar="S",
+        help="seconds allowed for each request (default: 600)",
+    )
+    group.add_argument(
+        "--max-retries",
+        type=non_negative_int,
+        default=default(None),
+        metavar="N",
+        help="retries of a failed request (default: 2)",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="print JSON lines (the default when stdout is not a terminal)",
+    )
+    group.add_argument(
+        "--table",
+        action="store_true",
+        default=default(False),
+        help="print a table even when stdout is not a terminal",
+    )
+    group.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=default(None),
+        help="live progress on stderr (default: when stderr is a terminal)",
+    )
+    group.add_argument(
+        "--debug",
+        action="store_true",
+        default=default(False),
+        help="log requests and retries to stderr; show tracebacks",
+    )
+
+
+def _ids(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "ids",
+        nargs="+",
+        metavar="ID",
+        help=f"{what}; '-' reads ids from stdin (one a line, or JSON lines with an 'id')",
+    )
+
+
+def _wait_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--wait", action="store_true", help="wait until the job finishes")
+    parser.add_argument(
+        "--wait-timeout",
+        type=positive_float,
+        metavar="S",
+        help="with --wait: give up after S seconds (default: no limit)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    parser = argparse.ArgumentParser(
+        prog="asyncvideos",
+        description="Create, list, wait for and download OpenAI video generation jobs.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_global_options(parser, top=True, wait=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help: str, *, wait: bool = False) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        _add_global_options(sub, top=False, wait=wait)
+        return sub
+
+    get = command("get", "Show one or more jobs.")
+    _ids(get, "job ids")
+
+    list_ = command("list", "List jobs, a page or all of them (streamed).")
+    list_.add_argument("--limit", type=int, metavar="N", help="jobs per page (default: 20)")
+    list_.add_argument("--order", choices=("asc", "desc"), default="asc", help="default: asc")
+    list_.add_argument("--all", action="store_true", help="every job, page after page")
+    list_.add_argument("--after", metavar="ID", help="start after this job id")
+
+    create = command("create", "Start a video generation job.")
+    create.add_argument("prompt", metavar="PROMPT")
+    create.add_argument("--model", help="e.g. sora-2, sora-2-pro")
+    create.add_argument("--seconds", help="clip length, e.g. 4, 8, 12")
+    create.add_argument("--size", help="WIDTHxHEIGHT, e.g. 720x1280")
+    create.add_argument(
+        "--input-reference", metavar="PATH", help="an image to guide the first frame"
+    )
+    _wait_option(create)
+
+    remix = command("remix", "Start a new job from a completed one and a new prompt.")
+    remix.add_argument("id", metavar="ID")
+    remix.add_argument("prompt", metavar="PROMPT")
+    _wait_option(remix)
+
+    delete = command("delete", "Delete jobs.")
+    _ids(delete, "job ids")
+
+    wait = command("wait", "Wait until jobs finish, all together.", wait=True)
+    _ids(wait, "job ids")
+    wait.add_argument(
+        "--timeout",
+        "--wait-timeout",
+        dest="wait_timeout",
+        type=positive_float,
+        metavar="S",
+        help="give up after S seconds for the whole wait (default: no limit)",
+    )
+
+    download = command("download", "Download a job's video, thumbnail or spritesheet.")
+    download.add_argument("id", metavar="ID")
+    download.add_argument(
+        "-o", "--output", metavar="PATH", help="file to write (default: ./ID.mp4, .webp or .jpg)"
+    )
+    download.add_argument(
+        "--variant", choices=tuple(VARIANT_SUFFIXES), default="video", help="default: video"
+    )
+    download.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    _wait_option(download)
+
+    serve = command("serve", "Run the bundled fake API as a local server, until Ctrl-C.")
+    serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    serve.add_argument("--port", type=non_negative_int, default=8080, help="default: 8080")
+    serve.add_argument(
+        "--jobs", type=non_negative_int, default=25, metavar="N", help="jobs to seed (25)"
+    )
+    serve.add_argument(
+        "--speed", type=positive_float, default=1.0, metavar="X", help="job clock speed-up (1)"
+    )
+    serve.add_argument(
+        "--key", metavar="KEY", help="the key clients must send (default: a fixed fake key)"
+    )
+
+    demo = command("demo", "Show the whole workflow on an embedded fake API (no key needed).")
+    demo.add_argument(
+        "--output", metavar="DIR", help="keep the downloaded file here (default: a temp dir)"
+    )
+    demo.add_argument(
+        "--jobs", type=positive_int, default=12, metavar="N", help="jobs to create (12)"
+    )
+    demo.add_argument(
+        "--speed", type=positive_float, default=2.0, metavar="X", help="job clock speed-up (2)"
+    )
+    return parser
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv`` (``sys.argv[1:]`` when None); argparse exits on bad usage."""
+    args = build_parser().parse_args(argv)
+    if args.command != "wait":
+        args.wait_timeout = getattr(args, "wait_timeout", None)
+    return args

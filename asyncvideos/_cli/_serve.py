@@ -1,0 +1,27 @@
+"""``asyncvideos serve``: the bundled fake API as a standalone local server."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ..testing import DEFAULT_API_KEY, FakeVideosAPI
+from ._commands import Context
+
+
+async def serve(ctx: Context) -> int:
+    """Serve ``FakeVideosAPI`` seeded with ``--jobs`` jobs until interrupted."""
+    args = ctx.args
+    # The fake's own key, never the caller's OPENAI_API_KEY: it is printed below.
+    key = args.key or DEFAULT_API_KEY
+    api = FakeVideosAPI(api_key=key, host=args.host, port=args.port, speed=args.speed)
+    async with api:
+        api.seed(args.jobs)
+        out = ctx.out.stream
+        out.write(
+            f"# Fake Videos API on {api.base_url} with {args.jobs} jobs; Ctrl-C stops it.\n"
+            "# Point the client or the command line at it with:\n"
+            f"export OPENAI_BASE_URL={api.base_url} OPENAI_API_KEY={key}\n"
+        )
+        out.flush()
+        await asyncio.Event().wait()
+    return 0  # pragma: no cover - only Ctrl-C ends the wait above

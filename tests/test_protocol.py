@@ -125,7 +125,7 @@ class TestStatusError:
         [
             (b'{"error": "plain text error"}', "plain text error"),
             (b'{"message": "top-level message"}', "top-level message"),
-            (b'{"detail": 1}', "HTTP 500"),
+            (b'{"detail": 1}', 'HTTP 500: {"detail": 1}'),
             (b"", "HTTP 500"),
             (b'{"error": {"message": 42, "code": 7}}', "42"),
         ],

@@ -124,7 +124,8 @@ def decode_json(status: int, headers: Mapping[str, str], body: bytes) -> Any:
     """Parse a 2xx body as JSON or raise ``APIResponseValidationError``."""
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    # RecursionError: a hostile body nested thousands of levels deep.
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         kind = headers.get("content-type", "unknown content type")
         raise errors.APIResponseValidationError(
             f"Expected a JSON body, got {len(body)} bytes of {kind}",
@@ -149,7 +150,7 @@ def status_error(status: int, headers: Mapping[str, str], body: bytes) -> errors
     parsed: object
     try:
         parsed = json.loads(body) if body else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         parsed = _preview(body)
     detail = parsed.get("error") if isinstance(parsed, dict) else None
     message = code = param = kind = None
@@ -163,7 +164,9 @@ def status_error(status: int, headers: Mapping[str, str], body: bytes) -> errors
     elif isinstance(parsed, dict):
         message = _str_or_none(parsed.get("message"))
     if not message:
-        message = f"HTTP {status}" + (f": {parsed}" if isinstance(parsed, str) and parsed else "")
+        # Not OpenAI-shaped (a gateway's HTML page, {"detail": ...}): show a preview.
+        shown = parsed if isinstance(parsed, str) else _preview(body, 200) if body else ""
+        message = f"HTTP {status}" + (f": {shown}" if shown else "")
     cls = _STATUS_ERRORS.get(status)
     if cls is None:
         cls = errors.InternalServerError if status >= 500 else errors.APIStatusError

@@ -222,7 +222,8 @@ def structure(data: object, cls: type[T], *, status_code: int | None = None) -> 
     """Read ``data`` as ``cls``, or raise ``APIResponseValidationError``."""
     try:
         return converter.structure(data, cls)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    # OverflowError: ``Infinity`` or 1e300 where a number or timestamp belongs.
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
         raise APIResponseValidationError(
             f"Unexpected response shape for {cls.__name__}: {exc}",
             body=data,

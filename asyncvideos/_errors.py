@@ -81,9 +81,12 @@ class APIConnectionError(AsyncVideosError):
 
     ``request_sent`` is False only when the request certainly never reached the
     server (the connection could not be opened), which makes it safe to repeat.
+    ``retry_can_help`` is False for failures a retry cannot mend, such as a
+    certificate that does not verify.
     """
 
     request_sent: bool = True
+    retry_can_help: bool = True
 
     def __init__(
         self, message: str = "Connection error.", *, method: str = "", url: str = ""

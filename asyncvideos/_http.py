@@ -25,7 +25,7 @@ from ._protocol import Request
 _CONNECT_TIMEOUT: tuple[type[BaseException], ...] = tuple(
     cls for cls in (getattr(aiohttp, "ConnectionTimeoutError", None),) if cls is not None
 )
-_UNSAFE_TO_RETRY_CONNECT = (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)
+_TLS_FAILURES = (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)
 
 
 class _State(enum.Enum):
@@ -80,9 +80,10 @@ def _raise_translated(exc: BaseException, method: str, url: str) -> NoReturn:
         error = errors.APIConnectionError(
             f"Cannot connect to {url}: {exc.strerror or exc}", method=method, url=url
         )
-        # Nothing reached the server, so even a POST may be retried, except
-        # for a TLS failure that a retry cannot fix.
-        error.request_sent = isinstance(exc, _UNSAFE_TO_RETRY_CONNECT)
+        # Nothing reached the server, so even a POST may be retried; but a
+        # certificate that does not verify will not verify on the next try.
+        error.request_sent = isinstance(exc, _TLS_FAILURES)
+        error.retry_can_help = not isinstance(exc, aiohttp.ClientConnectorCertificateError)
     elif isinstance(exc, aiohttp.ClientResponseError):
         error = errors.APIResponseValidationError(
             f"Malformed HTTP response from {method} {url}: {exc.message}",

@@ -270,6 +270,14 @@ class TestTLS:
         for text in log_texts(capture_all_logs):
             assert not leaks(text), text
 
+    async def test_a_certificate_failure_is_not_retried(self, https_api: str) -> None:
+        """A certificate that does not verify will not on the next try: no retries."""
+        async with AsyncVideos(api_key=KEY, base_url=https_api, max_retries=3) as videos:
+            with pytest.raises(APIConnectionError) as caught:
+                await asyncio.wait_for(videos.retrieve("video_1"), 10)
+        assert caught.value.retries == 0
+        assert caught.value.retry_can_help is False
+
     async def test_a_callers_session_trusting_the_certificate_works(
         self, https_api: str, self_signed: tuple[Path, Path]
     ) -> None:

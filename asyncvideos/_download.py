@@ -15,7 +15,7 @@ import inspect
 import logging
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -107,6 +107,21 @@ async def _report(on_progress: ProgressCallback | None, done: int, total: int | 
         await result
 
 
+def _create_temp(path: Path) -> tuple[int, str]:
+    """Create ``.{name}.{random}.part`` beside ``path``, new and empty.
+
+    Not ``tempfile.mkstemp``: its files are private (0600) and the rename would
+    give the download those permissions; here the umask applies, as for any file.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        name = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.part")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:  # pragma: no cover - a 48-bit random name collided
+            continue
+
+
 async def write_atomically(
     chunks: AsyncGenerator[tuple[int, bytes], None],
     path: Path,
@@ -116,7 +131,7 @@ async def write_atomically(
 ) -> Path:
     """Write ``(offset, chunk)`` pairs to a temporary file, then rename it to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    fd, temp_name = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as file:
             written = 0

@@ -2,12 +2,13 @@
 
 It is a plain ``while`` loop over a ``fetch_page(after)`` function: nothing is
 fetched before the first page is asked for, the next page only when the
-current one is used up, and closing the iterator stops it without another
-request.
+current one is used up (or, opted in with ``prefetch=1``, while it is being
+used), and closing the iterator stops it without another request.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from ._errors import AsyncVideosError, PaginationError
@@ -25,7 +26,7 @@ def next_cursor(page: VideoPage) -> str | None:
 
 
 async def iterate_pages(
-    fetch_page: FetchPage, *, after: str | None
+    fetch_page: FetchPage, *, after: str | None, prefetch: int = 0
 ) -> AsyncGenerator[VideoPage, None]:
     """Yield pages from ``after`` on until one says ``has_more: false``.
 
@@ -33,34 +34,59 @@ async def iterate_pages(
     fetching from, so ``after=error.resume_after`` continues with no gap and
     no repeat. A page that has more but no new cursor raises
     ``PaginationError`` instead of looping or ending silently.
+
+    With ``prefetch=1`` the next page is requested as a page is yielded, so it
+    travels while the consumer works; its failure is raised when that page is
+    asked for, and closing the iterator cancels it.
     """
     cursor = after
     seen: set[str] = set()
-    while True:
-        try:
-            page = await fetch_page(cursor)
-        except AsyncVideosError as error:
-            error.resume_after = cursor
-            raise
-        yield page
-        if not page.has_more:
-            return
-        following = next_cursor(page)
-        if following is None or following == cursor or following in seen:
-            stuck = PaginationError(
-                "The API said has_more but gave no new cursor "
-                f"(after={cursor!r}, next={following!r}); stopping instead of looping",
-            )
-            stuck.resume_after = cursor
-            raise stuck
-        if cursor is not None:
-            seen.add(cursor)
-        cursor = following
+    ahead: asyncio.Task[VideoPage] | None = None
+    try:
+        while True:
+            task, ahead = ahead, None
+            try:
+                page = await (fetch_page(cursor) if task is None else task)
+            except AsyncVideosError as error:
+                error.resume_after = cursor
+                raise
+            if not page.has_more:
+                yield page
+                return
+            following = _checked_cursor(page, cursor, seen)
+            if prefetch:
+                ahead = asyncio.ensure_future(fetch_page(following))
+            yield page
+            if cursor is not None:
+                seen.add(cursor)
+            cursor = following
+    finally:
+        if ahead is not None:
+            ahead.cancel()
+            # Wait for the cancelled request to give its connection back.
+            await asyncio.gather(ahead, return_exceptions=True)
 
 
-async def iterate_items(fetch_page: FetchPage, *, after: str | None) -> AsyncGenerator[Video, None]:
-    """Yield every job of every page, in order, lazily."""
-    pages = iterate_pages(fetch_page, after=after)
+def _checked_cursor(page: VideoPage, cursor: str | None, seen: set[str]) -> str:
+    """The next page's cursor, or ``PaginationError`` when it leads nowhere new."""
+    following = next_cursor(page)
+    if following is None or following == cursor or following in seen:
+        # Checked before the page is yielded: a page whose cursor leads back
+        # is a repeat, and its jobs must not be handed out twice.
+        stuck = PaginationError(
+            "The API said has_more but gave no new cursor "
+            f"(after={cursor!r}, next={following!r}); stopping instead of looping",
+        )
+        stuck.resume_after = cursor
+        raise stuck
+    return following
+
+
+async def iterate_items(
+    fetch_page: FetchPage, *, after: str | None, prefetch: int = 0
+) -> AsyncGenerator[Video, None]:
+    """Yield every job of every page, in order, lazily (see ``iterate_pages``)."""
+    pages = iterate_pages(fetch_page, after=after, prefetch=prefetch)
     try:
         async for page in pages:
             for video in page.data:

@@ -38,13 +38,6 @@ _EXTENSIONS = {
 }
 
 
-def is_file_input(value: object) -> bool:
-    """True for a path object, bytes, or something with a ``read()`` method."""
-    return isinstance(value, (os.PathLike, bytes, bytearray)) or callable(
-        getattr(value, "read", None)
-    )
-
-
 def sniff(data: bytes) -> str | None:
     for offset, magic, content_type in _SIGNATURES:
         if data[offset : offset + len(magic)] == magic:

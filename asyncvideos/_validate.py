@@ -119,6 +119,12 @@ def statuses(value: object, name: str = "waiting_statuses") -> frozenset[str]:
     return result
 
 
+def boolean(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
 def callback(value: object, name: str) -> None:
     if value is not None and not callable(value):
         raise TypeError(f"{name} must be callable or None, got {type(value).__name__}")

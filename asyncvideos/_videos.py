@@ -83,6 +83,7 @@ class AsyncVideos(BaseClient):
         order: Order = "asc",
         after: str | None = None,
         all: bool = False,
+        prefetch: int = 0,
         **options: Unpack[RequestOptions],
     ) -> AsyncGenerator[Video, None]:
         """Jobs, oldest first by default: one page, or with ``all=True`` every job.
@@ -91,9 +92,12 @@ class AsyncVideos(BaseClient):
         the next page is fetched only when the current one is used up (pages
         of 100 unless ``limit`` says otherwise). A failure raises with
         ``error.resume_after``: pass it back as ``after=`` to continue.
+        ``prefetch=1`` (with ``all=True``) requests the next page while the
+        current one is consumed: worth it when the loop body awaits or works.
         """
         if not isinstance(all, bool):
             raise TypeError(f"all must be a bool, got {type(all).__name__}")
+        check.integer(prefetch, "prefetch", low=0, high=1)
         default = DEFAULT_ALL_PAGE_SIZE if all else DEFAULT_PAGE_SIZE
         fetch = self._page_fetcher(
             default if limit is NOT_GIVEN else limit,
@@ -102,7 +106,7 @@ class AsyncVideos(BaseClient):
             self._options(**options),
         )
         if all:
-            return iterate_items(fetch, after=after)
+            return iterate_items(fetch, after=after, prefetch=prefetch)
         return self._one_page(fetch, after)
 
     async def _one_page(self, fetch: FetchPage, after: str | None) -> AsyncGenerator[Video, None]:
@@ -133,17 +137,20 @@ class AsyncVideos(BaseClient):
         limit: int | NotGiven = NOT_GIVEN,
         order: Order = "asc",
         after: str | None = None,
+        prefetch: int = 0,
         **options: Unpack[RequestOptions],
     ) -> AsyncGenerator[VideoPage, None]:
         """Every page, lazily, as ``list(all=True)`` walks them: for checkpointing
-        ``page.last_id`` between pages."""
+        ``page.last_id`` between pages. ``prefetch=1`` requests the next page
+        while the current one is used."""
+        check.integer(prefetch, "prefetch", low=0, high=1)
         fetch = self._page_fetcher(
             DEFAULT_ALL_PAGE_SIZE if limit is NOT_GIVEN else limit,
             order,
             after,
             self._options(**options),
         )
-        return iterate_pages(fetch, after=after)
+        return iterate_pages(fetch, after=after, prefetch=prefetch)
 
     def _page_fetcher(
         self, limit: object, order: object, after: object, options: CallOptions
@@ -451,7 +458,7 @@ class AsyncVideos(BaseClient):
             timeout=check.optional_seconds(timeout, "timeout"),
             poll_interval=check.optional_seconds(poll_interval, "poll_interval"),
             on_progress=_checked_callback(on_progress, "on_progress"),
-            raise_on_failure=bool(raise_on_failure),
+            raise_on_failure=check.boolean(raise_on_failure, "raise_on_failure"),
             start=video if isinstance(video, Video) else None,
         )
 
@@ -481,6 +488,7 @@ class AsyncVideos(BaseClient):
         wait_timeout = check.optional_seconds(timeout, "timeout")
         interval = check.optional_seconds(poll_interval, "poll_interval")
         check.callback(on_progress, "on_progress")
+        check.boolean(raise_on_failure, "raise_on_failure")
         create_call = self._options(
             timeout=request_timeout,
             max_retries=max_retries,

@@ -89,6 +89,8 @@ class FakeVideosAPI:
         self._request_ids = random.Random(f"{seed}:request-ids")
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
+        self._in_flight = 0
+        self._max_in_flight = 0
 
     # lifecycle -------------------------------------------------------------------------
 
@@ -230,8 +232,20 @@ class FakeVideosAPI:
         return self._requests
 
     def clear_requests(self) -> None:
-        """Forget the recorded requests."""
+        """Forget the recorded requests (and reset ``max_in_flight``)."""
         self._requests.clear()
+        self._max_in_flight = self._in_flight
+
+    @property
+    def in_flight(self) -> int:
+        """How many requests are being handled right now (read, delayed or written)."""
+        return self._in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests handled at once since start or ``clear_requests()``: for
+        checking a client's concurrency limit (add a ``delay`` fault so requests overlap)."""
+        return self._max_in_flight
 
     def inject(
         self, fault: Fault, *, times: int = 1, method: str | None = None, path: str | None = None
@@ -265,6 +279,15 @@ class FakeVideosAPI:
     # the request pipeline --------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        # Counted around the whole exchange, from reading the request to the last byte.
+        self._in_flight += 1
+        self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        try:
+            return await self._handle_one(request)
+        finally:
+            self._in_flight -= 1
+
+    async def _handle_one(self, request: web.Request) -> web.StreamResponse:
         try:
             rec = await record(request)
         except ConnectionError:

@@ -128,15 +128,20 @@ async def write_atomically(
     *,
     sizes: list[int | None],
     on_progress: ProgressCallback | None,
+    overwrite: bool,
 ) -> Path:
-    """Write ``(offset, chunk)`` pairs to a temporary file, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = _create_temp(path)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            written = 0
-            async with contextlib.aclosing(chunks):
-                async for offset, chunk in chunks:
+    """Write ``(offset, chunk)`` pairs to a temporary file, then move it to ``path``."""
+    async with contextlib.aclosing(chunks):
+        # The body is opened before anything is created on disk, so an error
+        # response (a 404, say) leaves no folder and no file behind.
+        item = await anext(chunks, None)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp_name = _create_temp(path)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                written = 0
+                while item is not None:
+                    offset, chunk = item
                     if offset != written:  # the server made us start over
                         file.seek(offset)
                         file.truncate()
@@ -146,9 +151,30 @@ async def write_atomically(
                     file.write(chunk)
                     written += len(chunk)
                     await _report(on_progress, written, sizes[-1] if sizes else None)
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
+                    item = await anext(chunks, None)
+            _move_into_place(temp_name, path, overwrite=overwrite)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp_name)
+            raise
     return path
+
+
+def _move_into_place(temp_name: str, path: Path, *, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(temp_name, path)
+        return
+    # A hard link fails if ``path`` exists, so a file that appeared while the
+    # body was downloading is never clobbered (os.replace would).
+    try:
+        os.link(temp_name, path)
+    except FileExistsError:
+        raise FileExistsError(
+            f"path {str(path)!r} appeared during the download; pass overwrite=True to replace it"
+        ) from None
+    except OSError:  # pragma: no cover - a file system without hard links
+        if path.exists():
+            raise FileExistsError(f"path {str(path)!r} exists") from None
+        os.replace(temp_name, path)
+        return
+    os.unlink(temp_name)

@@ -83,7 +83,7 @@ async def read_file(value: Any, name: str, *, part: str) -> FormFile:
         data = bytes(value)
         filename = ""
     else:
-        data = value.read()
+        data = await asyncio.to_thread(value.read)  # a real file may block
         if not isinstance(data, (bytes, bytearray)):
             raise TypeError(f"{name} must be opened in binary mode ('rb')")
         data = bytes(data)

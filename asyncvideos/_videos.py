@@ -397,7 +397,9 @@ class AsyncVideos(BaseClient):
             may_restart=True,
             sizes=sizes,
         )
-        return await write_atomically(chunks, target, sizes=sizes, on_progress=on_progress)
+        return await write_atomically(
+            chunks, target, sizes=sizes, on_progress=on_progress, overwrite=overwrite
+        )
 
     def _body_opener(self, path: str, query: dict[str, str], options: CallOptions) -> Any:
         def open_body(offset: int) -> AbstractAsyncContextManager[StreamedResponse]:
@@ -459,7 +461,7 @@ class AsyncVideos(BaseClient):
             poll_interval=check.optional_seconds(poll_interval, "poll_interval"),
             on_progress=_checked_callback(on_progress, "on_progress"),
             raise_on_failure=check.boolean(raise_on_failure, "raise_on_failure"),
-            start=video if isinstance(video, Video) else None,
+            start=_as_video(video),
         )
 
     async def create_and_wait(
@@ -535,7 +537,8 @@ class AsyncVideos(BaseClient):
         """
         if isinstance(videos, (str, Video)) or not isinstance(videos, Iterable):
             raise TypeError("videos must be an iterable of video ids or Video objects")
-        ids = [check.video_id(video, "videos[]") for video in videos]
+        given = list(videos)
+        ids = [check.video_id(video, "videos[]") for video in given]
         for video_id in ids:
             path_segment(video_id, "videos[]")
         options = self._options(
@@ -546,7 +549,10 @@ class AsyncVideos(BaseClient):
             timeout_name="request_timeout",
         )
         return wait_many(
-            [(video_id, self._poll_fetcher(video_id, options)) for video_id in ids],
+            [
+                (video_id, self._poll_fetcher(video_id, options), _as_video(video))
+                for video_id, video in zip(ids, given, strict=True)
+            ],
             concurrency=check.integer(concurrency, "concurrency", low=1),
             waiting=check.statuses(waiting_statuses),
             timeout=check.optional_seconds(timeout, "timeout"),
@@ -573,6 +579,11 @@ def _creation(
         check_file_input(input_reference, "input_reference")
         upload = input_reference
     return fields, upload
+
+
+def _as_video(value: object) -> Video | None:
+    """The job's known state when the caller passed a ``Video``, not just an id."""
+    return value if isinstance(value, Video) else None
 
 
 def _checked_callback(value: Any, name: str) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import attrs
 
@@ -22,6 +22,8 @@ from ._models import Video
 Fetch = Callable[[], Awaitable[tuple[Video, "float | None"]]]
 OnProgress = Callable[[Video], Any]
 DEFAULT_POLL_INTERVAL = 1.0
+#: A floor under every interval, so that a hint of 0 ms is not a busy loop.
+MIN_POLL_INTERVAL = 0.01
 
 
 @attrs.frozen(slots=True)
@@ -49,25 +51,36 @@ class _Poller:
     waiting: frozenset[str]
     poll_interval: float | None
     on_progress: OnProgress | None
+    #: The last state seen: the ``Video`` the caller passed in, then each poll's.
     last: Video | None = None
 
     async def run(self) -> Video:
+        if self.last is not None:
+            await self._report(self.last)
         while True:
             video, hint = await self.fetch()
             previous, self.last = self.last, video
-            if self.on_progress is not None and (
-                previous is None
-                or (previous.status, previous.progress) != (video.status, video.progress)
+            if previous is None or (previous.status, previous.progress) != (
+                video.status,
+                video.progress,
             ):
-                result = self.on_progress(video)
-                if inspect.isawaitable(result):
-                    await result
+                await self._report(video)
             if video.status not in self.waiting:
                 return video
             # The server's hint wins: it knows when the next state is due.
-            await asyncio.sleep(
-                hint if hint is not None else self.poll_interval or DEFAULT_POLL_INTERVAL
-            )
+            interval = hint if hint is not None else self.poll_interval or DEFAULT_POLL_INTERVAL
+            await asyncio.sleep(max(interval, MIN_POLL_INTERVAL))
+
+    async def _report(self, video: Video) -> None:
+        if self.on_progress is not None:
+            result = self.on_progress(video)
+            if inspect.isawaitable(result):
+                await result
+
+
+def _known_finished(start: Video | None, waiting: frozenset[str]) -> TypeGuard[Video]:
+    """Whether a ``Video`` the caller passed in is already final (no poll needed)."""
+    return start is not None and start.status is not None and start.status not in waiting
 
 
 async def wait_for(
@@ -83,7 +96,7 @@ async def wait_for(
 ) -> Video:
     """Poll until the job leaves ``waiting``; bounded by ``timeout`` overall."""
     poller = _Poller(fetch, video_id, waiting, poll_interval, on_progress, start)
-    if start is not None and start.status not in waiting:
+    if _known_finished(start, waiting):
         video = start
     else:
         try:
@@ -101,7 +114,7 @@ async def wait_for(
 
 
 async def wait_many(
-    fetchers: Sequence[tuple[str, Fetch]],
+    jobs: Sequence[tuple[str, Fetch, Video | None]],
     *,
     concurrency: int,
     waiting: frozenset[str],
@@ -109,20 +122,28 @@ async def wait_many(
     poll_interval: float | None,
     on_progress: OnProgress | None,
 ) -> AsyncGenerator[WaitResult, None]:
-    """Yield a ``WaitResult`` per job as each one finishes, in completion order."""
-    if not fetchers:
+    """Yield a ``WaitResult`` per job as each one finishes, in completion order.
+
+    Each job is ``(id, fetch, start)``; a ``start`` that is already finished is
+    reported without a request.
+    """
+    if not jobs:
         return
     gate = asyncio.Semaphore(concurrency)
     results: asyncio.Queue[WaitResult | Exception] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
 
-    async def one(video_id: str, fetch: Fetch) -> None:
+    async def one(video_id: str, fetch: Fetch, start: Video | None) -> None:
+        if _known_finished(start, waiting):
+            results.put_nowait(WaitResult(video_id, start))
+            return
+
         async def gated_fetch() -> tuple[Video, float | None]:
             async with gate:
                 return await fetch()
 
-        poller = _Poller(gated_fetch, video_id, waiting, poll_interval, on_progress)
+        poller = _Poller(gated_fetch, video_id, waiting, poll_interval, on_progress, start)
         remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
         try:
             video = await asyncio.wait_for(poller.run(), remaining)
@@ -140,7 +161,7 @@ async def wait_many(
         else:
             results.put_nowait(WaitResult(video_id, video))
 
-    tasks = [asyncio.ensure_future(one(video_id, fetch)) for video_id, fetch in fetchers]
+    tasks = [asyncio.ensure_future(one(*job)) for job in jobs]
     try:
         for _ in tasks:
             item = await results.get()

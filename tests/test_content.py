@@ -266,6 +266,29 @@ class TestDownload:
         assert target.read_bytes() == api.content_bytes(video_id)
         assert leftovers(target.parent) == ["clip.mp4"]
 
+    async def test_an_error_response_creates_nothing(
+        self, api: FakeVideosAPI, client: AsyncVideos, tmp_path: Path
+    ) -> None:
+        """A 404 is raised before any folder or file is made."""
+        with pytest.raises(NotFoundError):
+            await client.download("video_missing", tmp_path / "new" / "clip.mp4")
+        assert not (tmp_path / "new").exists()
+
+    async def test_a_file_that_appears_meanwhile_is_not_clobbered(
+        self, api: FakeVideosAPI, client: AsyncVideos, video_id: str, tmp_path: Path
+    ) -> None:
+        """Without overwrite, a file created while the body downloads is kept, not replaced."""
+        target = tmp_path / "clip.mp4"
+
+        def someone_else_writes(done: int, total: int | None) -> None:
+            if not target.exists():
+                target.write_bytes(b"theirs")
+
+        with pytest.raises(FileExistsError, match="overwrite"):
+            await client.download(video_id, target, on_progress=someone_else_writes)
+        assert target.read_bytes() == b"theirs"
+        assert leftovers(tmp_path) == ["clip.mp4"]
+
     async def test_progress_is_reported_per_chunk(
         self, api: FakeVideosAPI, client: AsyncVideos, video_id: str, tmp_path: Path
     ) -> None:

@@ -101,6 +101,14 @@ class TestVideoStatus:
 class TestWait:
     """``wait()``: poll one job until it leaves the waiting statuses."""
 
+    async def test_a_zero_hint_is_not_a_busy_loop(self, clock: ManualClock) -> None:
+        """openai-poll-after-ms: 0 is raised to a 10 ms floor between polls."""
+        async with FakeVideosAPI(clock=clock, poll_after_ms=0) as fake, fake.client() as videos:
+            created = await videos.create("p")
+            with pytest.raises(WaitTimeoutError):
+                await videos.wait(created, timeout=0.2)
+        assert 2 <= polls(fake) <= 21
+
     async def test_returns_the_completed_job(self, api: FakeVideosAPI, client: AsyncVideos) -> None:
         """A created job is polled until completed, and the final state is returned."""
         created = await client.create("p")
@@ -263,7 +271,8 @@ class TestWait:
     async def test_on_progress_skips_the_state_already_known(
         self, frozen_api: FakeVideosAPI, frozen_client: AsyncVideos
     ) -> None:
-        """Given a Video, polls showing its same state are not reported; given an id, once."""
+        """Given a Video, its state is reported once and polls showing it again are not;
+        given an id, the first poll's state is reported once."""
         created = await frozen_client.create("p")
         from_video: list[Video] = []
         from_id: list[Video] = []
@@ -277,7 +286,8 @@ class TestWait:
         with pytest.raises(WaitTimeoutError):
             await frozen_client.wait(created.id, on_progress=on_progress, timeout=0.1)
         assert polls(frozen_api) >= 4
-        assert from_video == []
+        assert [v.status for v in from_video] == ["queued"]
+        assert from_video[0] is created
         assert [v.status for v in from_id] == ["queued"]
 
     async def test_poll_errors_go_through_the_retry_policy(
@@ -451,6 +461,18 @@ async def collect(results: AsyncIterator[WaitResult]) -> list[WaitResult]:
 
 class TestWaitMany:
     """``wait_many()``: many jobs at once, reported in completion order."""
+
+    async def test_finished_videos_are_reported_without_a_poll(
+        self, api: FakeVideosAPI, client: AsyncVideos
+    ) -> None:
+        """A Video already in a final status needs no request; an id or a bare Video does."""
+        (done,) = api.seed(1)
+        finished = await client.retrieve(done)
+        api.clear_requests()
+        results = await collect(client.wait_many([finished, Video(id=done), done]))
+        assert [r.video_id for r in results] == [done] * 3
+        assert results[0].video is finished
+        assert polls(api) == 2
 
     async def test_results_come_in_completion_order(
         self, api: FakeVideosAPI, client: AsyncVideos

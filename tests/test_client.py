@@ -204,7 +204,8 @@ class TestRetrieve:
             await client.retrieve("video_nope")
         error = info.value
         assert error.status_code == 404
-        assert error.request_id and error.request_id.startswith("req_")
+        assert error.request_id is not None
+        assert error.request_id.startswith("req_")
         assert error.retries == 0
         assert len(api.requests) == 1
 

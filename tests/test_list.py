@@ -136,7 +136,8 @@ class TestAll:
                 break
         assert len(listing_requests(api)) == 1
         session = client._transport._session
-        assert session is not None and session.connector is not None
+        assert session is not None
+        assert session.connector is not None
         assert not session.connector._acquired
 
     async def test_empty(self, client: AsyncVideos, api: FakeVideosAPI) -> None:
@@ -151,9 +152,13 @@ class TestAll:
         api.inject(Fault(), times=1, path=r"/videos$")
         api.inject(Fault(status=500), times=3, path=r"/videos$")
         seen: list[str] = []
-        with pytest.raises(InternalServerError) as info:
+
+        async def consume() -> None:
             async for video in client.list(all=True, limit=10):
                 seen.append(video.id)
+
+        with pytest.raises(InternalServerError) as info:
+            await consume()
         assert seen == ids[:20]
         assert info.value.retries == 2
         assert info.value.resume_after == ids[19]

@@ -9,6 +9,7 @@ import pytest
 
 from asyncvideos import (
     APIConnectionError,
+    APIStatusError,
     AsyncVideos,
     BadRequestError,
     ConflictError,
@@ -112,9 +113,9 @@ class TestWhatIsRetried:
         self, client: AsyncVideos, api: FakeVideosAPI, video: str, status: int
     ) -> None:
         api.inject(Fault(status=status), times=1)
-        with pytest.raises(Exception) as info:
+        with pytest.raises(APIStatusError) as info:
             await client.retrieve(video)
-        assert getattr(info.value, "status_code", None) == status
+        assert info.value.status_code == status
         assert len(api.requests) == 1
 
     @pytest.mark.parametrize("fault", [Fault(drop=True), Fault(truncate=True)])

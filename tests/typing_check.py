@@ -33,8 +33,8 @@ async def public_api() -> None:
             async for item in videos.list(all=True, after=again.id):
                 finished: bool = item.is_finished
             page: VideoPage = await videos.list_page(limit=100, order="asc", after=None)
-            async for page in videos.pages(after=page.last_id):
-                more: bool = page.has_more
+            async for each in videos.pages(after=page.last_id):
+                more: bool = each.has_more
             created: Video = await videos.create("a cat", seconds=4, size="1280x720")
             await videos.create("a cat", input_reference=Path("ref.png"))
             await videos.create("a cat", input_reference={"image_url": "https://x/y.png"})

@@ -4,6 +4,7 @@ Everything public is importable from here; other modules are private, except
 ``asyncvideos.testing`` (a fake of the API for tests).
 """
 
+from ._client import RequestOptions
 from ._config import NOT_GIVEN, NotGiven
 from ._errors import (
     APIConnectionError,
@@ -57,6 +58,7 @@ __all__ = [
     "PermissionDeniedError",
     "QuotaExceededError",
     "RateLimitError",
+    "RequestOptions",
     "UnprocessableEntityError",
     "Video",
     "VideoError",

@@ -63,9 +63,16 @@ class StreamedResponse:
         self._response.release()
 
     async def chunks(self, size: int) -> AsyncIterator[bytes]:
+        """The body as it arrives, in pieces of at most ``size`` bytes."""
         try:
-            async for chunk in self._response.content.iter_chunked(size):
-                yield chunk
+            # iter_any hands over each received buffer as it is; iter_chunked
+            # would copy every byte to re-cut the stream into equal pieces.
+            async for chunk in self._response.content.iter_any():
+                if len(chunk) <= size:
+                    yield chunk
+                else:
+                    for start in range(0, len(chunk), size):
+                        yield chunk[start : start + size]
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             _raise_translated(exc, self._method, self._url)
 

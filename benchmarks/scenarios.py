@@ -224,13 +224,34 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
         warm.unlink()
     gc.collect()
     before = _current_rss_kib()
+    peak_resettable = _reset_peak_rss()
     wall0, cpu0 = time.perf_counter(), time.process_time()
     count = asyncio.run(go(spec["base_url"], path))
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # The peak of this run alone where Linux can reset it (VmHWM); otherwise the
+    # process's lifetime peak, which imports and the warm-up may have set.
+    peak = (
+        _peak_rss_kib() if peak_resettable else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    )
     if path is not None:
         count = path.stat().st_size
     return {"count": count, "wall": wall, "cpu": cpu, "rss_growth": max(peak - before, 0) / 1024}
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's record of this process's peak RSS (Linux: clear_refs 5)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _peak_rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def _current_rss_kib() -> int:

@@ -30,11 +30,18 @@ from ._config import (
     check_max_retries,
     check_str_mapping,
     check_timeout,
-    mask_secret,
     resolve_settings,
 )
 from ._http import StreamedResponse, Transport
-from ._protocol import FormFile, Request, decode_json, dumps, status_error
+from ._protocol import (
+    FormFile,
+    Request,
+    decode_json,
+    dumps,
+    mask_secret,
+    redact,
+    status_error,
+)
 from ._retry import call_with_retries
 
 if TYPE_CHECKING:
@@ -169,9 +176,8 @@ class BaseClient:
             raise TypeError("the api_key callable must return a non-empty str")
         return value
 
-    async def _headers(self, options: CallOptions, *, json_body: bool) -> dict[str, str]:
+    def _headers(self, options: CallOptions, key: str, *, json_body: bool) -> dict[str, str]:
         headers = dict(self._static_headers)
-        key = await self._api_key()
         if self._settings.auth_scheme == "bearer":
             headers["Authorization"] = f"Bearer {key}"
         else:
@@ -200,8 +206,8 @@ class BaseClient:
         if (
             timeout is NOT_GIVEN
             and max_retries is NOT_GIVEN
-            and not extra_headers
-            and not extra_query
+            and extra_headers is None
+            and extra_query is None
             and idempotency_key is NOT_GIVEN
         ):
             return self._default_options
@@ -252,7 +258,8 @@ class BaseClient:
         idempotent = method != "POST"
 
         async def attempt() -> tuple[Any, Mapping[str, str]]:
-            request_headers = await self._headers(options, json_body=body is not None)
+            key = await self._api_key()
+            request_headers = self._headers(options, key, json_body=body is not None)
             if headers:
                 request_headers.update(headers)
             request = Request(
@@ -266,7 +273,8 @@ class BaseClient:
             )
             response = await self._transport.send(request, options.timeout)
             if not 200 <= response.status < 300:
-                raise status_error(response.status, response.headers, response.body)
+                error = status_error(response.status, response.headers, response.body)
+                raise redact(error, key)
             if raw:
                 return response.body, response.headers
             return decode_json(response.status, response.headers, response.body), response.headers
@@ -303,7 +311,8 @@ class BaseClient:
         )
 
         async def attempt() -> StreamedResponse:
-            request_headers = await self._headers(options, json_body=False)
+            key = await self._api_key()
+            request_headers = self._headers(options, key, json_body=False)
             if headers:
                 request_headers.update(headers)
             request = Request("GET", path, query or {}, request_headers)
@@ -313,7 +322,7 @@ class BaseClient:
                     body = await response.read()
                 finally:
                     response.release()
-                raise status_error(response.status, response.headers, body)
+                raise redact(status_error(response.status, response.headers, body), key)
             return response
 
         response = await call_with_retries(

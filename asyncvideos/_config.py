@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import attrs
 
+from ._protocol import mask_secret
 from ._version import __version__
 
 logger = logging.getLogger("asyncvideos")
@@ -50,13 +51,6 @@ class NotGiven(Enum):
 
 
 NOT_GIVEN = NotGiven.NOT_GIVEN
-
-
-def mask_secret(secret: str) -> str:
-    """Show enough of a key to recognise it, never enough to use it: ``sk-...xy``."""
-    if len(secret) <= 8:
-        return "***"
-    return f"{secret[:3]}...{secret[-2:]}"
 
 
 def check_max_retries(value: object, name: str = "max_retries") -> int:

@@ -184,6 +184,37 @@ def status_error(status: int, headers: Mapping[str, str], body: bytes) -> errors
     )
 
 
+def mask_secret(secret: str) -> str:
+    """Show enough of a key to recognise it, never enough to use it: ``sk-...xy``."""
+    if len(secret) <= 8:
+        return "***"
+    return f"{secret[:3]}...{secret[-2:]}"
+
+
+def redact(error: errors.APIStatusError, secret: str) -> errors.APIStatusError:
+    """Mask ``secret`` wherever a server echoed it in an error's message or body.
+
+    OpenAI masks keys in its messages itself; a gateway may not ("Invalid key
+    sk-...") and the key must never reach a log line through an exception.
+    """
+    masked = mask_secret(secret)
+    if secret in error.message:
+        error.message = error.message.replace(secret, masked)
+        error.args = (error.message,)
+    error.body = _redact_value(error.body, secret, masked)
+    return error
+
+
+def _redact_value(value: object, secret: str, masked: str) -> object:
+    if isinstance(value, str):
+        return value.replace(secret, masked) if secret in value else value
+    if isinstance(value, dict):
+        return {key: _redact_value(item, secret, masked) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redact_value(item, secret, masked) for item in value]
+    return value
+
+
 def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else (None if value is None else str(value))
 

@@ -175,6 +175,18 @@ class TestHeaders:
             await videos.retrieve("v1")
         assert calls == 2
 
+    @pytest.mark.parametrize(
+        ("kwargs", "name"),
+        [({"extra_headers": []}, "extra_headers"), ({"extra_query": ""}, "extra_query")],
+    )
+    async def test_empty_options_of_the_wrong_type(
+        self, client: AsyncVideos, api: FakeVideosAPI, kwargs: dict[str, object], name: str
+    ) -> None:
+        """An empty value of the wrong type is still a TypeError, before any request."""
+        with pytest.raises(TypeError, match=name):
+            await client.retrieve("v1", **kwargs)  # type: ignore[arg-type]
+        assert not api.requests
+
     async def test_key_callable_must_return_a_string(self, api: FakeVideosAPI) -> None:
         async with AsyncVideos(api_key=lambda: None, base_url=api.base_url) as videos:  # type: ignore[arg-type,return-value]
             with pytest.raises(TypeError, match="api_key"):

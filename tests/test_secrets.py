@@ -31,6 +31,7 @@ from asyncvideos import (
     AsyncVideosError,
     AuthenticationError,
     InternalServerError,
+    NotFoundError,
     RateLimitError,
 )
 from asyncvideos.testing import FakeVideosAPI, Fault
@@ -153,6 +154,36 @@ async def test_the_canary_check_can_fail(secret_api: FakeVideosAPI) -> None:
     async with AsyncVideos(api_key=KEY, base_url=secret_api.base_url) as videos:
         await videos.list_page()
     assert leaks(str(secret_api.requests[0].headers))
+
+
+@pytest.mark.parametrize("auth_scheme", ["bearer", "api-key"])
+async def test_a_key_echoed_by_the_server_is_masked(
+    secret_api: FakeVideosAPI, auth_scheme: str
+) -> None:
+    """A gateway that echoes the key in its error body does not leak it through the error."""
+    echo = {
+        "error": {
+            "message": f"Invalid key {KEY}",
+            "type": "auth",
+            "param": None,
+            "code": None,
+            "details": [f"key={KEY}"],
+        }
+    }
+    secret_api.inject(Fault(status=401, body=echo), times=1)
+    secret_api.inject(Fault(status=404, body=echo), times=2, path=r"/content$")
+    async with secret_api.client(auth_scheme=auth_scheme) as videos:
+        with pytest.raises(AuthenticationError) as caught:
+            await videos.retrieve("video_1")
+        with pytest.raises(NotFoundError) as whole:
+            await videos.download_content("video_1")
+        with pytest.raises(NotFoundError) as streamed:
+            [chunk async for chunk in videos.iter_content("video_1")]
+    for error in (caught.value, whole.value, streamed.value):
+        for text in [*error_texts(error), repr(error.body), repr(error.args)]:
+            assert not leaks(text), text
+    assert caught.value.message == "Invalid key sk-...90"
+    assert caught.value.body["error"]["details"] == ["key=sk-...90"]  # type: ignore[index]
 
 
 async def test_reprs_of_the_client_and_its_settings(secret_api: FakeVideosAPI) -> None:

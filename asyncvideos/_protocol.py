@@ -25,6 +25,7 @@ from . import _errors as errors
 MAX_RETRY_AFTER = 60.0
 _QUOTA_CODES = frozenset({"insufficient_quota", "quota_exceeded", "billing_hard_limit_reached"})
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")
 
 
 @attrs.frozen(slots=True)
@@ -60,6 +61,8 @@ def path_segment(value: object, name: str) -> str:
     Everything but unreserved characters is encoded (``/`` becomes ``%2F``),
     and ``.``/``..`` are refused, so no id can reach another route.
     """
+    if type(value) is str and _UNRESERVED.fullmatch(value) and value not in (".", ".."):
+        return value  # the common case (``video_123``): nothing to check or encode
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, got {type(value).__name__}")
     if not value.strip():

@@ -161,14 +161,16 @@ async def call_with_retries(
     run: Callable[[], Awaitable[T]], *, max_retries: int, idempotent: bool, what: str
 ) -> T:
     """Run ``run()`` with up to ``max_retries`` retries under the module's rules."""
-    state = _Attempts(run, idempotent, what, max_retries)
+    # Most requests succeed at once: only a failure pays for backoff's per-call
+    # setup (about 15 us, as much as the rest of the client) and for the state.
     try:
-        try:
-            # Most requests succeed at once: only a failure pays for backoff's
-            # per-call setup (about 15 us, as much as the rest of the client).
-            return await _attempt(state)
-        except _RetryableError as failure:
-            state.first_failure = failure
+        return await run()
+    except errors.AsyncVideosError as first:
+        if not is_retryable(first, idempotent=idempotent):
+            raise
+        first_failure = _RetryableError(first)
+    state = _Attempts(run, idempotent, what, max_retries, first_failure=first_failure)
+    try:
         result: T = await _retrier(max_retries + 1)(state)
     except _RetryableError as failure:
         error = failure.error

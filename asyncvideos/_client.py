@@ -8,6 +8,7 @@ per endpoint on top.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -250,8 +251,13 @@ class BaseClient:
         form_files: tuple[FormFile, ...] = (),
         headers: Mapping[str, str] | None = None,
         raw: bool = False,
+        gate: asyncio.Semaphore | None = None,
     ) -> tuple[Any, Mapping[str, str]]:
-        """Send one request under the retry policy; return (JSON or bytes, headers)."""
+        """Send one request under the retry policy; return (JSON or bytes, headers).
+
+        ``gate``, when given, is held around each attempt (not across the
+        waits between attempts), to bound how many are in flight.
+        """
         if options.extra_query:
             query = {**(query or {}), **options.extra_query}
         body = None if json_body is None else dumps(json_body)
@@ -271,7 +277,11 @@ class BaseClient:
                 form_fields,
                 form_files,
             )
-            response = await self._transport.send(request, options.timeout)
+            if gate is None:
+                response = await self._transport.send(request, options.timeout)
+            else:
+                async with gate:
+                    response = await self._transport.send(request, options.timeout)
             if not 200 <= response.status < 300:
                 error = status_error(response.status, response.headers, response.body)
                 raise redact(error, key)

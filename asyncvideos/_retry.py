@@ -47,9 +47,22 @@ def retry_waits_disabled() -> Iterator[None]:
 
     The waits that would have been slept are still computed and logged.
     """
+    with _retry_waits(enabled=False):
+        yield
+
+
+@contextmanager
+def retry_waits_enabled() -> Iterator[None]:
+    """Sleep through retry waits again inside a block where they were disabled."""
+    with _retry_waits(enabled=True):
+        yield
+
+
+@contextmanager
+def _retry_waits(*, enabled: bool) -> Iterator[None]:
     global _waits_enabled
     previous = _waits_enabled
-    _waits_enabled = False
+    _waits_enabled = enabled
     try:
         yield
     finally:

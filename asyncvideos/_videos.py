@@ -7,6 +7,7 @@ in ``_pagination.py``, ``_waiting.py`` and ``_download.py``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -412,11 +413,13 @@ class AsyncVideos(BaseClient):
 
     # -- waiting -----------------------------------------------------------
 
-    def _poll_fetcher(self, video_id: str, options: CallOptions) -> Any:
+    def _poll_fetcher(
+        self, video_id: str, options: CallOptions, gate: asyncio.Semaphore | None = None
+    ) -> Any:
         path = "/videos/" + path_segment(video_id, "video")
 
         async def fetch() -> tuple[Video, float | None]:
-            data, headers = await self._request("GET", path, options)
+            data, headers = await self._request("GET", path, options, gate=gate)
             return structure(data, Video), poll_after(headers)
 
         return fetch
@@ -548,12 +551,14 @@ class AsyncVideos(BaseClient):
             extra_query=extra_query,
             timeout_name="request_timeout",
         )
+        # The gate bounds each attempt, not each poll: a job waiting out a
+        # Retry-After between its attempts does not hold a slot.
+        gate = asyncio.Semaphore(check.integer(concurrency, "concurrency", low=1))
         return wait_many(
             [
-                (video_id, self._poll_fetcher(video_id, options), _as_video(video))
+                (video_id, self._poll_fetcher(video_id, options, gate), _as_video(video))
                 for video_id, video in zip(ids, given, strict=True)
             ],
-            concurrency=check.integer(concurrency, "concurrency", low=1),
             waiting=check.statuses(waiting_statuses),
             timeout=check.optional_seconds(timeout, "timeout"),
             poll_interval=check.optional_seconds(poll_interval, "poll_interval"),

@@ -2,9 +2,9 @@
 
 ``wait_for`` polls through a ``fetch()`` function that returns the job and the
 server's ``openai-poll-after-ms`` hint. ``wait_many`` runs one such loop per
-job, with a semaphore around each poll (not around the whole wait), so that
-every job advances while at most ``concurrency`` requests are in flight, and
-one job's failure is reported for that job alone.
+job and reports each job's outcome, failures included, for that job alone;
+how many requests are in flight at once is the fetch functions' business
+(``AsyncVideos.wait_many`` gives them one semaphore, held per attempt).
 """
 
 from __future__ import annotations
@@ -116,7 +116,6 @@ async def wait_for(
 async def wait_many(
     jobs: Sequence[tuple[str, Fetch, Video | None]],
     *,
-    concurrency: int,
     waiting: frozenset[str],
     timeout: float | None,
     poll_interval: float | None,
@@ -129,7 +128,6 @@ async def wait_many(
     """
     if not jobs:
         return
-    gate = asyncio.Semaphore(concurrency)
     results: asyncio.Queue[WaitResult | Exception] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
@@ -139,11 +137,7 @@ async def wait_many(
             results.put_nowait(WaitResult(video_id, start))
             return
 
-        async def gated_fetch() -> tuple[Video, float | None]:
-            async with gate:
-                return await fetch()
-
-        poller = _Poller(gated_fetch, video_id, waiting, poll_interval, on_progress, start)
+        poller = _Poller(fetch, video_id, waiting, poll_interval, on_progress, start)
         remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
         try:
             video = await asyncio.wait_for(poller.run(), remaining)

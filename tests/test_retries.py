@@ -18,7 +18,13 @@ from asyncvideos import (
     QuotaExceededError,
     RateLimitError,
 )
-from asyncvideos._retry import INITIAL_WAIT, MAX_WAIT, backoff_wait, retry_waits_disabled
+from asyncvideos._retry import (
+    INITIAL_WAIT,
+    MAX_WAIT,
+    backoff_wait,
+    retry_waits_disabled,
+    retry_waits_enabled,
+)
 from asyncvideos.testing import FakeVideosAPI, Fault
 
 QUOTA = {
@@ -74,7 +80,7 @@ class TestPSOpenAICases:
         """retry-after-ms: 200 is slept for real (waits switched back on here)."""
         api.inject(Fault(status=429, headers={"retry-after-ms": "200"}), times=1)
         async with api.client() as videos:
-            with _waits_enabled():
+            with retry_waits_enabled():
                 start = time.monotonic()
                 await videos.retrieve(video)
                 elapsed = time.monotonic() - start
@@ -175,7 +181,7 @@ class TestWaits:
         """A Retry-After over 60 s raises at once, carrying the server's wait."""
         api.inject(Fault(status=429, headers={"retry-after": "600"}), times=1)
         async with api.client() as videos:
-            with _waits_enabled():
+            with retry_waits_enabled():
                 start = time.monotonic()
                 with pytest.raises(RateLimitError) as info:
                     await videos.retrieve(video)
@@ -224,7 +230,7 @@ class TestWaits:
         import asyncvideos._retry as retry
 
         assert retry._waits_enabled is False  # the suite's autouse fixture
-        with _waits_enabled():
+        with retry_waits_enabled():
             assert retry._waits_enabled is True
             with retry_waits_disabled():
                 assert retry._waits_enabled is False
@@ -239,18 +245,3 @@ class TestNotRetriedLocally:
             await client.create("x", seconds=5)
         assert info.value.param == "seconds"
         assert len(api.requests) == 1
-
-
-class _waits_enabled:  # noqa: N801 - used like a function
-    """Turn real retry sleeps back on inside a test (the suite turns them off)."""
-
-    def __enter__(self) -> None:
-        import asyncvideos._retry as retry
-
-        self._previous = retry._waits_enabled
-        retry._waits_enabled = True
-
-    def __exit__(self, *exc: object) -> None:
-        import asyncvideos._retry as retry
-
-        retry._waits_enabled = self._previous

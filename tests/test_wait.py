@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +25,7 @@ from asyncvideos import (
     WaitResult,
     WaitTimeoutError,
 )
+from asyncvideos._retry import retry_waits_enabled
 from asyncvideos.testing import FakeVideosAPI, Fault, ManualClock
 
 FAILURE = {"code": "moderation_blocked", "message": "Blocked by moderation."}
@@ -461,6 +463,24 @@ async def collect(results: AsyncIterator[WaitResult]) -> list[WaitResult]:
 
 class TestWaitMany:
     """``wait_many()``: many jobs at once, reported in completion order."""
+
+    async def test_a_job_waiting_out_a_retry_does_not_hold_its_slot(
+        self, api: FakeVideosAPI, client: AsyncVideos
+    ) -> None:
+        """The concurrency gate is held per attempt: while one job sleeps through a
+        Retry-After, another job's poll goes ahead."""
+        api.add_videos({"id": "video_slowpoke"}, {"id": "video_quick"})
+        api.inject(Fault(status=429, headers={"retry-after-ms": "500"}), times=1, path="slowpoke")
+        with retry_waits_enabled():
+            start = time.monotonic()
+            results = client.wait_many(["video_slowpoke", "video_quick"], concurrency=1)
+            first = await anext(results)
+            first_at = time.monotonic() - start
+            second = await anext(results)
+            await results.aclose()
+        assert (first.video_id, second.video_id) == ("video_quick", "video_slowpoke")
+        assert first_at < 0.4
+        assert second.ok
 
     async def test_finished_videos_are_reported_without_a_poll(
         self, api: FakeVideosAPI, client: AsyncVideos

@@ -313,12 +313,10 @@ class BaseClient:
         if options.extra_query:
             query = {**(query or {}), **options.extra_query}
         # A stream's total time is unbounded by nature: the per-attempt limit
-        # bounds each read instead, so a slow but moving download is not cut.
-        timeout = attrs.evolve(
-            options.timeout,
-            total=None,
-            sock_read=options.timeout.sock_read or options.timeout.total,
-        )
+        # bounds each wait for bytes instead (a stall watch, cheaper than
+        # aiohttp's per-read timer), so a slow but moving download is not cut.
+        stall_limit = options.timeout.sock_read or options.timeout.total
+        timeout = attrs.evolve(options.timeout, total=None, sock_read=None)
 
         async def attempt() -> StreamedResponse:
             key = await self._api_key()
@@ -326,7 +324,7 @@ class BaseClient:
             if headers:
                 request_headers.update(headers)
             request = Request("GET", path, query or {}, request_headers)
-            response = await self._transport.open(request, timeout)
+            response = await self._transport.open(request, timeout, stall_limit)
             if not 200 <= response.status < 300:
                 try:
                     body = await response.read()

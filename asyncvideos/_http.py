@@ -42,39 +42,123 @@ class Response:
     body: bytes
 
 
+class _StallWatch:
+    """Cancels the reading task once it has waited ``limit`` seconds for a byte.
+
+    One timer checks twice per ``limit``, where aiohttp's ``sock_read`` re-arms a
+    timer for every buffer received (a heap push and a cancel per buffer, an
+    eighth of a download's CPU). Only time spent waiting for the server counts,
+    never time the consumer spends between chunks; a stall is caught between
+    ``limit`` and 1.5 x ``limit`` after it began.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self._limit = limit
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._since: float | None = None
+        self.fired = False
+        self._handle = self._loop.call_later(limit / 2, self._check)
+
+    def waiting(self) -> None:
+        self._since = self._loop.time()
+
+    def received(self) -> None:
+        self._since = None
+
+    def _check(self) -> None:
+        since = self._since
+        if since is not None and self._loop.time() - since >= self._limit:
+            self.fired = True
+            if self._task is not None:
+                self._task.cancel()
+            return
+        self._handle = self._loop.call_later(self._limit / 2, self._check)
+
+    def stop(self) -> None:
+        self._handle.cancel()
+
+    def timed_out(self, method: str, url: str) -> errors.APITimeoutError | None:
+        """After a CancelledError: the timeout error, when this watch caused it.
+
+        The cancellation is then taken back (Python 3.11+ counts them), so the
+        task is not left looking cancelled.
+        """
+        if not self.fired:
+            return None
+        uncancel = getattr(self._task, "uncancel", None)
+        if uncancel is not None:
+            uncancel()
+        return errors.APITimeoutError(
+            f"{method} {url}: no data for {self._limit} s", method=method, url=url
+        )
+
+
 @attrs.define(slots=True)
 class StreamedResponse:
-    """A response whose body is read chunk by chunk, with errors translated."""
+    """A response whose body is read chunk by chunk, with errors translated.
+
+    ``stall_limit`` bounds each wait for the next bytes (None: no limit).
+    """
 
     status: int
     headers: CIMultiDictProxy[str]
     _response: aiohttp.ClientResponse
     _method: str
     _url: str
+    _watch: _StallWatch | None
 
     async def read(self) -> bytes:
         try:
+            self._waiting()
             return await self._response.read()
+        except asyncio.CancelledError:
+            self._raise_if_stalled()
+            raise
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             _raise_translated(exc, self._method, self._url)
 
     def release(self) -> None:
         """Give the connection back (or close it, when the body was not read to the end)."""
+        if self._watch is not None:
+            self._watch.stop()
         self._response.release()
 
     async def chunks(self, size: int) -> AsyncIterator[bytes]:
         """The body as it arrives, in pieces of at most ``size`` bytes."""
+        reader = self._response.content
+        watch = self._watch
         try:
-            # iter_any hands over each received buffer as it is; iter_chunked
-            # would copy every byte to re-cut the stream into equal pieces.
-            async for chunk in self._response.content.iter_any():
+            while True:
+                if watch is not None:
+                    watch.waiting()
+                # readany hands over each received buffer as it is; iter_chunked
+                # would copy every byte to re-cut the stream into equal pieces.
+                chunk = await reader.readany()
+                if watch is not None:
+                    watch.received()
+                if not chunk:
+                    return
                 if len(chunk) <= size:
                     yield chunk
                 else:
                     for start in range(0, len(chunk), size):
                         yield chunk[start : start + size]
+        except asyncio.CancelledError:
+            self._raise_if_stalled()
+            raise
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             _raise_translated(exc, self._method, self._url)
+
+    def _waiting(self) -> None:
+        if self._watch is not None:
+            self._watch.waiting()
+
+    def _raise_if_stalled(self) -> None:
+        if self._watch is not None:
+            error = self._watch.timed_out(self._method, self._url)
+            if error is not None:
+                raise error from None
 
 
 def _raise_translated(exc: BaseException, method: str, url: str) -> NoReturn:
@@ -171,18 +255,34 @@ class Transport:
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             _raise_translated(exc, request.method, url)
 
-    async def open(self, request: Request, timeout: aiohttp.ClientTimeout) -> StreamedResponse:
+    async def open(
+        self, request: Request, timeout: aiohttp.ClientTimeout, stall_limit: float | None
+    ) -> StreamedResponse:
         """Send a GET and return once the headers are in; the caller must
-        ``release()`` the response when done with its body."""
+        ``release()`` the response. ``stall_limit`` bounds each wait for bytes,
+        the headers' included."""
         session = self._get_session()
         url = self.url(request)
+        watch = None if stall_limit is None else _StallWatch(stall_limit)
         try:
+            if watch is not None:
+                watch.waiting()
             resp = await session.request(
                 request.method, URL(url, encoded=True), headers=request.headers, timeout=timeout
             )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            _raise_translated(exc, request.method, url)
-        return StreamedResponse(resp.status, resp.headers, resp, request.method, url)
+        except BaseException as exc:
+            if watch is not None:
+                watch.stop()
+                if isinstance(exc, asyncio.CancelledError):
+                    error = watch.timed_out(request.method, url)
+                    if error is not None:
+                        raise error from None
+            if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError)):
+                _raise_translated(exc, request.method, url)
+            raise
+        if watch is not None:
+            watch.received()
+        return StreamedResponse(resp.status, resp.headers, resp, request.method, url, watch)
 
     async def close(self) -> None:
         """Close the session if this transport opened it; idempotent."""

@@ -12,13 +12,14 @@ import os
 import re
 import stat
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from asyncvideos import APIConnectionError, AsyncVideos, NotFoundError, Video
+from asyncvideos import APIConnectionError, APITimeoutError, AsyncVideos, NotFoundError, Video
 from asyncvideos.testing import FakeVideosAPI, Fault, RecordedRequest
 
 CONTENT = r"/content$"
@@ -155,6 +156,76 @@ class TestDownloadContent:
         with pytest.raises(exc, match=words):
             await client.download_content(video, **kwargs)
         assert api.requests == []
+
+
+class TestStalls:
+    """The per-attempt timeout bounds each wait for bytes of a content stream."""
+
+    async def test_a_stall_mid_body_is_resumed(
+        self, api: FakeVideosAPI, client: AsyncVideos, video_id: str
+    ) -> None:
+        """A server that stops sending is given up on after the timeout, and the
+        body is asked for again from the bytes received."""
+        api.inject(Fault(stall_after_bytes=100_000), path=CONTENT)
+        start = time.monotonic()
+        chunks = [c async for c in client.iter_content(video_id, timeout=0.3)]
+        elapsed = time.monotonic() - start
+        assert b"".join(chunks) == api.content_bytes(video_id)
+        assert 0.3 <= elapsed < 2.0
+        first, second = content_requests(api)
+        assert first.header("range") is None
+        assert 0 < resumed_from(second) <= 100_000
+
+    async def test_a_server_that_keeps_stalling_times_out(
+        self, api: FakeVideosAPI, client: AsyncVideos, video_id: str, tmp_path: Path
+    ) -> None:
+        """Stalls on every attempt: APITimeoutError after the retries, and no file."""
+        api.inject(Fault(stall_after_bytes=1000), path=CONTENT, times=10)
+        with pytest.raises(APITimeoutError, match=r"no data for 0\.2 s"):
+            await client.download(video_id, tmp_path / "v.mp4", timeout=0.2, max_retries=1)
+        assert len(content_requests(api)) == 2
+        assert leftovers(tmp_path) == []
+
+    async def test_slow_headers_time_out_and_are_retried(
+        self, api: FakeVideosAPI, client: AsyncVideos, video_id: str
+    ) -> None:
+        """The wait for the response headers counts as a wait for bytes."""
+        api.inject(Fault(delay=2.0), path=CONTENT)
+        start = time.monotonic()
+        body = b"".join([c async for c in client.iter_content(video_id, timeout=0.2)])
+        assert body == api.content_bytes(video_id)
+        assert time.monotonic() - start < 1.5
+        assert len(content_requests(api)) == 2
+
+    async def test_the_task_is_not_left_cancelled(
+        self, api: FakeVideosAPI, client: AsyncVideos, video_id: str
+    ) -> None:
+        """The stall watch takes back the cancellation it used, inside a caller's deadline."""
+        api.inject(Fault(stall_after_bytes=1000), path=CONTENT)
+
+        async def read_all() -> bytes:
+            body = b"".join([c async for c in client.iter_content(video_id, timeout=0.2)])
+            task = asyncio.current_task()
+            assert task is not None
+            if sys.version_info >= (3, 11):
+                assert task.cancelling() == 0
+            return body
+
+        assert await asyncio.wait_for(read_all(), 10) == api.content_bytes(video_id)
+
+    async def test_a_slow_consumer_is_not_a_stall(
+        self, api: FakeVideosAPI, client: AsyncVideos, video_id: str
+    ) -> None:
+        """Time the caller spends between chunks never counts against the timeout."""
+        chunks = []
+        async for chunk in client.iter_content(
+            video_id, variant="thumbnail", chunk_size=2048, timeout=0.1
+        ):
+            chunks.append(chunk)
+            await asyncio.sleep(0.15)
+        assert b"".join(chunks) == api.content_bytes(video_id, "thumbnail")
+        assert len(chunks) >= 4
+        assert len(content_requests(api)) == 1
 
 
 class TestIterContent:

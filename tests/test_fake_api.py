@@ -1083,6 +1083,25 @@ class TestFaults:
         assert status == 206
         assert received + rest == expected
 
+    async def test_stall_after_bytes_on_content(
+        self, api: FakeVideosAPI, http: aiohttp.ClientSession
+    ) -> None:
+        """stall_after_bytes sends that much of the body, then nothing, connection open."""
+        api.add_videos({"id": "v"})
+        expected = api.content_bytes("v")
+        api.inject(Fault(stall_after_bytes=50_000), path=r"/content$")
+        received = b""
+        async with http.get(f"{api.base_url}/videos/v/content") as resp:
+            with pytest.raises(asyncio.TimeoutError):  # noqa: PT012 - the loop is the read
+                while True:
+                    chunk = await asyncio.wait_for(resp.content.readany(), 0.3)
+                    received += chunk
+        assert received == expected[:50_000]
+
+    def test_only_one_way_to_cut_a_body(self) -> None:
+        with pytest.raises(ValueError, match="stall_after_bytes"):
+            Fault(stall_after_bytes=1, truncate=True)
+
     async def test_drop_after_zero_bytes(
         self, api: FakeVideosAPI, http: aiohttp.ClientSession
     ) -> None:

@@ -51,6 +51,9 @@ class Fault:
       and headers with the full ``Content-Length``, then only the first half of the body,
       then close the connection.
     - ``drop_after_bytes``: like ``truncate``, but cut after this many body bytes.
+    - ``stall_after_bytes``: send the real status and headers and this many body
+      bytes, then send nothing more, holding the connection open until the client
+      hangs up (or the fake closes): a server that stops mid-body.
     """
 
     status: int | None = attrs.field(default=None, validator=_check_status)
@@ -60,11 +63,21 @@ class Fault:
     drop: bool = False
     truncate: bool = False
     drop_after_bytes: int | None = attrs.field(default=None, validator=_check_non_negative)
+    stall_after_bytes: int | None = attrs.field(default=None, validator=_check_non_negative)
 
     def __attrs_post_init__(self) -> None:
-        cuts = sum((self.drop, self.truncate, self.drop_after_bytes is not None))
+        cuts = sum(
+            (
+                self.drop,
+                self.truncate,
+                self.drop_after_bytes is not None,
+                self.stall_after_bytes is not None,
+            )
+        )
         if cuts > 1:
-            raise ValueError("use only one of drop, truncate and drop_after_bytes")
+            raise ValueError(
+                "use only one of drop, truncate, drop_after_bytes and stall_after_bytes"
+            )
         if cuts and self.status is not None:
             raise ValueError("a fault with a status cannot also drop or cut the response")
 

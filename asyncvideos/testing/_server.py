@@ -309,11 +309,12 @@ class FakeVideosAPI:
         else:
             reply = self._run(rec)
         reply.headers["x-request-id"] = f"req_{self._request_ids.getrandbits(128):032x}"
-        cut = None
+        cut = stall = None
         if fault is not None:
             reply.headers.update(fault.headers)
             cut = fault.cut_at(reply.length)
-        return await _write(request, reply, cut)
+            stall = fault.stall_after_bytes
+        return await _write(request, reply, cut, stall, self._closing)
 
     def _run(self, rec: RecordedRequest) -> Reply:
         key = rec.headers.get("idempotency-key")
@@ -340,14 +341,26 @@ def _close_connection(request: web.Request) -> None:
         transport.close()
 
 
-async def _write(request: web.Request, reply: Reply, cut: int | None) -> web.StreamResponse:
-    """Write a reply in chunks; with ``cut``, stop after that many body bytes and hang up."""
+async def _write(
+    request: web.Request,
+    reply: Reply,
+    cut: int | None,
+    stall: int | None,
+    closing: asyncio.Event,
+) -> web.StreamResponse:
+    """Write a reply in chunks; with ``cut``, stop after that many body bytes and hang
+    up; with ``stall``, stop after that many and wait, connection open, until closing."""
     response = web.StreamResponse(status=reply.status, headers=reply.headers)
     response.content_length = reply.length
     try:
         await response.prepare(request)
         sent = 0
         for chunk in reply.chunks():
+            if stall is not None and sent + len(chunk) > stall:
+                await response.write(chunk[: stall - sent])
+                await closing.wait()
+                _close_connection(request)
+                return response
             if cut is not None and sent + len(chunk) > cut:
                 # write() also sends the buffered headers, even for an empty piece.
                 await response.write(chunk[: cut - sent])

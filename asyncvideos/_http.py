@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import AsyncIterator, Mapping
-from typing import NoReturn
+from typing import Any, NoReturn
 from urllib.parse import urlencode
 
 import aiohttp
@@ -55,28 +55,32 @@ class _StallWatch:
     def __init__(self, limit: float) -> None:
         self._limit = limit
         self._loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
-        self._since: float | None = None
-        self.fired = False
+        # The task is held only while it waits: whichever task reads is the one
+        # to stop, and a stream dropped between reads is not kept alive by the
+        # loop (which holds this watch through its timer).
+        self._waiter: asyncio.Task[Any] | None = None
+        self._since = 0.0
+        self._fired: asyncio.Task[Any] | None = None
         self._handle = self._loop.call_later(limit / 2, self._check)
 
     def waiting(self) -> None:
+        self._waiter = asyncio.current_task()
         self._since = self._loop.time()
 
     def received(self) -> None:
-        self._since = None
+        self._waiter = None
 
     def _check(self) -> None:
-        since = self._since
-        if since is not None and self._loop.time() - since >= self._limit:
-            self.fired = True
-            if self._task is not None:
-                self._task.cancel()
+        waiter = self._waiter
+        if waiter is not None and self._loop.time() - self._since >= self._limit:
+            self._fired, self._waiter = waiter, None
+            waiter.cancel()
             return
         self._handle = self._loop.call_later(self._limit / 2, self._check)
 
     def stop(self) -> None:
         self._handle.cancel()
+        self._waiter = None
 
     def timed_out(self, method: str, url: str) -> errors.APITimeoutError | None:
         """After a CancelledError: the timeout error, when this watch caused it.
@@ -84,9 +88,10 @@ class _StallWatch:
         The cancellation is then taken back (Python 3.11+ counts them), so the
         task is not left looking cancelled.
         """
-        if not self.fired:
+        fired, self._fired = self._fired, None
+        if fired is None:
             return None
-        uncancel = getattr(self._task, "uncancel", None)
+        uncancel = getattr(fired, "uncancel", None)
         if uncancel is not None:
             uncancel()
         return errors.APITimeoutError(

@@ -50,10 +50,6 @@ class Request:
     form_fields: Mapping[str, str] | None = None
     form_files: tuple[FormFile, ...] = ()
 
-    @property
-    def is_post(self) -> bool:
-        return self.method == "POST"
-
 
 def path_segment(value: object, name: str) -> str:
     """Check an id and percent-encode it into exactly one path segment.

@@ -145,31 +145,25 @@ def check_seconds(
                 code="missing_required_parameter",
             )
         return "4"
-    allowed = EXTENSION_SECONDS if extension else SECONDS
-    if not isinstance(seconds, str):
-        raise _invalid_type("seconds", "a string", seconds)
-    if seconds not in allowed:
-        raise ApiError(
-            400,
-            f"Invalid value: '{seconds}'. Supported values are: {_supported(allowed)}.",
-            param="seconds",
-            code="invalid_value",
-        )
-    return seconds
+    return _one_of("seconds", seconds, EXTENSION_SECONDS if extension else SECONDS)
 
 
 def _check_size(params: Mapping[str, Any]) -> str:
-    size = params.get("size", "720x1280")
-    if not isinstance(size, str):
-        raise _invalid_type("size", "a string", size)
-    if size not in SIZES:
+    return _one_of("size", params.get("size", "720x1280"), SIZES)
+
+
+def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> str:
+    """A string from the spec's enum, or the API's 400 for the parameter."""
+    if not isinstance(value, str):
+        raise _invalid_type(name, "a string", value)
+    if value not in allowed:
         raise ApiError(
             400,
-            f"Invalid value: '{size}'. Supported values are: {_supported(SIZES)}.",
-            param="size",
+            f"Invalid value: '{value}'. Supported values are: {_supported(allowed)}.",
+            param=name,
             code="invalid_value",
         )
-    return size
+    return value
 
 
 def _check_model(params: Mapping[str, Any]) -> str:

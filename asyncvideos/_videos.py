@@ -98,7 +98,8 @@ class AsyncVideos(BaseClient):
         """
         if not isinstance(all, bool):
             raise TypeError(f"all must be a bool, got {type(all).__name__}")
-        check.integer(prefetch, "prefetch", low=0, high=1)
+        if check.integer(prefetch, "prefetch", low=0, high=1) and not all:
+            raise ValueError("prefetch=1 needs all=True: a single page has no next page")
         default = DEFAULT_ALL_PAGE_SIZE if all else DEFAULT_PAGE_SIZE
         fetch = self._page_fetcher(
             default if limit is NOT_GIVEN else limit,

@@ -125,3 +125,10 @@ async def test_prefetch_is_checked_before_any_request(
     with pytest.raises(error, match="prefetch"):
         client.pages(prefetch=value)  # type: ignore[arg-type]
     assert api.requests == []
+
+
+def test_prefetch_needs_all(api: FakeVideosAPI, client: AsyncVideos) -> None:
+    """A single page has nothing to look ahead to: asking for it is an error, not ignored."""
+    with pytest.raises(ValueError, match="prefetch"):
+        client.list(prefetch=1)
+    assert api.requests == []

@@ -4,7 +4,7 @@ Everything public is importable from here; other modules are private, except
 ``asyncvideos.testing`` (a fake of the API for tests).
 """
 
-from ._client import RequestOptions
+from ._client import PostOptions, RawResponse, RequestOptions
 from ._config import NOT_GIVEN, NotGiven
 from ._errors import (
     APIConnectionError,
@@ -21,6 +21,8 @@ from ._errors import (
     PermissionDeniedError,
     QuotaExceededError,
     RateLimitError,
+    RedirectError,
+    ResponseTooLargeError,
     UnprocessableEntityError,
     VideoFailedError,
     WaitTimeoutError,
@@ -33,8 +35,9 @@ from ._models import (
     VideoError,
     VideoPage,
 )
+from ._retry import RetryDetails
 from ._version import __version__
-from ._videos import AsyncVideos
+from ._videos import AsyncVideos, VideosWithRawResponse
 from ._waiting import WaitResult
 
 __all__ = [
@@ -57,13 +60,19 @@ __all__ = [
     "PaginationError",
     "PermissionDeniedError",
     "QuotaExceededError",
+    "PostOptions",
     "RateLimitError",
+    "RawResponse",
+    "RedirectError",
     "RequestOptions",
+    "ResponseTooLargeError",
+    "RetryDetails",
     "UnprocessableEntityError",
     "Video",
     "VideoError",
     "VideoFailedError",
     "VideoPage",
+    "VideosWithRawResponse",
     "WaitResult",
     "WaitTimeoutError",
     "__version__",

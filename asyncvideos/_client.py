@@ -1,54 +1,62 @@
 """The client's lifecycle and request machinery, shared by every endpoint.
 
-``BaseClient`` resolves settings, builds headers (the one place where a header
-is set), runs each request through the retry policy, and turns a response into
-JSON or a typed error. ``AsyncVideos`` in ``_videos.py`` adds one thin method
-per endpoint on top.
+``BaseClient`` resolves settings, prepares each request (the one place where
+a header is set and a URL is built), runs it through the retry policy, and
+turns the response into data or a typed error with the key masked.
+``AsyncVideos`` in ``_videos.py`` adds one thin method per endpoint on top.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
+import json
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any, Generic, ParamSpec, TypedDict, TypeVar
+from urllib.parse import urlencode
 
 import aiohttp
 import attrs
 
 from . import _errors as errors
+from . import _validate as check
 from ._config import (
+    DEFAULT_MAX_RESPONSE_BYTES,
     NOT_GIVEN,
     USER_AGENT,
     ApiKey,
     AuthScheme,
     NotGiven,
     TimeoutSetting,
-    check_headers,
-    check_max_retries,
-    check_str_mapping,
-    check_timeout,
     resolve_settings,
 )
-from ._http import StreamedResponse, Transport
+from ._convert import structure
+from ._http import MAX_ERROR_BODY, Response, StreamedResponse, Transport
 from ._protocol import (
     FormFile,
     Request,
-    decode_json,
+    decipher,
     dumps,
     mask_secret,
     redact,
+    request_id,
     status_error,
 )
-from ._retry import call_with_retries
-
-if TYPE_CHECKING:
-    pass
+from ._retry import OnRetry, RetryDetails, call_with_retries
 
 DEFAULT_MAX_CONNECTIONS = 100
+T = TypeVar("T")
+P = ParamSpec("P")
+_Client = TypeVar("_Client", bound="BaseClient")
+R = TypeVar("R", Response, StreamedResponse)
+_JSON_ACCEPT = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
+# Content is asked for unencoded, so that byte ranges mean the same on a resume.
+_CONTENT_ACCEPT = {"Accept": "*/*", "Accept-Encoding": "identity"}
 
 
 class RequestOptions(TypedDict, total=False):
@@ -65,6 +73,17 @@ class RequestOptions(TypedDict, total=False):
     extra_query: Mapping[str, str] | None
 
 
+class PostOptions(RequestOptions, total=False):
+    """``RequestOptions`` plus, for methods that POST, ``extra_body``: fields merged
+    into the JSON body (or added as form fields), for what a gateway needs."""
+
+    extra_body: Mapping[str, object] | None
+
+
+_REQUEST_OPTIONS = frozenset(RequestOptions.__annotations__)
+_POST_OPTIONS = frozenset(PostOptions.__annotations__)
+
+
 @attrs.frozen(slots=True)
 class CallOptions:
     """The per-call settings of one request, checked before any I/O."""
@@ -74,6 +93,56 @@ class CallOptions:
     extra_headers: Mapping[str, str]
     extra_query: Mapping[str, str]
     idempotency_key: str | None = None
+    extra_body: Mapping[str, object] = attrs.field(factory=dict)
+
+
+@attrs.frozen(slots=True)
+class RawResponse(Generic[T]):
+    """A successful response with its metadata, from ``videos.with_raw_response``.
+
+    ``parse()`` gives what the plain method returns; ``request_id`` is the id
+    to quote to the provider's support; ``retries`` how many were taken.
+    """
+
+    status_code: int
+    headers: Mapping[str, str]
+    retries: int
+    _parsed: T
+
+    @property
+    def request_id(self) -> str | None:
+        return request_id(self.headers)
+
+    def parse(self) -> T:
+        return self._parsed
+
+
+@attrs.define(slots=True)
+class _Seen:
+    """The last successful response of a call made through ``with_raw_response``."""
+
+    status: int = 0
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    retries: int = 0
+
+
+_raw_capture: ContextVar[_Seen | None] = ContextVar("asyncvideos_raw_capture", default=None)
+
+
+def with_raw(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[RawResponse[T]]]:
+    """``method`` returning a ``RawResponse`` of the last response it received."""
+
+    @functools.wraps(method)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> RawResponse[T]:
+        seen = _Seen()
+        token = _raw_capture.set(seen)
+        try:
+            parsed = await method(*args, **kwargs)
+        finally:
+            _raw_capture.reset(token)
+        return RawResponse(seen.status, seen.headers, seen.retries, parsed)
+
+    return call
 
 
 class BaseClient:
@@ -93,6 +162,8 @@ class BaseClient:
         default_query: Mapping[str, str] | None = None,
         auth_scheme: AuthScheme = "bearer",
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        on_retry: OnRetry | None = None,
     ) -> None:
         self._settings = resolve_settings(
             api_key=api_key,
@@ -104,17 +175,21 @@ class BaseClient:
             default_headers=default_headers,
             default_query=default_query,
             auth_scheme=auth_scheme,
+            max_response_bytes=max_response_bytes,
         )
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise TypeError(
                 f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
             )
-        if type(max_connections) is not int or max_connections < 1:
-            raise ValueError(f"max_connections must be a positive int, got {max_connections!r}")
+        check.integer(max_connections, "max_connections", low=1)
+        check.callback(on_retry, "on_retry")
+        self._on_retry = on_retry
         self._transport = Transport(
-            self._settings.base_url, session=session, max_connections=max_connections
+            session=session,
+            max_connections=max_connections,
+            max_response_bytes=self._settings.max_response_bytes,
         )
-        self._static_headers = self._build_static_headers()
+        self._identity_headers = self._build_identity_headers()
         self._default_options = CallOptions(
             timeout=self._settings.timeout,
             max_retries=self._settings.max_retries,
@@ -124,7 +199,7 @@ class BaseClient:
 
     # -- lifecycle ---------------------------------------------------------
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self: _Client) -> _Client:
         if self._transport.closed:
             raise RuntimeError("This AsyncVideos client is closed; create a new one")
         return self
@@ -154,11 +229,48 @@ class BaseClient:
         shown = mask_secret(key) if isinstance(key, str) else "<callable>"
         return f"{type(self).__name__}(base_url={self.base_url!r}, api_key={shown!r})"
 
-    # -- headers -----------------------------------------------------------
+    # -- options -----------------------------------------------------------
 
-    def _build_static_headers(self) -> dict[str, str]:
+    def _options(
+        self,
+        method: str,
+        options: Mapping[str, Any],
+        *,
+        idempotency_key: str | NotGiven | None = NOT_GIVEN,
+        timeout_name: str = "timeout",
+    ) -> CallOptions:
+        """Check the per-call options of the public ``method``; the fast path
+        reuses the client's defaults."""
+        if not options and idempotency_key is NOT_GIVEN:
+            return self._default_options
+        allowed = _REQUEST_OPTIONS if idempotency_key is NOT_GIVEN else _POST_OPTIONS
+        for name in options:
+            if name not in allowed:
+                raise TypeError(f"{method}() got an unexpected keyword argument {name!r}")
+        defaults = self._default_options
+        timeout = options.get("timeout", NOT_GIVEN)
+        max_retries = options.get("max_retries", NOT_GIVEN)
+        return CallOptions(
+            timeout=(
+                defaults.timeout if timeout is NOT_GIVEN else check.timeout(timeout, timeout_name)
+            ),
+            max_retries=(
+                defaults.max_retries if max_retries is NOT_GIVEN else check.max_retries(max_retries)
+            ),
+            extra_headers=check.headers(options.get("extra_headers"), "extra_headers"),
+            extra_query={
+                **defaults.extra_query,
+                **check.str_mapping(options.get("extra_query"), "extra_query"),
+            },
+            idempotency_key=_idempotency_key(idempotency_key),
+            extra_body=_extra_body(options.get("extra_body")),
+        )
+
+    # -- preparing requests ------------------------------------------------
+
+    def _build_identity_headers(self) -> dict[str, str]:
         settings = self._settings
-        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        headers = {"User-Agent": USER_AGENT}
         if settings.organization:
             headers["OpenAI-Organization"] = settings.organization
         if settings.project:
@@ -177,69 +289,64 @@ class BaseClient:
             raise TypeError("the api_key callable must return a non-empty str")
         return value
 
-    def _headers(self, options: CallOptions, key: str, *, json_body: bool) -> dict[str, str]:
-        headers = dict(self._static_headers)
+    def _prepare(
+        self,
+        method: str,
+        path: str,
+        options: CallOptions,
+        key: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        json_body: bytes | None = None,
+        form_fields: Mapping[str, str] | None = None,
+        form_files: tuple[FormFile, ...] = (),
+        range_start: int = 0,
+        if_range: str | None = None,
+    ) -> Request:
+        """The one request-preparation step: the URL with its query, and every header."""
+        content = method == "GET" and path.endswith("/content")
+        accept = _CONTENT_ACCEPT if content else _JSON_ACCEPT
+        # Only these may follow a redirect to another origin (a signed CDN URL).
+        portable = {"User-Agent": USER_AGENT, **accept}
+        if range_start:
+            portable["Range"] = f"bytes={range_start}-"
+            if if_range is not None:
+                portable["If-Range"] = if_range
+        headers = {**self._identity_headers, **portable}
         if self._settings.auth_scheme == "bearer":
             headers["Authorization"] = f"Bearer {key}"
         else:
             headers["api-key"] = key
-        if json_body:
+        if json_body is not None:
             headers["Content-Type"] = "application/json"
         if options.idempotency_key is not None:
             headers["Idempotency-Key"] = options.idempotency_key
         if options.extra_headers:
             headers.update(options.extra_headers)
-        return headers
-
-    # -- options -----------------------------------------------------------
-
-    def _options(
-        self,
-        *,
-        timeout: TimeoutSetting | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
-        idempotency_key: str | NotGiven | None = NOT_GIVEN,
-        timeout_name: str = "timeout",
-    ) -> CallOptions:
-        """Check the per-call options; the fast path reuses the client's defaults."""
-        if (
-            timeout is NOT_GIVEN
-            and max_retries is NOT_GIVEN
-            and extra_headers is None
-            and extra_query is None
-            and idempotency_key is NOT_GIVEN
-        ):
-            return self._default_options
-        defaults = self._default_options
-        if idempotency_key is NOT_GIVEN:
-            key: str | None = None
-        elif idempotency_key is None:
-            key = uuid.uuid4().hex
-        else:
-            if not isinstance(idempotency_key, str):
-                raise TypeError(
-                    f"idempotency_key must be a str, got {type(idempotency_key).__name__}"
-                )
-            if not idempotency_key.strip():
-                raise ValueError("idempotency_key must be a non-empty str")
-            key = idempotency_key
-        return CallOptions(
-            timeout=(
-                defaults.timeout if timeout is NOT_GIVEN else check_timeout(timeout, timeout_name)
-            ),
-            max_retries=(
-                defaults.max_retries if max_retries is NOT_GIVEN else check_max_retries(max_retries)
-            ),
-            extra_headers=check_headers(extra_headers, "extra_headers"),
-            extra_query={**defaults.extra_query, **check_str_mapping(extra_query, "extra_query")},
-            idempotency_key=key,
+        if options.extra_query:
+            query = {**(query or {}), **options.extra_query}
+        url = self._settings.base_url + path
+        if query:
+            url += "?" + urlencode(query)
+        return Request(
+            method,
+            url,
+            headers,
+            json_body,
+            form_fields,
+            form_files,
+            cross_origin_redirects=content,
+            portable_headers=portable,
         )
 
-    # -- requests ----------------------------------------------------------
+    def _body(self, options: CallOptions, json_body: Mapping[str, Any] | None) -> bytes | None:
+        if json_body is None:
+            return None
+        return dumps({**json_body, **options.extra_body} if options.extra_body else json_body)
 
-    async def _request(
+    # -- sending -----------------------------------------------------------
+
+    async def _json(
         self,
         method: str,
         path: str,
@@ -249,56 +356,107 @@ class BaseClient:
         json_body: Mapping[str, Any] | None = None,
         form_fields: Mapping[str, str] | None = None,
         form_files: tuple[FormFile, ...] = (),
-        headers: Mapping[str, str] | None = None,
-        raw: bool = False,
         gate: asyncio.Semaphore | None = None,
     ) -> tuple[Any, Mapping[str, str]]:
-        """Send one request under the retry policy; return (JSON or bytes, headers).
+        """Send one request under the retry policy; return its JSON and headers."""
+        body = self._body(options, json_body)
+        if form_fields is not None and options.extra_body:
+            form_fields = {**form_fields, **_form_values(options.extra_body)}
+        key = ""
 
-        ``gate``, when given, is held around each attempt (not across the
-        waits between attempts), to bound how many are in flight.
-        """
-        if options.extra_query:
-            query = {**(query or {}), **options.extra_query}
-        body = None if json_body is None else dumps(json_body)
-        idempotent = method != "POST"
-
-        async def attempt() -> tuple[Any, Mapping[str, str]]:
+        async def attempt() -> tuple[Any, Response]:
+            nonlocal key
             key = await self._api_key()
-            request_headers = self._headers(options, key, json_body=body is not None)
-            if headers:
-                request_headers.update(headers)
-            request = Request(
+            request = self._prepare(
                 method,
                 path,
-                query or {},
-                request_headers,
-                body,
-                form_fields,
-                form_files,
+                options,
+                key,
+                query=query,
+                json_body=body,
+                form_fields=form_fields,
+                form_files=form_files,
             )
             if gate is None:
                 response = await self._transport.send(request, options.timeout)
             else:
                 async with gate:
                     response = await self._transport.send(request, options.timeout)
+            return decipher(response.status, response.headers, response.body), response
+
+        data, response = await self._retried(attempt, method, path, options, lambda: key)
+        return data, response.headers
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        options: CallOptions,
+        model: type[T],
+        **request: Any,
+    ) -> T:
+        """``_json`` read into ``model``: a conversion error is masked like any other."""
+        data, _ = await self._json(method, path, options, **request)
+        return await self._structured(data, model)
+
+    async def _structured(self, data: Any, model: type[T]) -> T:
+        """``data`` read into ``model``; a conversion error is masked like any other."""
+        try:
+            return structure(data, model)
+        except errors.AsyncVideosError as error:
+            raise redact(error, await self._api_key()) from None
+
+    async def _bytes(
+        self, path: str, options: CallOptions, *, query: Mapping[str, str] | None = None
+    ) -> bytes:
+        """A GET whose 2xx body is returned as bytes (within the size limit)."""
+        key = ""
+
+        async def attempt() -> tuple[bytes, Response]:
+            nonlocal key
+            key = await self._api_key()
+            request = self._prepare("GET", path, options, key, query=query)
+            response = await self._transport.send(request, options.timeout)
             if not 200 <= response.status < 300:
-                error = status_error(response.status, response.headers, response.body)
-                raise redact(error, key)
-            if raw:
-                return response.body, response.headers
-            return decode_json(response.status, response.headers, response.body), response.headers
+                raise status_error(response.status, response.headers, response.body)
+            return response.body, response
+
+        body, _ = await self._retried(attempt, "GET", path, options, lambda: key)
+        return body
+
+    async def _retried(
+        self,
+        attempt: Callable[[], Awaitable[tuple[T, R]]],
+        method: str,
+        path: str,
+        options: CallOptions,
+        key: Callable[[], str],
+    ) -> tuple[T, R]:
+        """Run ``attempt`` under the retry policy; every error leaves with the key masked."""
+        seen = _raw_capture.get()
+        retries = 0
+
+        def count(details: RetryDetails) -> None:
+            nonlocal retries
+            retries = details.retry
+            if self._on_retry is not None:
+                self._on_retry(details)
 
         try:
-            return await call_with_retries(
+            result, response = await call_with_retries(
                 attempt,
                 max_retries=options.max_retries,
-                idempotent=idempotent,
-                what=f"{method} {path}",
+                idempotent=method != "POST",
+                method=method,
+                path=path,
+                on_retry=count if seen is not None else self._on_retry,
             )
         except errors.AsyncVideosError as error:
             error.idempotency_key = options.idempotency_key
-            raise
+            raise redact(error, key()) from error.__cause__
+        if seen is not None:
+            seen.status, seen.headers, seen.retries = response.status, response.headers, retries
+        return result, response
 
     @asynccontextmanager
     async def _stream(
@@ -307,36 +465,84 @@ class BaseClient:
         options: CallOptions,
         *,
         query: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
+        range_start: int = 0,
+        if_range: str | None = None,
     ) -> AsyncIterator[StreamedResponse]:
-        """Open a GET whose body is streamed; opening (up to a 2xx) is retried."""
-        if options.extra_query:
-            query = {**(query or {}), **options.extra_query}
+        """Open a GET whose body is streamed; opening (up to a 2xx) is retried.
+
+        ``range_start`` asks for the body from that byte on, ``if_range`` only
+        if the content is still the version that validator names.
+        """
         # A stream's total time is unbounded by nature: the per-attempt limit
         # bounds each wait for bytes instead (a stall watch, cheaper than
         # aiohttp's per-read timer), so a slow but moving download is not cut.
         stall_limit = options.timeout.sock_read or options.timeout.total
         timeout = attrs.evolve(options.timeout, total=None, sock_read=None)
+        key = ""
 
-        async def attempt() -> StreamedResponse:
+        async def attempt() -> tuple[StreamedResponse, StreamedResponse]:
+            nonlocal key
             key = await self._api_key()
-            request_headers = self._headers(options, key, json_body=False)
-            if headers:
-                request_headers.update(headers)
-            request = Request("GET", path, query or {}, request_headers)
+            request = self._prepare(
+                "GET", path, options, key, query=query, range_start=range_start, if_range=if_range
+            )
             response = await self._transport.open(request, timeout, stall_limit)
             if not 200 <= response.status < 300:
                 try:
-                    body = await response.read()
+                    body = await response.read(MAX_ERROR_BODY)
                 finally:
                     response.release()
-                raise redact(status_error(response.status, response.headers, body), key)
-            return response
+                raise status_error(response.status, response.headers, body)
+            return response, response
 
-        response = await call_with_retries(
-            attempt, max_retries=options.max_retries, idempotent=True, what=f"GET {path}"
-        )
+        response, _ = await self._retried(attempt, "GET", path, options, lambda: key)
         try:
             yield response
+        except errors.AsyncVideosError as error:
+            raise redact(error, key) from error.__cause__
         finally:
             response.release()
+
+
+def _idempotency_key(value: str | NotGiven | None) -> str | None:
+    if value is NOT_GIVEN:
+        return None
+    if value is None:
+        return uuid.uuid4().hex
+    if not isinstance(value, str):
+        raise TypeError(f"idempotency_key must be a str, got {type(value).__name__}")
+    if not value.strip():
+        raise ValueError("idempotency_key must be a non-empty str")
+    return value
+
+
+def _extra_body(value: object) -> dict[str, object]:
+    """Fields for the body: a str-keyed mapping whose values JSON can carry."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"extra_body must be a mapping, got {type(value).__name__}")
+    result = dict(value)
+    for name in result:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"extra_body keys must be non-empty str, got {name!r}")
+    try:
+        dumps(result)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"extra_body must hold JSON values only: {exc}") from None
+    return result
+
+
+def _form_values(extra: Mapping[str, object]) -> dict[str, str]:
+    """``extra_body`` as multipart fields: scalars as text, anything nested as JSON."""
+    fields = {}
+    for name, value in extra.items():
+        if isinstance(value, str):
+            fields[name] = value
+        elif isinstance(value, bool):
+            fields[name] = "true" if value else "false"
+        elif isinstance(value, (int, float)) or value is None:
+            fields[name] = "" if value is None else str(value)
+        else:
+            fields[name] = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return fields

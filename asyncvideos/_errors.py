@@ -15,9 +15,11 @@ asyncio are translated in ``_http.py`` and kept as ``__cause__``::
     │   ├── UnprocessableEntityError    422
     │   ├── RateLimitError              429
     │   │   └── QuotaExceededError      429 whose code says the quota is spent
-    │   └── InternalServerError         5xx
+    │   ├── InternalServerError         5xx
+    │   └── RedirectError               a 3xx that was not followed
     ├── APIResponseValidationError      a response that cannot be understood
-    │   └── PaginationError             a cursor that leads nowhere
+    │   ├── PaginationError             a cursor that leads nowhere
+    │   └── ResponseTooLargeError       a body over the client's size limit
     ├── WaitTimeoutError                wait() ran out of time (also a TimeoutError)
     └── VideoFailedError                wait(raise_on_failure=True) saw a failed job
 """
@@ -28,7 +30,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._models import Video
+    from ._models import Video, VideoError
 
 __all__ = [
     "APIConnectionError",
@@ -45,6 +47,8 @@ __all__ = [
     "PermissionDeniedError",
     "QuotaExceededError",
     "RateLimitError",
+    "RedirectError",
+    "ResponseTooLargeError",
     "UnprocessableEntityError",
     "VideoFailedError",
     "WaitTimeoutError",
@@ -111,7 +115,8 @@ class APIStatusError(AsyncVideosError):
     ``message``, ``code``, ``param`` and ``type`` come from the OpenAI-shaped
     error body when there is one; ``body`` is the parsed body (or the text when
     it is not JSON); ``retry_after`` is the wait in seconds the server asked
-    for, when it asked for one.
+    for, when it asked for one; ``request_id`` is the id to give the
+    provider's support (from ``x-request-id`` or a gateway's equivalent).
     """
 
     def __init__(
@@ -125,6 +130,7 @@ class APIStatusError(AsyncVideosError):
         param: str | None = None,
         type: str | None = None,
         retry_after: float | None = None,
+        request_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
@@ -134,7 +140,7 @@ class APIStatusError(AsyncVideosError):
         self.param = param
         self.type = type
         self.retry_after = retry_after
-        self.request_id: str | None = headers.get("x-request-id")
+        self.request_id = request_id
 
     def __str__(self) -> str:
         parts = [f"Error code: {self.status_code} - {self.message}"]
@@ -179,6 +185,12 @@ class InternalServerError(APIStatusError):
     """5xx: the server failed."""
 
 
+class RedirectError(APIStatusError):
+    """A redirect that was not followed: to another origin (outside content
+    downloads), from https to http, without a usable ``Location``, or one hop
+    too many. The message names the location's origin, never its query."""
+
+
 class APIResponseValidationError(AsyncVideosError):
     """A response arrived but could not be understood (not JSON, wrong shape)."""
 
@@ -189,7 +201,13 @@ class APIResponseValidationError(AsyncVideosError):
 
 
 class PaginationError(APIResponseValidationError):
-    """A page said ``has_more`` but gave no new cursor to continue from."""
+    """A listing that leads nowhere: ``has_more`` with no new cursor, a cursor
+    seen before, or a run of empty pages that never ends."""
+
+
+class ResponseTooLargeError(APIResponseValidationError):
+    """A response body grew past the client's ``max_response_bytes`` (counted
+    after decompression); the connection was closed, not read to the end."""
 
 
 class WaitTimeoutError(AsyncVideosError, TimeoutError):
@@ -208,4 +226,4 @@ class VideoFailedError(AsyncVideosError):
         detail = f": {video.error.code}: {video.error.message}" if video.error else ""
         super().__init__(f"Video job {video.id} failed{detail}")
         self.video = video
-        self.error = video.error
+        self.error: VideoError | None = video.error

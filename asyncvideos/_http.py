@@ -1,31 +1,42 @@
 """The one place that calls aiohttp.
 
-It owns (or borrows) the session, sends one attempt of a ``Request``, and
-translates every aiohttp and asyncio failure into the exception tree, keeping
-the original as ``__cause__``. Retries, headers and meaning live elsewhere.
+It owns (or borrows) the session, sends one attempt of a ``Request``, follows
+redirects by the rules of ``_protocol.redirect_target``, reads bodies within a
+size limit (counted after decompression, which happens here), and translates
+every aiohttp and asyncio failure into the exception tree in one place,
+``_translated``. Retries, headers and meaning live elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, NoReturn
-from urllib.parse import urlencode
+import zlib
+from collections.abc import AsyncGenerator, Iterator, Mapping
+from contextlib import aclosing, contextmanager
+from typing import Any
 
 import aiohttp
 import attrs
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from . import _errors as errors
-from ._protocol import Request
+from ._protocol import REDIRECT_STATUSES, Request, origin, redirect_target
 
 # aiohttp >= 3.10 tells a connect timeout (nothing was sent) from a read timeout.
 _CONNECT_TIMEOUT: tuple[type[BaseException], ...] = tuple(
     cls for cls in (getattr(aiohttp, "ConnectionTimeoutError", None),) if cls is not None
 )
 _TLS_FAILURES = (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)
+#: An error body is read for its message only: this much is plenty.
+MAX_ERROR_BODY = 64 * 1024
+MAX_REDIRECTS = 5
+#: Decoded bytes handed over at a time while a body is buffered.
+_READ_PIECE = 256 * 1024
+#: Headers whose values are credentials: scrubbed from aiohttp's exceptions.
+_CREDENTIAL_HEADERS = ("authorization", "api-key")
+_EMPTY_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 
 
 class _State(enum.Enum):
@@ -35,11 +46,58 @@ class _State(enum.Enum):
 
 @attrs.frozen(slots=True)
 class Response:
-    """A whole response: status, headers and the body, read to the end."""
+    """A whole response: status, headers and the (decompressed, bounded) body."""
 
     status: int
     headers: Mapping[str, str]
     body: bytes
+
+
+class _Decoder:
+    """Undoes ``Content-Encoding`` (gzip or deflate) a bounded piece at a time.
+
+    aiohttp's own decompression is switched off so that no single received
+    buffer can inflate into more memory than the caller asked for.
+    """
+
+    def __init__(self, encoding: str) -> None:
+        self._wbits = 16 + zlib.MAX_WBITS if encoding in ("gzip", "x-gzip") else zlib.MAX_WBITS
+        self._inflate = zlib.decompressobj(self._wbits)
+        self._raw_deflate = encoding == "deflate"
+
+    def feed(self, data: bytes, piece: int, url: str) -> Iterator[bytes]:
+        """The decoded bytes of ``data``, in pieces of at most ``piece`` bytes."""
+        try:
+            while data:
+                out = self._inflate.decompress(data, piece)
+                data = self._inflate.unconsumed_tail
+                if self._inflate.eof and self._inflate.unused_data:
+                    # Another gzip member follows (rare, but legal).
+                    data = self._inflate.unused_data + data
+                    self._inflate = zlib.decompressobj(self._wbits)
+                if out:
+                    yield out
+        except zlib.error:
+            if self._raw_deflate and self._wbits > 0:
+                # Some servers send raw deflate under ``deflate``: retry as such once.
+                self._wbits = -zlib.MAX_WBITS
+                self._inflate = zlib.decompressobj(self._wbits)
+                yield from self.feed(data, piece, url)
+                return
+            raise errors.APIResponseValidationError(
+                f"The body of {url} is not validly compressed"
+            ) from None
+
+
+def _decoder(headers: Mapping[str, str]) -> _Decoder | None:
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        return _Decoder(encoding)
+    raise errors.APIResponseValidationError(
+        f"The server sent a body in an encoding that was not asked for: {encoding[:40]!r}"
+    )
 
 
 class _StallWatch:
@@ -99,82 +157,36 @@ class _StallWatch:
         )
 
 
-@attrs.define(slots=True)
-class StreamedResponse:
-    """A response whose body is read chunk by chunk, with errors translated.
+@contextmanager
+def _translated(request: Request, url: str, watch: _StallWatch | None = None) -> Iterator[None]:
+    """The one place where aiohttp's and asyncio's failures become the exception tree.
 
-    ``stall_limit`` bounds each wait for the next bytes (None: no limit).
+    The original stays as ``__cause__``, scrubbed of the request's headers
+    (aiohttp puts them, credentials included, in ``request_info``).
     """
-
-    status: int
-    headers: CIMultiDictProxy[str]
-    _response: aiohttp.ClientResponse
-    _method: str
-    _url: str
-    _watch: _StallWatch | None
-
-    async def read(self) -> bytes:
-        try:
-            self._waiting()
-            return await self._response.read()
-        except asyncio.CancelledError:
-            self._raise_if_stalled()
-            raise
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            _raise_translated(exc, self._method, self._url)
-
-    def release(self) -> None:
-        """Give the connection back (or close it, when the body was not read to the end)."""
-        if self._watch is not None:
-            self._watch.stop()
-        self._response.release()
-
-    async def chunks(self, size: int) -> AsyncIterator[bytes]:
-        """The body as it arrives, in pieces of at most ``size`` bytes."""
-        reader = self._response.content
-        watch = self._watch
-        try:
-            while True:
-                if watch is not None:
-                    watch.waiting()
-                # readany hands over each received buffer as it is; iter_chunked
-                # would copy every byte to re-cut the stream into equal pieces.
-                chunk = await reader.readany()
-                if watch is not None:
-                    watch.received()
-                if not chunk:
-                    return
-                if len(chunk) <= size:
-                    yield chunk
-                else:
-                    for start in range(0, len(chunk), size):
-                        yield chunk[start : start + size]
-        except asyncio.CancelledError:
-            self._raise_if_stalled()
-            raise
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            _raise_translated(exc, self._method, self._url)
-
-    def _waiting(self) -> None:
-        if self._watch is not None:
-            self._watch.waiting()
-
-    def _raise_if_stalled(self) -> None:
-        if self._watch is not None:
-            error = self._watch.timed_out(self._method, self._url)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if watch is not None:
+            error = watch.timed_out(request.method, url)
             if error is not None:
                 raise error from None
+        raise
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        _scrub(exc, request)
+        raise _translate(exc, request.method, url) from exc
 
 
-def _raise_translated(exc: BaseException, method: str, url: str) -> NoReturn:
-    """Raise the exception-tree equivalent of an aiohttp or asyncio failure."""
+def _translate(exc: BaseException, method: str, url: str) -> errors.AsyncVideosError:
     error: errors.AsyncVideosError
     if isinstance(exc, asyncio.TimeoutError):  # includes aiohttp.ServerTimeoutError
         error = errors.APITimeoutError(f"{method} {url} timed out", method=method, url=url)
         error.request_sent = not isinstance(exc, _CONNECT_TIMEOUT)
     elif isinstance(exc, aiohttp.ClientConnectorError):
         error = errors.APIConnectionError(
-            f"Cannot connect to {url}: {exc.strerror or exc}", method=method, url=url
+            f"Cannot connect to {url}: {exc.strerror or type(exc).__name__}",
+            method=method,
+            url=url,
         )
         # Nothing reached the server, so even a POST may be retried; but a
         # certificate that does not verify will not verify on the next try.
@@ -190,7 +202,119 @@ def _raise_translated(exc: BaseException, method: str, url: str) -> NoReturn:
         error = errors.APIConnectionError(
             f"Connection error on {method} {url}: {reason}", method=method, url=url
         )
-    raise error from exc
+    return error
+
+
+def _scrub(exc: BaseException, request: Request) -> None:
+    """Take the request's headers, and any credential quoted back, out of ``exc``."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        info = exc.request_info
+        clean = aiohttp.RequestInfo(info.url, info.method, _EMPTY_HEADERS, info.real_url)
+        exc.request_info = clean
+        exc.history = ()
+        exc.headers = None
+        exc.args = (clean, ())
+    secrets = list(_credentials(request))
+    current: BaseException | None = exc
+    for _ in range(8):  # the parser's own exceptions may quote what the server sent
+        if current is None:
+            break
+        message = getattr(current, "message", None)
+        if isinstance(message, str):
+            current.message = _masked(message, secrets)  # type: ignore[attr-defined]
+        current.args = tuple(
+            _masked(arg, secrets) if isinstance(arg, str) else arg for arg in current.args
+        )
+        current = current.__cause__ or current.__context__
+
+
+def _masked(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _credentials(request: Request) -> Iterator[str]:
+    for name in _CREDENTIAL_HEADERS:
+        for header, value in request.headers.items():
+            if header.lower() == name and value:
+                yield value
+                yield value.partition(" ")[2] or value  # the token after "Bearer "
+
+
+def shown_url(url: URL) -> str:
+    """A URL for a message: no query string (a signed URL's query is a credential)."""
+    return str(url.with_query(None).with_fragment(None))
+
+
+class StreamedResponse:
+    """A response whose body is read chunk by chunk, with errors translated.
+
+    ``stall_limit`` bounds each wait for the next bytes (None: no limit).
+    """
+
+    __slots__ = ("_decoder", "_request", "_response", "_url", "_watch", "headers", "status")
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        request: Request,
+        url: str,
+        watch: _StallWatch | None,
+    ) -> None:
+        self.status = response.status
+        self.headers: CIMultiDictProxy[str] = response.headers
+        self._response = response
+        self._request = request
+        self._url = url
+        self._watch = watch
+        self._decoder: _Decoder | None = None
+
+    async def read(self, limit: int, *, cut: bool = True) -> bytes:
+        """The body, up to ``limit`` bytes: past it, the connection is closed and the
+        first ``limit`` bytes returned (``cut``) or ``ResponseTooLargeError`` raised."""
+        body = bytearray()
+        async with aclosing(self.chunks(min(limit + 1, _READ_PIECE))) as chunks:
+            async for chunk in chunks:
+                body += chunk
+                if len(body) > limit:
+                    self._response.close()
+                    if not cut:
+                        raise _too_large(self._request, self._url, limit, None)
+                    del body[limit:]  # in place: a copy would double the peak
+                    break
+        return bytes(body)
+
+    def release(self) -> None:
+        """Give the connection back (or close it, when the body was not read to the end)."""
+        if self._watch is not None:
+            self._watch.stop()
+        self._response.release()
+
+    async def chunks(self, size: int) -> AsyncGenerator[bytes, None]:
+        """The (decoded) body as it arrives, in pieces of at most ``size`` bytes."""
+        reader = self._response.content
+        watch = self._watch
+        with _translated(self._request, self._url, watch):
+            decoder = _decoder(self.headers)
+            while True:
+                if watch is not None:
+                    watch.waiting()
+                # readany hands over each received buffer as it is; iter_chunked
+                # would copy every byte to re-cut the stream into equal pieces.
+                chunk = await reader.readany()
+                if watch is not None:
+                    watch.received()
+                if not chunk:
+                    return
+                if decoder is not None:
+                    for piece in decoder.feed(chunk, size, self._url):
+                        yield piece
+                elif len(chunk) <= size:
+                    yield chunk
+                else:
+                    for start in range(0, len(chunk), size):
+                        yield chunk[start : start + size]
 
 
 class Transport:
@@ -198,39 +322,50 @@ class Transport:
 
     A session passed in is borrowed: used, never closed. Otherwise the session
     is created on first use (inside the running loop) and closed by ``close()``.
+    Either way the client is bound to the event loop it is first used in.
     """
 
     def __init__(
-        self, base_url: str, *, session: aiohttp.ClientSession | None, max_connections: int
+        self,
+        *,
+        session: aiohttp.ClientSession | None,
+        max_connections: int,
+        max_response_bytes: int,
     ) -> None:
-        self._base_url = base_url
         self._session = session
         self._owns_session = session is None
         self._max_connections = max_connections
+        self._max_response_bytes = max_response_bytes
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._state = _State.OPEN
 
     @property
     def closed(self) -> bool:
         return self._state is _State.CLOSED
 
-    def url(self, request: Request) -> str:
-        url = self._base_url + request.path
-        if request.query:
-            url += "?" + urlencode(request.query)
-        return url
-
     def _get_session(self) -> aiohttp.ClientSession:
         if self._state is _State.CLOSED:
             raise RuntimeError("This AsyncVideos client is closed; create a new one")
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise RuntimeError(
+                "This AsyncVideos client belongs to the event loop it was first used in; "
+                "create one client per event loop (for example inside the coroutine "
+                "that asyncio.run() runs)"
+            )
         session = self._session
         if session is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections)
-            session = self._session = aiohttp.ClientSession(connector=connector)
+            # trust_env=False: proxy variables and .netrc are not read (documented).
+            session = self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
         elif session.closed:
             raise RuntimeError("The aiohttp.ClientSession given to AsyncVideos is closed")
         return session
 
-    def _data(self, request: Request) -> aiohttp.FormData | bytes | None:
+    @staticmethod
+    def _data(request: Request) -> aiohttp.FormData | bytes | None:
         if request.form_fields is None:
             return request.json_body
         form = aiohttp.FormData()
@@ -242,23 +377,72 @@ class Transport:
             )
         return form
 
-    async def send(self, request: Request, timeout: aiohttp.ClientTimeout) -> Response:
-        """Send one attempt and read its whole body."""
+    async def _open(
+        self, request: Request, timeout: aiohttp.ClientTimeout, watch: _StallWatch | None
+    ) -> tuple[aiohttp.ClientResponse, str]:
+        """Send ``request`` and follow its redirects; return the final response and the
+        URL to name in messages. Credentials never leave the request's origin."""
         session = self._get_session()
-        url = self.url(request)
+        url = URL(request.url, encoded=True)
+        headers = request.headers
+        shown = shown_url(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            with _translated(request, shown, watch):
+                if watch is not None:
+                    watch.waiting()
+                response = await session.request(
+                    request.method,
+                    url,
+                    headers=headers,
+                    data=self._data(request),
+                    timeout=timeout,
+                    allow_redirects=False,
+                    auto_decompress=False,
+                )
+                if watch is not None:
+                    watch.received()
+            if response.status not in REDIRECT_STATUSES:
+                return response, shown
+            response.release()
+            if request.method != "GET":
+                raise _refused(response, f"a redirect of a {request.method} request")
+            url, same = redirect_target(
+                url, response.status, response.headers, cross_origin=request.cross_origin_redirects
+            )
+            if not same:
+                # Another origin: none of the client's credential or identity headers.
+                headers = request.portable_headers
+            shown = shown_url(url)
+        raise _refused(response, f"more than {MAX_REDIRECTS} redirects (last: {origin(url)})")
+
+    async def send(self, request: Request, timeout: aiohttp.ClientTimeout) -> Response:
+        """Send one attempt and read its whole body, within the size limit."""
+        response, shown = await self._open(request, timeout, None)
         try:
-            async with session.request(
-                request.method,
-                URL(url, encoded=True),
-                headers=request.headers,
-                data=self._data(request),
-                timeout=timeout,
-                allow_redirects=request.method == "GET",
-            ) as resp:
-                body = await resp.read()
-                return Response(resp.status, resp.headers, body)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            _raise_translated(exc, request.method, url)
+            body = await self._read_body(response, request, shown)
+        except BaseException:
+            response.close()
+            raise
+        finally:
+            response.release()
+        return Response(response.status, response.headers, body)
+
+    async def _read_body(
+        self, response: aiohttp.ClientResponse, request: Request, shown: str
+    ) -> bytes:
+        ok = 200 <= response.status < 300
+        limit = self._max_response_bytes if ok else MAX_ERROR_BODY
+        headers = response.headers
+        declared = headers.get("content-length", "")
+        plain = "content-encoding" not in headers
+        if plain and declared.isdigit() and int(declared) <= limit:
+            # The common case: aiohttp reads exactly the declared length.
+            with _translated(request, shown):
+                return await response.read()
+        if ok and plain and declared.isdigit():
+            raise _too_large(request, shown, limit, int(declared))
+        # An error body is cut at its limit; a 2xx body past it is an error.
+        return await StreamedResponse(response, request, shown, None).read(limit, cut=not ok)
 
     async def open(
         self, request: Request, timeout: aiohttp.ClientTimeout, stall_limit: float | None
@@ -266,28 +450,14 @@ class Transport:
         """Send a GET and return once the headers are in; the caller must
         ``release()`` the response. ``stall_limit`` bounds each wait for bytes,
         the headers' included."""
-        session = self._get_session()
-        url = self.url(request)
         watch = None if stall_limit is None else _StallWatch(stall_limit)
         try:
-            if watch is not None:
-                watch.waiting()
-            resp = await session.request(
-                request.method, URL(url, encoded=True), headers=request.headers, timeout=timeout
-            )
-        except BaseException as exc:
+            response, shown = await self._open(request, timeout, watch)
+        except BaseException:
             if watch is not None:
                 watch.stop()
-                if isinstance(exc, asyncio.CancelledError):
-                    error = watch.timed_out(request.method, url)
-                    if error is not None:
-                        raise error from None
-            if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError)):
-                _raise_translated(exc, request.method, url)
             raise
-        if watch is not None:
-            watch.received()
-        return StreamedResponse(resp.status, resp.headers, resp, request.method, url, watch)
+        return StreamedResponse(response, request, shown, watch)
 
     async def close(self) -> None:
         """Close the session if this transport opened it; idempotent."""
@@ -296,3 +466,23 @@ class Transport:
         self._state = _State.CLOSED
         if self._owns_session and self._session is not None:
             await self._session.close()
+
+
+def _refused(response: aiohttp.ClientResponse, what: str) -> errors.RedirectError:
+    response.close()
+    return errors.RedirectError(
+        f"HTTP {response.status}: refused to follow {what}",
+        status_code=response.status,
+        headers=response.headers,
+        body=None,
+    )
+
+
+def _too_large(
+    request: Request, url: str, limit: int, declared: int | None
+) -> errors.ResponseTooLargeError:
+    size = f"{declared} bytes" if declared is not None else "more"
+    return errors.ResponseTooLargeError(
+        f"The response to {request.method} {url} is {size}, over the client's "
+        f"max_response_bytes={limit}; the connection was closed"
+    )

@@ -9,12 +9,37 @@ used), and closing the iterator stops it without another request.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable
+
+import attrs
 
 from ._errors import AsyncVideosError, PaginationError
 from ._models import Video, VideoPage
 
 FetchPage = Callable[[str | None], Awaitable[VideoPage]]
+#: Empty pages that say ``has_more`` tolerated in a row before the listing stops:
+#: a server answering them forever would otherwise spin without yielding a job.
+MAX_EMPTY_PAGES = 5
+#: How many recent cursors are remembered to catch a cycle (bounded memory).
+CURSOR_MEMORY = 1024
+
+
+@attrs.define(slots=True)
+class _Cursors:
+    """The recent cursors of one listing and its run of empty pages."""
+
+    order: deque[str] = attrs.field(factory=deque)
+    known: set[str] = attrs.field(factory=set)
+    empty_run: int = 0
+
+    def remember(self, cursor: str | None) -> None:
+        if cursor is None or cursor in self.known:
+            return
+        self.order.append(cursor)
+        self.known.add(cursor)
+        if len(self.order) > CURSOR_MEMORY:
+            self.known.discard(self.order.popleft())
 
 
 def next_cursor(page: VideoPage) -> str | None:
@@ -40,7 +65,7 @@ async def iterate_pages(
     asked for, and closing the iterator cancels it.
     """
     cursor = after
-    seen: set[str] = set()
+    seen = _Cursors()
     ahead: asyncio.Task[VideoPage] | None = None
     try:
         while True:
@@ -57,8 +82,7 @@ async def iterate_pages(
             if prefetch:
                 ahead = asyncio.ensure_future(fetch_page(following))
             yield page
-            if cursor is not None:
-                seen.add(cursor)
+            seen.remember(cursor)
             cursor = following
     finally:
         if ahead is not None:
@@ -67,19 +91,37 @@ async def iterate_pages(
             await asyncio.gather(ahead, return_exceptions=True)
 
 
-def _checked_cursor(page: VideoPage, cursor: str | None, seen: set[str]) -> str:
+def _checked_cursor(page: VideoPage, cursor: str | None, seen: _Cursors) -> str:
     """The next page's cursor, or ``PaginationError`` when it leads nowhere new."""
     following = next_cursor(page)
-    if following is None or following == cursor or following in seen:
+    seen.empty_run = 0 if page.data else seen.empty_run + 1
+    if following is None or following == cursor or following in seen.known:
         # Checked before the page is yielded: a page whose cursor leads back
         # is a repeat, and its jobs must not be handed out twice.
-        stuck = PaginationError(
+        raise _stuck(
             "The API said has_more but gave no new cursor "
-            f"(after={cursor!r}, next={following!r}); stopping instead of looping",
+            f"(after={_short(cursor)}, next={_short(following)}); stopping instead of looping",
+            cursor,
         )
-        stuck.resume_after = cursor
-        raise stuck
+    if seen.empty_run > MAX_EMPTY_PAGES:
+        raise _stuck(
+            f"The API sent {seen.empty_run} empty pages in a row that each said has_more; "
+            "stopping instead of spinning",
+            cursor,
+        )
     return following
+
+
+def _stuck(message: str, cursor: str | None) -> PaginationError:
+    error = PaginationError(message)
+    error.resume_after = cursor
+    return error
+
+
+def _short(cursor: str | None) -> str:
+    """A cursor for a message: a server may send one of any length."""
+    shown = repr(cursor)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
 async def iterate_items(

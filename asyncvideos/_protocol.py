@@ -1,9 +1,9 @@
-"""Pure protocol code: requests described, responses deciphered, waits parsed.
+"""Pure protocol code: requests described, responses deciphered, headers read.
 
-Nothing here does I/O, so every rule (which status maps to which error, what
-``Retry-After`` means, how an id becomes a path segment) is tested without a
-network. ``_http.py`` is the only module that turns a ``Request`` into bytes
-on a socket.
+Nothing here does I/O, so every rule (which status maps to which error, what a
+header means, how an id becomes a path, which redirect may be followed) is
+tested without a network. ``_http.py`` is the only module that turns a
+``Request`` into bytes on a socket; ``_retry.py`` owns the retry policy.
 """
 
 from __future__ import annotations
@@ -17,15 +17,28 @@ from typing import Any
 from urllib.parse import quote
 
 import attrs
+from yarl import URL
 
 from . import _errors as errors
 
-#: Longest server-requested wait that is honoured by sleeping; beyond it the
-#: error is raised at once with ``retry_after`` set, so the caller decides.
-MAX_RETRY_AFTER = 60.0
 _QUOTA_CODES = frozenset({"insufficient_quota", "quota_exceeded", "billing_hard_limit_reached"})
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")
+#: Where a request id is found, in order: OpenAI, generic gateways, LiteLLM,
+#: Azure API Management, and the upstream's id as LiteLLM forwards it.
+REQUEST_ID_HEADERS = (
+    "x-request-id",
+    "request-id",
+    "x-litellm-call-id",
+    "apim-request-id",
+    "llm_provider-x-request-id",
+)
+#: The prefix LiteLLM puts before the upstream's headers.
+GATEWAY_PREFIX = "llm_provider-"
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: How much of a body an error message quotes, and how long a message may get.
+PREVIEW_CHARS = 200
+MAX_MESSAGE_CHARS = 2000
 
 
 @attrs.frozen(slots=True)
@@ -40,15 +53,24 @@ class FormFile:
 
 @attrs.frozen(slots=True)
 class Request:
-    """One HTTP request, ready to send: ``path`` is already percent-encoded."""
+    """One HTTP request, ready to send: ``url`` is absolute and already encoded.
+
+    ``portable_headers`` are the only headers that may follow a redirect to
+    another origin, and only when ``cross_origin_redirects`` allows one (a
+    content download whose gateway hands out a signed CDN URL).
+    """
 
     method: str
-    path: str
-    query: Mapping[str, str] = attrs.field(factory=dict)
-    headers: Mapping[str, str] = attrs.field(factory=dict)
+    url: str
+    headers: Mapping[str, str]
     json_body: bytes | None = None
     form_fields: Mapping[str, str] | None = None
     form_files: tuple[FormFile, ...] = ()
+    cross_origin_redirects: bool = False
+    portable_headers: Mapping[str, str] = attrs.field(factory=dict)
+
+
+# -- paths -----------------------------------------------------------------
 
 
 def path_segment(value: object, name: str) -> str:
@@ -73,25 +95,54 @@ def path_segment(value: object, name: str) -> str:
         raise ValueError(f"{name} must be valid Unicode text (no lone surrogates)") from None
 
 
+def resource_path(collection: str, item_id: object, name: str, suffix: str = "") -> str:
+    """``/{collection}/{id}{suffix}``, the one way a path to a job or character is built."""
+    return f"/{collection}/{path_segment(item_id, name)}{suffix}"
+
+
 def dumps(body: Mapping[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# -- headers ---------------------------------------------------------------
+
+
+def gateway_header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header, or the upstream's copy that LiteLLM forwards as ``llm_provider-<name>``."""
+    value = headers.get(name)
+    return value if value is not None else headers.get(GATEWAY_PREFIX + name)
+
+
+def request_id(headers: Mapping[str, str]) -> str | None:
+    """The id to give the provider's support, from the first header that has one."""
+    for name in REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value
+    return None
+
+
+def milliseconds(raw: str | None, *, maximum: float = float("inf")) -> float | None:
+    """A header value in milliseconds as seconds, or None when absent, junk, negative or
+    over ``maximum`` ms (so ``nan``, ``inf`` and ``1e999`` are ignored)."""
+    if raw is None:
+        return None
+    try:
+        ms = float(raw)
+    except ValueError:
+        return None
+    return ms / 1000.0 if 0 <= ms <= maximum else None
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """The wait the server asked for, in seconds: ``retry-after-ms``, then ``retry-after``.
 
-    ``retry-after`` may be seconds or an HTTP date. Unparseable or negative
-    values are ignored (None).
+    ``retry-after`` may be seconds or an HTTP date. Unparseable, negative or
+    infinite values are ignored (None).
     """
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms is not None:
-        try:
-            ms = float(raw_ms)
-        except ValueError:
-            pass
-        else:
-            if ms >= 0:
-                return ms / 1000.0
+    ms = milliseconds(headers.get("retry-after-ms"), maximum=1e12)
+    if ms is not None:
+        return ms
     raw = headers.get("retry-after")
     if raw is None:
         return None
@@ -104,31 +155,33 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
             return None
         if when.tzinfo is None:
             return None
-        seconds = (when - datetime.now(timezone.utc)).total_seconds()
-        return max(seconds, 0.0)
-    return seconds if seconds >= 0 else None
+        return max((when - datetime.now(timezone.utc)).total_seconds(), 0.0)
+    return seconds if 0 <= seconds < 1e9 else None
 
 
-def should_retry_header(headers: Mapping[str, str]) -> bool | None:
-    """``x-should-retry: true|false`` overrides the status rule; None when absent."""
-    value = headers.get("x-should-retry")
-    if value == "true":
-        return True
-    if value == "false":
-        return False
-    return None
+def poll_after(headers: Mapping[str, str]) -> float | None:
+    """The ``openai-poll-after-ms`` hint in seconds, when the server sent a sane one (<= 1 h)."""
+    return milliseconds(headers.get("openai-poll-after-ms"), maximum=3_600_000)
 
 
-def decode_json(status: int, headers: Mapping[str, str], body: bytes) -> Any:
-    """Parse a 2xx body as JSON or raise ``APIResponseValidationError``."""
+# -- responses -------------------------------------------------------------
+
+
+def decipher(status: int, headers: Mapping[str, str], body: bytes) -> Any:
+    """The JSON of a 2xx response, or the typed error a response stands for.
+
+    The one place where a status becomes an exception and a body becomes data.
+    """
+    if not 200 <= status < 300:
+        raise status_error(status, headers, body)
     try:
         return json.loads(body)
     # RecursionError: a hostile body nested thousands of levels deep.
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         kind = headers.get("content-type", "unknown content type")
         raise errors.APIResponseValidationError(
-            f"Expected a JSON body, got {len(body)} bytes of {kind}",
-            body=_preview(body),
+            f"Expected a JSON body, got {len(body)} bytes of {preview(kind.encode(), 100)}",
+            body=preview(body),
             status_code=status,
         ) from exc
 
@@ -150,7 +203,7 @@ def status_error(status: int, headers: Mapping[str, str], body: bytes) -> errors
     try:
         parsed = json.loads(body) if body else None
     except (ValueError, UnicodeDecodeError, RecursionError):
-        parsed = _preview(body)
+        parsed = preview(body, 500)
     detail = parsed.get("error") if isinstance(parsed, dict) else None
     message = code = param = kind = None
     if isinstance(detail, dict):
@@ -164,12 +217,12 @@ def status_error(status: int, headers: Mapping[str, str], body: bytes) -> errors
         message = _str_or_none(parsed.get("message"))
     if not message:
         # Not OpenAI-shaped (a gateway's HTML page, {"detail": ...}): show a preview.
-        shown = parsed if isinstance(parsed, str) else _preview(body, 200) if body else ""
+        shown = parsed if isinstance(parsed, str) else preview(body) if body else ""
         message = f"HTTP {status}" + (f": {shown}" if shown else "")
     cls = _STATUS_ERRORS.get(status)
     if cls is None:
         cls = errors.InternalServerError if status >= 500 else errors.APIStatusError
-    if cls is errors.RateLimitError and (code in _QUOTA_CODES or kind in _QUOTA_CODES):
+    if cls is errors.RateLimitError and _says_quota(code, kind, message):
         cls = errors.QuotaExceededError
     return cls(
         message,
@@ -180,27 +233,106 @@ def status_error(status: int, headers: Mapping[str, str], body: bytes) -> errors
         param=param,
         type=kind,
         retry_after=parse_retry_after(headers),
+        request_id=request_id(headers),
     )
+
+
+def _says_quota(code: str | None, kind: str | None, message: str) -> bool:
+    # A gateway may rewrite ``code`` (LiteLLM sends "429") and keep the
+    # upstream's error, ``insufficient_quota`` included, inside the message.
+    if code in _QUOTA_CODES or kind in _QUOTA_CODES:
+        return True
+    return any(quota in message for quota in _QUOTA_CODES)
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else (None if value is None else str(value))
+
+
+def preview(body: bytes, limit: int = PREVIEW_CHARS) -> str:
+    """The start of a body as text, for a message: at most ``limit`` bytes shown."""
+    text = body[:limit].decode("utf-8", errors="replace").strip()
+    return text + ("..." if len(body) > limit else "")
+
+
+# -- redirects -------------------------------------------------------------
+
+
+def origin(url: URL) -> str:
+    """``scheme://host:port``: what a credential is bound to (never the path or query)."""
+    return f"{url.scheme}://{url.host}:{url.port}"
+
+
+def redirect_target(
+    current: URL, status: int, headers: Mapping[str, str], *, cross_origin: bool
+) -> tuple[URL, bool]:
+    """Where a redirect leads and whether it stays on the same origin.
+
+    Raises ``RedirectError`` for one that must not be followed: no usable
+    ``Location``, ``https`` to ``http``, or another origin when ``cross_origin``
+    is False. The error names the location's origin, never its query string,
+    which may hold a signature.
+    """
+    location = headers.get("location", "")
+    try:
+        target = current.join(URL(location, encoded=True)) if location else None
+    except (ValueError, TypeError):
+        target = None
+    if target is None or target.scheme not in ("http", "https") or not target.host:
+        raise _redirect_error(status, headers, "a redirect without a usable Location")
+    if current.scheme == "https" and target.scheme == "http":
+        raise _redirect_error(
+            status, headers, f"a redirect from https to plain http ({origin(target)})"
+        )
+    same = origin(target) == origin(current)
+    if not same and not cross_origin:
+        raise _redirect_error(status, headers, f"a redirect to another origin ({origin(target)})")
+    return target, same
+
+
+def _redirect_error(status: int, headers: Mapping[str, str], what: str) -> errors.RedirectError:
+    return errors.RedirectError(
+        f"HTTP {status}: refused to follow {what}",
+        status_code=status,
+        headers=headers,
+        body=None,
+        request_id=request_id(headers),
+    )
+
+
+# -- secrets ---------------------------------------------------------------
 
 
 def mask_secret(secret: str) -> str:
     """Show enough of a key to recognise it, never enough to use it: ``sk-...xy``."""
-    if len(secret) <= 8:
+    if len(secret) <= 12:
         return "***"
     return f"{secret[:3]}...{secret[-2:]}"
 
 
-def redact(error: errors.APIStatusError, secret: str) -> errors.APIStatusError:
-    """Mask ``secret`` wherever a server echoed it in an error's message or body.
+def redact(error: errors.AsyncVideosError, secret: str) -> errors.AsyncVideosError:
+    """Mask ``secret`` wherever a server echoed it in an error, and cap the message.
 
     OpenAI masks keys in its messages itself; a gateway may not ("Invalid key
     sk-...") and the key must never reach a log line through an exception.
     """
     masked = mask_secret(secret)
-    if secret in error.message:
-        error.message = error.message.replace(secret, masked)
-        error.args = (error.message,)
-    error.body = _redact_value(error.body, secret, masked)
+    message = error.message
+    if secret and secret in message:
+        message = message.replace(secret, masked)
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + "... (cut)"
+    if message is not error.message:
+        error.message = message
+        error.args = (message,)
+    if secret and isinstance(error, (errors.APIStatusError, errors.APIResponseValidationError)):
+        error.body = _redact_value(error.body, secret, masked)
+        if isinstance(error, errors.APIStatusError) and any(
+            secret in value for value in error.headers.values()
+        ):
+            error.headers = {
+                name: value.replace(secret, masked) for name, value in error.headers.items()
+            }
     return error
 
 
@@ -208,33 +340,10 @@ def _redact_value(value: object, secret: str, masked: str) -> object:
     if isinstance(value, str):
         return value.replace(secret, masked) if secret in value else value
     if isinstance(value, dict):
-        return {key: _redact_value(item, secret, masked) for key, item in value.items()}
+        return {
+            _redact_value(key, secret, masked): _redact_value(item, secret, masked)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
         return [_redact_value(item, secret, masked) for item in value]
     return value
-
-
-def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else (None if value is None else str(value))
-
-
-def _preview(body: bytes, limit: int = 500) -> str:
-    text = body[:limit].decode("utf-8", errors="replace").strip()
-    return text + ("..." if len(body) > limit else "")
-
-
-def status_is_retryable(status: int) -> bool:
-    """The status rule for requests that are safe to repeat (GET, DELETE)."""
-    return status in (408, 409, 429) or status >= 500
-
-
-def poll_after(headers: Mapping[str, str]) -> float | None:
-    """The ``openai-poll-after-ms`` hint in seconds, when the server sent a sane one."""
-    raw = headers.get("openai-poll-after-ms")
-    if raw is None:
-        return None
-    try:
-        ms = float(raw)
-    except ValueError:
-        return None
-    return ms / 1000.0 if 0 <= ms <= 3_600_000 else None

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Union
 
+from . import _validate as check
 from ._protocol import FormFile
 
 FileInput = Union[str, "os.PathLike[str]", bytes, bytearray, IO[bytes]]
@@ -107,3 +108,23 @@ def check_reference_mapping(value: Mapping[str, Any], name: str) -> dict[str, st
     if not isinstance(item, str) or not item.strip():
         raise ValueError(f"{name}[{key!r}] must be a non-empty str")
     return {key: item}
+
+
+def creation_fields(
+    prompt: object, model: object, seconds: object, size: object, input_reference: object
+) -> tuple[dict[str, Any], object]:
+    """Check ``create()``'s arguments; return the fields to send and the file to upload."""
+    fields: dict[str, Any] = {"prompt": check.prompt(prompt)}
+    if model is not None:
+        fields["model"] = check.model(model)
+    if seconds is not None:
+        fields["seconds"] = check.seconds(seconds)
+    if size is not None:
+        fields["size"] = check.size(size)
+    upload = None
+    if isinstance(input_reference, Mapping):
+        fields["input_reference"] = check_reference_mapping(input_reference, "input_reference")
+    elif input_reference is not None:
+        check_file_input(input_reference, "input_reference")
+        upload = input_reference
+    return fields, upload

@@ -1,18 +1,29 @@
-"""Argument checks that run before any I/O; each error names the argument."""
+"""Argument checks that run before any I/O; each error names the argument.
+
+The one set of checks for constructor settings and per-call arguments alike.
+"""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
+
+import aiohttp
 
 from ._models import Video
-from ._protocol import path_segment
+from ._protocol import path_segment, resource_path
 
 VARIANTS = ("video", "thumbnail", "spritesheet")
 ORDERS = ("asc", "desc")
 MAX_PROMPT = 32_000
+MAX_RETRIES_LIMIT = 100
+C = TypeVar("C")
 _SIZE = re.compile(r"[1-9][0-9]{0,5}x[1-9][0-9]{0,5}")
+# RFC 9110 token characters for a header name; a value may not hold CR, LF or NUL.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE_FORBIDDEN = re.compile(r"[\r\n\x00]")
 
 
 def video_id(value: object, name: str = "video") -> str:
@@ -24,9 +35,16 @@ def video_id(value: object, name: str = "video") -> str:
     return value
 
 
-def video_path(value: object, name: str = "video") -> str:
-    """``/videos/{id}`` for a job, with the id encoded as one path segment."""
-    return "/videos/" + path_segment(video_id(value, name), name)
+def video_path(value: object, name: str = "video", suffix: str = "") -> str:
+    """``/videos/{id}{suffix}`` for a job, with the id encoded as one path segment."""
+    return resource_path("videos", video_id(value, name), name, suffix)
+
+
+def checked_video_id(value: object, name: str = "video") -> str:
+    """A job's id, checked by the same rules as every id that goes into a path."""
+    result = video_id(value, name)
+    path_segment(result, name)
+    return result
 
 
 def integer(value: object, name: str, *, low: int, high: int | None = None) -> int:
@@ -101,9 +119,60 @@ def model(value: object) -> str:
 def positive_seconds(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    if not value > 0 or math.isinf(value):
+    if not 0 < value < math.inf:  # also rejects NaN; None, not inf, means "no limit"
         raise ValueError(f"{name} must be a positive, finite number of seconds, got {value}")
     return float(value)
+
+
+def max_retries(value: object, name: str = "max_retries") -> int:
+    return integer(value, name, low=0, high=MAX_RETRIES_LIMIT)
+
+
+def timeout(value: object, name: str = "timeout") -> aiohttp.ClientTimeout:
+    """Turn a timeout setting into the per-attempt ``ClientTimeout``."""
+    if value is None:
+        return aiohttp.ClientTimeout(total=None, sock_connect=None)
+    if isinstance(value, aiohttp.ClientTimeout):
+        for field in ("total", "connect", "sock_read", "sock_connect"):
+            limit = getattr(value, field)
+            if limit is not None:
+                positive_seconds(limit, f"{name}.{field}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{name} must be seconds (a number), an aiohttp.ClientTimeout or None, "
+            f"got {type(value).__name__}"
+        )
+    seconds = positive_seconds(value, name)
+    return aiohttp.ClientTimeout(total=seconds, sock_connect=min(5.0, seconds))
+
+
+def str_mapping(value: object, name: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping of str to str, got {type(value).__name__}")
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise TypeError(f"{name} must map str to str, got {key!r}: {type(item).__name__}")
+    return dict(value)
+
+
+def headers(value: object, name: str) -> dict[str, str]:
+    """A str-to-str mapping that is safe to send as headers (no header injection)."""
+    result = str_mapping(value, name)
+    for key, item in result.items():
+        if not _HEADER_NAME.fullmatch(key):
+            raise ValueError(f"{name} has an invalid header name: {key!r}")
+        if _HEADER_VALUE_FORBIDDEN.search(item):
+            raise ValueError(f"{name}[{key!r}] must not contain CR, LF or NUL")
+    return result
+
+
+def optional_str(value: object, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
+    return value or None
 
 
 def optional_seconds(value: object, name: str) -> float | None:
@@ -125,6 +194,7 @@ def boolean(value: object, name: str) -> bool:
     return value
 
 
-def callback(value: object, name: str) -> None:
+def callback(value: C, name: str) -> C:
     if value is not None and not callable(value):
         raise TypeError(f"{name} must be callable or None, got {type(value).__name__}")
+    return value

@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from . import _validate as check
-from ._client import BaseClient, CallOptions, RequestOptions
+from ._client import BaseClient, CallOptions, PostOptions, RequestOptions, with_raw
 from ._config import NOT_GIVEN, NotGiven, TimeoutSetting
-from ._convert import structure
-from ._download import ProgressCallback, read_content, write_atomically
+from ._download import OpenBody, ProgressCallback, read_content, write_atomically
 from ._http import StreamedResponse
 from ._models import (
     DEFAULT_WAITING_STATUSES,
@@ -30,14 +29,9 @@ from ._models import (
     VideoPage,
 )
 from ._pagination import FetchPage, iterate_items, iterate_pages
-from ._protocol import FormFile, path_segment, poll_after
-from ._uploads import (
-    FileInput,
-    check_file_input,
-    check_reference_mapping,
-    read_file,
-)
-from ._waiting import OnProgress, WaitResult, wait_for, wait_many
+from ._protocol import poll_after, resource_path
+from ._uploads import FileInput, check_file_input, creation_fields, read_file
+from ._waiting import Fetch, OnProgress, WaitResult, wait_for, wait_many
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -51,18 +45,33 @@ DEFAULT_CHUNK_SIZE = 256 * 1024
 DEFAULT_WAIT_CONCURRENCY = 16
 
 
+@attrs.frozen(slots=True)
+class _WaitPlan:
+    """The checked arguments shared by ``wait``, ``create_and_wait`` and ``wait_many``."""
+
+    waiting: frozenset[str]
+    timeout: float | None
+    poll_interval: float | None
+    on_progress: OnProgress | None
+    options: CallOptions
+
+
 class AsyncVideos(BaseClient):
     """Asyncio client for the Videos API (OpenAI, or any compatible ``base_url``).
 
     Use it as ``async with AsyncVideos() as videos:`` (or call ``close()``).
     Every request method takes, for that call alone, ``timeout`` (seconds, an
     ``aiohttp.ClientTimeout`` or None), ``max_retries``, ``extra_headers`` and
-    ``extra_query``; POST methods also take ``idempotency_key``.
+    ``extra_query``; POST methods also take ``idempotency_key`` and
+    ``extra_body``. ``videos.with_raw_response.<method>(...)`` returns the
+    response's status, headers and request id along with the parsed result.
     """
 
-    async def __aenter__(self) -> AsyncVideos:
-        await super().__aenter__()
-        return self
+    @property
+    def with_raw_response(self) -> VideosWithRawResponse:
+        """The request methods, each returning a ``RawResponse`` (``parse()`` gives
+        the model, with ``status_code``, ``headers``, ``request_id``, ``retries``)."""
+        return VideosWithRawResponse(self)
 
     # -- reading jobs ------------------------------------------------------
 
@@ -73,9 +82,7 @@ class AsyncVideos(BaseClient):
     ) -> Video:
         """``GET /videos/{id}``: the job's current state."""
         path = check.video_path(video)
-        call = self._options(**options)
-        data, _ = await self._request("GET", path, call)
-        return structure(data, Video)
+        return await self._call("GET", path, self._options("retrieve", options), Video)
 
     def list(
         self,
@@ -96,25 +103,16 @@ class AsyncVideos(BaseClient):
         ``prefetch=1`` (with ``all=True``) requests the next page while the
         current one is consumed: worth it when the loop body awaits or works.
         """
-        if not isinstance(all, bool):
-            raise TypeError(f"all must be a bool, got {type(all).__name__}")
+        check.boolean(all, "all")
         if check.integer(prefetch, "prefetch", low=0, high=1) and not all:
             raise ValueError("prefetch=1 needs all=True: a single page has no next page")
         default = DEFAULT_ALL_PAGE_SIZE if all else DEFAULT_PAGE_SIZE
         fetch = self._page_fetcher(
-            default if limit is NOT_GIVEN else limit,
-            order,
-            after,
-            self._options(**options),
+            default if limit is NOT_GIVEN else limit, order, after, self._options("list", options)
         )
         if all:
             return iterate_items(fetch, after=after, prefetch=prefetch)
-        return self._one_page(fetch, after)
-
-    async def _one_page(self, fetch: FetchPage, after: str | None) -> AsyncGenerator[Video, None]:
-        page = await fetch(after)
-        for video in page.data:
-            yield video
+        return _one_page(fetch, after)
 
     async def list_page(
         self,
@@ -125,12 +123,7 @@ class AsyncVideos(BaseClient):
         **options: Unpack[RequestOptions],
     ) -> VideoPage:
         """``GET /videos``: one page, with its cursors."""
-        fetch = self._page_fetcher(
-            limit,
-            order,
-            after,
-            self._options(**options),
-        )
+        fetch = self._page_fetcher(limit, order, after, self._options("list_page", options))
         return await fetch(after)
 
     def pages(
@@ -150,7 +143,7 @@ class AsyncVideos(BaseClient):
             DEFAULT_ALL_PAGE_SIZE if limit is NOT_GIVEN else limit,
             order,
             after,
-            self._options(**options),
+            self._options("pages", options),
         )
         return iterate_pages(fetch, after=after, prefetch=prefetch)
 
@@ -165,8 +158,7 @@ class AsyncVideos(BaseClient):
 
         async def fetch(cursor: str | None) -> VideoPage:
             query = base_query if cursor is None else {**base_query, "after": cursor}
-            data, _ = await self._request("GET", "/videos", options, query=query)
-            return structure(data, VideoPage)
+            return await self._call("GET", "/videos", options, VideoPage, query=query)
 
         return fetch
 
@@ -181,7 +173,7 @@ class AsyncVideos(BaseClient):
         size: str | None = None,
         input_reference: FileInput | Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
-        **options: Unpack[RequestOptions],
+        **options: Unpack[PostOptions],
     ) -> Video:
         """``POST /videos``: start a (paid) generation job. Only the arguments given are sent.
 
@@ -190,8 +182,8 @@ class AsyncVideos(BaseClient):
         sent as JSON. Retries reuse one ``Idempotency-Key``, so a retry never
         creates a second job.
         """
-        fields, upload = _creation(prompt, model, seconds, size, input_reference)
-        call = self._options(idempotency_key=idempotency_key, **options)
+        fields, upload = creation_fields(prompt, model, seconds, size, input_reference)
+        call = self._options("create", options, idempotency_key=idempotency_key)
         return await self._send_create(fields, upload, call)
 
     async def _send_create(
@@ -199,8 +191,10 @@ class AsyncVideos(BaseClient):
     ) -> Video:
         if upload is not None:
             part = await read_file(upload, "input_reference", part="input_reference")
-            return await self._post_form("/videos", call, fields, part)
-        return await self._post_json("/videos", call, fields)
+            return await self._call(
+                "POST", "/videos", call, Video, form_fields=fields, form_files=(part,)
+            )
+        return await self._call("POST", "/videos", call, Video, json_body=fields)
 
     async def remix(
         self,
@@ -208,13 +202,13 @@ class AsyncVideos(BaseClient):
         prompt: str,
         *,
         idempotency_key: str | None = None,
-        **options: Unpack[RequestOptions],
+        **options: Unpack[PostOptions],
     ) -> Video:
         """``POST /videos/{id}/remix``: a new job from a completed one and a new prompt."""
-        path = check.video_path(video) + "/remix"
+        path = check.video_path(video, suffix="/remix")
         body = {"prompt": check.prompt(prompt)}
-        call = self._options(idempotency_key=idempotency_key, **options)
-        return await self._post_json(path, call, body)
+        call = self._options("remix", options, idempotency_key=idempotency_key)
+        return await self._call("POST", path, call, Video, json_body=body)
 
     async def edit(
         self,
@@ -222,12 +216,12 @@ class AsyncVideos(BaseClient):
         prompt: str,
         *,
         idempotency_key: str | None = None,
-        **options: Unpack[RequestOptions],
+        **options: Unpack[PostOptions],
     ) -> Video:
         """``POST /videos/edits``: edit a job (id or ``Video``) or an uploaded video
         file (a ``pathlib.Path``, bytes or binary file object; a str is an id)."""
         fields = {"prompt": check.prompt(prompt)}
-        call = self._options(idempotency_key=idempotency_key, **options)
+        call = self._options("edit", options, idempotency_key=idempotency_key)
         return await self._post_with_source("/videos/edits", video, fields, call)
 
     async def extend(
@@ -237,33 +231,24 @@ class AsyncVideos(BaseClient):
         seconds: int | str,
         *,
         idempotency_key: str | None = None,
-        **options: Unpack[RequestOptions],
+        **options: Unpack[PostOptions],
     ) -> Video:
         """``POST /videos/extensions``: continue a job (or an uploaded video) by ``seconds``."""
         fields = {"prompt": check.prompt(prompt), "seconds": check.seconds(seconds)}
-        call = self._options(idempotency_key=idempotency_key, **options)
+        call = self._options("extend", options, idempotency_key=idempotency_key)
         return await self._post_with_source("/videos/extensions", video, fields, call)
 
     async def _post_with_source(
         self, path: str, video: object, fields: dict[str, Any], options: CallOptions
     ) -> Video:
         if isinstance(video, (str, Video)):
-            source_id = check.video_id(video)
-            path_segment(source_id, "video")  # same id rules as everywhere else
-            return await self._post_json(path, options, {"video": {"id": source_id}, **fields})
+            body = {"video": {"id": check.checked_video_id(video)}, **fields}
+            return await self._call("POST", path, options, Video, json_body=body)
         check_file_input(video, "video", paths_as_str=False)
         part = await read_file(video, "video", part="video")
-        return await self._post_form(path, options, fields, part)
-
-    async def _post_json(self, path: str, options: CallOptions, body: Mapping[str, Any]) -> Video:
-        data, _ = await self._request("POST", path, options, json_body=body)
-        return structure(data, Video)
-
-    async def _post_form(
-        self, path: str, options: CallOptions, fields: Mapping[str, str], part: FormFile
-    ) -> Video:
-        data, _ = await self._request("POST", path, options, form_fields=fields, form_files=(part,))
-        return structure(data, Video)
+        return await self._call(
+            "POST", path, options, Video, form_fields=fields, form_files=(part,)
+        )
 
     # -- characters --------------------------------------------------------
 
@@ -273,17 +258,16 @@ class AsyncVideos(BaseClient):
         video: FileInput,
         *,
         idempotency_key: str | None = None,
-        **options: Unpack[RequestOptions],
+        **options: Unpack[PostOptions],
     ) -> Character:
         """``POST /videos/characters``: a reusable character from a video file."""
         fields = {"name": check.text(name, "name", max_length=80)}
         check_file_input(video, "video")
-        call = self._options(idempotency_key=idempotency_key, **options)
+        call = self._options("create_character", options, idempotency_key=idempotency_key)
         part = await read_file(video, "video", part="video")
-        data, _ = await self._request(
-            "POST", "/videos/characters", call, form_fields=fields, form_files=(part,)
+        return await self._call(
+            "POST", "/videos/characters", call, Character, form_fields=fields, form_files=(part,)
         )
-        return structure(data, Character)
 
     async def retrieve_character(
         self,
@@ -291,10 +275,9 @@ class AsyncVideos(BaseClient):
         **options: Unpack[RequestOptions],
     ) -> Character:
         """``GET /videos/characters/{id}``."""
-        path = "/videos/characters/" + path_segment(character_id, "character_id")
-        call = self._options(**options)
-        data, _ = await self._request("GET", path, call)
-        return structure(data, Character)
+        path = resource_path("videos/characters", character_id, "character_id")
+        call = self._options("retrieve_character", options)
+        return await self._call("GET", path, call, Character)
 
     # -- deleting ----------------------------------------------------------
 
@@ -305,15 +288,13 @@ class AsyncVideos(BaseClient):
     ) -> DeletedVideo:
         """``DELETE /videos/{id}``: remove a job and its stored assets."""
         path = check.video_path(video)
-        call = self._options(**options)
-        data, _ = await self._request("DELETE", path, call)
-        return structure(data, DeletedVideo)
+        return await self._call("DELETE", path, self._options("delete", options), DeletedVideo)
 
     # -- content -----------------------------------------------------------
 
     @staticmethod
     def _content_request(video: object, variant: object) -> tuple[str, dict[str, str]]:
-        path = check.video_path(video) + "/content"
+        path = check.video_path(video, suffix="/content")
         if variant is NOT_GIVEN:
             return path, {}
         return path, {"variant": check.choice(variant, "variant", check.VARIANTS)}
@@ -327,13 +308,9 @@ class AsyncVideos(BaseClient):
     ) -> bytes:
         """``GET /videos/{id}/content``, whole in memory: for thumbnails and other
         small assets. Use ``download()`` or ``iter_content()`` for videos."""
-        call = self._options(**options)
+        call = self._options("download_content", options)
         path, query = self._content_request(video, variant)
-        body, _ = await self._request(
-            "GET", path, call, query=query, headers={"Accept": "*/*"}, raw=True
-        )
-        assert isinstance(body, bytes)
-        return body
+        return await self._bytes(path, call, query=query)
 
     def iter_content(
         self,
@@ -346,7 +323,7 @@ class AsyncVideos(BaseClient):
         """The content body as chunks of at most ``chunk_size`` bytes, never whole
         in memory. A dropped connection is resumed with ``Range`` where the server
         allows it (up to ``max_retries`` times), else raised."""
-        call = self._options(**options)
+        call = self._options("iter_content", options)
         path, query = self._content_request(video, variant)
         check.integer(chunk_size, "chunk_size", low=1)
         return self._iter_chunks(path, query, call, chunk_size)
@@ -386,7 +363,7 @@ class AsyncVideos(BaseClient):
         times. ``on_progress(done_bytes, total_bytes_or_None)`` may be sync or
         async. An existing file raises ``FileExistsError`` unless ``overwrite``.
         """
-        call = self._options(**options)
+        call = self._options("download", options)
         request_path, query = self._content_request(video, variant)
         target = _target_path(path, overwrite)
         check.integer(chunk_size, "chunk_size", low=1)
@@ -403,12 +380,9 @@ class AsyncVideos(BaseClient):
             chunks, target, sizes=sizes, on_progress=on_progress, overwrite=overwrite
         )
 
-    def _body_opener(self, path: str, query: dict[str, str], options: CallOptions) -> Any:
+    def _body_opener(self, path: str, query: dict[str, str], options: CallOptions) -> OpenBody:
         def open_body(offset: int) -> AbstractAsyncContextManager[StreamedResponse]:
-            headers = {"Accept": "*/*"}
-            if offset:
-                headers["Range"] = f"bytes={offset}-"
-            return self._stream(path, options, query=query, headers=headers)
+            return self._stream(path, options, query=query, range_start=offset)
 
         return open_body
 
@@ -416,14 +390,45 @@ class AsyncVideos(BaseClient):
 
     def _poll_fetcher(
         self, video_id: str, options: CallOptions, gate: asyncio.Semaphore | None = None
-    ) -> Any:
-        path = "/videos/" + path_segment(video_id, "video")
+    ) -> Fetch:
+        path = check.video_path(video_id)
 
         async def fetch() -> tuple[Video, float | None]:
-            data, headers = await self._request("GET", path, options, gate=gate)
-            return structure(data, Video), poll_after(headers)
+            data, headers = await self._json("GET", path, options, gate=gate)
+            return await self._structured(data, Video), poll_after(headers)
 
         return fetch
+
+    def _wait_plan(
+        self,
+        *,
+        timeout: object,
+        poll_interval: object,
+        on_progress: OnProgress | None,
+        waiting_statuses: object,
+        request_timeout: object,
+        max_retries: object,
+        extra_headers: object,
+        extra_query: object,
+        method: str,
+    ) -> _WaitPlan:
+        given = {
+            "timeout": request_timeout,
+            "max_retries": max_retries,
+            "extra_headers": extra_headers,
+            "extra_query": extra_query,
+        }
+        options = {name: value for name, value in given.items() if value is not NOT_GIVEN}
+        for name in ("extra_headers", "extra_query"):
+            if options.get(name) is None:
+                options.pop(name)
+        return _WaitPlan(
+            waiting=check.statuses(waiting_statuses),
+            timeout=check.optional_seconds(timeout, "timeout"),
+            poll_interval=check.optional_seconds(poll_interval, "poll_interval"),
+            on_progress=check.callback(on_progress, "on_progress"),
+            options=self._options(method, options, timeout_name="request_timeout"),
+        )
 
     async def wait(
         self,
@@ -449,23 +454,34 @@ class AsyncVideos(BaseClient):
         when the status or progress changes. Each poll goes through the retry
         policy. A ``Video`` that is already finished is returned without a request.
         """
-        video_id = check.video_id(video)
-        poll_call = self._options(
-            timeout=request_timeout,
+        video_id = check.checked_video_id(video)
+        plan = self._wait_plan(
+            timeout=timeout,
+            poll_interval=poll_interval,
+            on_progress=on_progress,
+            waiting_statuses=waiting_statuses,
+            request_timeout=request_timeout,
             max_retries=max_retries,
             extra_headers=extra_headers,
             extra_query=extra_query,
-            timeout_name="request_timeout",
+            method="wait",
         )
+        return await self._wait_one(
+            video_id, plan, check.boolean(raise_on_failure, "raise_on_failure"), _as_video(video)
+        )
+
+    async def _wait_one(
+        self, video_id: str, plan: _WaitPlan, raise_on_failure: bool, start: Video | None
+    ) -> Video:
         return await wait_for(
-            self._poll_fetcher(video_id, poll_call),
+            self._poll_fetcher(video_id, plan.options),
             video_id=video_id,
-            waiting=check.statuses(waiting_statuses),
-            timeout=check.optional_seconds(timeout, "timeout"),
-            poll_interval=check.optional_seconds(poll_interval, "poll_interval"),
-            on_progress=_checked_callback(on_progress, "on_progress"),
-            raise_on_failure=check.boolean(raise_on_failure, "raise_on_failure"),
-            start=_as_video(video),
+            waiting=plan.waiting,
+            timeout=plan.timeout,
+            poll_interval=plan.poll_interval,
+            on_progress=plan.on_progress,
+            raise_on_failure=raise_on_failure,
+            start=start,
         )
 
     async def create_and_wait(
@@ -486,35 +502,35 @@ class AsyncVideos(BaseClient):
         max_retries: int | NotGiven = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
         extra_query: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, object] | None = None,
     ) -> Video:
         """``create()`` then ``wait()``; ``timeout`` bounds the wait, ``request_timeout``
         each request."""
-        fields, upload = _creation(prompt, model, seconds, size, input_reference)
-        waiting = check.statuses(waiting_statuses)
-        wait_timeout = check.optional_seconds(timeout, "timeout")
-        interval = check.optional_seconds(poll_interval, "poll_interval")
-        check.callback(on_progress, "on_progress")
-        check.boolean(raise_on_failure, "raise_on_failure")
-        create_call = self._options(
-            timeout=request_timeout,
+        fields, upload = creation_fields(prompt, model, seconds, size, input_reference)
+        plan = self._wait_plan(
+            timeout=timeout,
+            poll_interval=poll_interval,
+            on_progress=on_progress,
+            waiting_statuses=waiting_statuses,
+            request_timeout=request_timeout,
             max_retries=max_retries,
             extra_headers=extra_headers,
             extra_query=extra_query,
+            method="create_and_wait",
+        )
+        raise_on_failure = check.boolean(raise_on_failure, "raise_on_failure")
+        create_call = self._options(
+            "create_and_wait",
+            {} if extra_body is None else {"extra_body": extra_body},
             idempotency_key=idempotency_key,
-            timeout_name="request_timeout",
         )
-        poll_call = attrs.evolve(create_call, idempotency_key=None)
+        create_call = attrs.evolve(
+            plan.options,
+            idempotency_key=create_call.idempotency_key,
+            extra_body=create_call.extra_body,
+        )
         created = await self._send_create(fields, upload, create_call)
-        return await wait_for(
-            self._poll_fetcher(created.id, poll_call),
-            video_id=created.id,
-            waiting=waiting,
-            timeout=wait_timeout,
-            poll_interval=interval,
-            on_progress=on_progress,
-            raise_on_failure=bool(raise_on_failure),
-            start=created,
-        )
+        return await self._wait_one(created.id, plan, raise_on_failure, created)
 
     def wait_many(
         self,
@@ -542,59 +558,58 @@ class AsyncVideos(BaseClient):
         if isinstance(videos, (str, Video)) or not isinstance(videos, Iterable):
             raise TypeError("videos must be an iterable of video ids or Video objects")
         given = list(videos)
-        ids = [check.video_id(video, "videos[]") for video in given]
-        for video_id in ids:
-            path_segment(video_id, "videos[]")
-        options = self._options(
-            timeout=request_timeout,
+        ids = [check.checked_video_id(video, "videos[]") for video in given]
+        plan = self._wait_plan(
+            timeout=timeout,
+            poll_interval=poll_interval,
+            on_progress=on_progress,
+            waiting_statuses=waiting_statuses,
+            request_timeout=request_timeout,
             max_retries=max_retries,
             extra_headers=extra_headers,
             extra_query=extra_query,
-            timeout_name="request_timeout",
+            method="wait_many",
         )
         # The gate bounds each attempt, not each poll: a job waiting out a
         # Retry-After between its attempts does not hold a slot.
         gate = asyncio.Semaphore(check.integer(concurrency, "concurrency", low=1))
         return wait_many(
             [
-                (video_id, self._poll_fetcher(video_id, options, gate), _as_video(video))
+                (video_id, self._poll_fetcher(video_id, plan.options, gate), _as_video(video))
                 for video_id, video in zip(ids, given, strict=True)
             ],
-            waiting=check.statuses(waiting_statuses),
-            timeout=check.optional_seconds(timeout, "timeout"),
-            poll_interval=check.optional_seconds(poll_interval, "poll_interval"),
-            on_progress=_checked_callback(on_progress, "on_progress"),
+            waiting=plan.waiting,
+            timeout=plan.timeout,
+            poll_interval=plan.poll_interval,
+            on_progress=plan.on_progress,
         )
 
 
-def _creation(
-    prompt: object, model: object, seconds: object, size: object, input_reference: object
-) -> tuple[dict[str, Any], object]:
-    """Check create()'s arguments; return the fields to send and the file to upload."""
-    fields: dict[str, Any] = {"prompt": check.prompt(prompt)}
-    if model is not None:
-        fields["model"] = check.model(model)
-    if seconds is not None:
-        fields["seconds"] = check.seconds(seconds)
-    if size is not None:
-        fields["size"] = check.size(size)
-    upload = None
-    if isinstance(input_reference, Mapping):
-        fields["input_reference"] = check_reference_mapping(input_reference, "input_reference")
-    elif input_reference is not None:
-        check_file_input(input_reference, "input_reference")
-        upload = input_reference
-    return fields, upload
+class VideosWithRawResponse:
+    """``AsyncVideos.with_raw_response``: each request method returns a ``RawResponse``."""
+
+    def __init__(self, videos: AsyncVideos) -> None:
+        self.retrieve = with_raw(videos.retrieve)
+        self.list_page = with_raw(videos.list_page)
+        self.create = with_raw(videos.create)
+        self.remix = with_raw(videos.remix)
+        self.edit = with_raw(videos.edit)
+        self.extend = with_raw(videos.extend)
+        self.create_character = with_raw(videos.create_character)
+        self.retrieve_character = with_raw(videos.retrieve_character)
+        self.delete = with_raw(videos.delete)
+        self.download_content = with_raw(videos.download_content)
+
+
+async def _one_page(fetch: FetchPage, after: str | None) -> AsyncGenerator[Video, None]:
+    page = await fetch(after)
+    for video in page.data:
+        yield video
 
 
 def _as_video(value: object) -> Video | None:
     """The job's known state when the caller passed a ``Video``, not just an id."""
     return value if isinstance(value, Video) else None
-
-
-def _checked_callback(value: Any, name: str) -> Any:
-    check.callback(value, name)
-    return value
 
 
 def _target_path(path: object, overwrite: object) -> Path:

@@ -21,14 +21,13 @@ from asyncvideos import (
     UnprocessableEntityError,
 )
 from asyncvideos._protocol import (
-    decode_json,
+    decipher,
     parse_retry_after,
     path_segment,
     poll_after,
-    should_retry_header,
     status_error,
-    status_is_retryable,
 )
+from asyncvideos._retry import should_retry_header, status_is_retryable
 
 
 class TestPathSegment:
@@ -200,4 +199,4 @@ class TestSmallRules:
 
     def test_decode_json_rejects_non_json(self) -> None:
         with pytest.raises(APIResponseValidationError, match="text/html"):
-            decode_json(200, {"content-type": "text/html"}, b"<html>")
+            decipher(200, {"content-type": "text/html"}, b"<html>")

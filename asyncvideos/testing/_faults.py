@@ -81,11 +81,6 @@ class Fault:
         if cuts and self.status is not None:
             raise ValueError("a fault with a status cannot also drop or cut the response")
 
-    @property
-    def runs_route(self) -> bool:
-        """Whether the endpoint still runs (and a POST still acts) under this fault."""
-        return self.status is None and not self.drop
-
     def cut_at(self, length: int) -> int | None:
         """How many body bytes to send before closing, for a body of ``length`` bytes."""
         if self.truncate:

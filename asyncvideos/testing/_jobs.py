@@ -127,11 +127,6 @@ class JobStore:
         job = self._jobs.get(video_id)
         return None if job is None else self._render(job, self.clock.now())
 
-    def status(self, video_id: str) -> str | None:
-        """The job's current status, or None if unknown."""
-        job = self.get(video_id)
-        return None if job is None else str(job["status"])
-
     # writes ----------------------------------------------------------------------------
 
     def create(self, fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -81,6 +81,30 @@ class Settings:
 
 
 Handler = Callable[[RecordedRequest, list[str]], Reply]
+#: A path segment that holds an id (any non-empty segment); other entries are literal.
+ID = None
+#: (method, the segments after ``/v1/videos``, the endpoint): the first match wins.
+_ROUTES: tuple[tuple[str, tuple[str | None, ...], str], ...] = (
+    ("GET", (), "list_videos"),
+    ("POST", (), "create_video"),
+    ("POST", ("edits",), "create_edit"),
+    ("POST", ("extensions",), "create_extension"),
+    ("POST", ("characters",), "create_character"),
+    ("GET", ("characters", ID), "get_character"),
+    ("GET", (ID,), "retrieve_video"),
+    ("DELETE", (ID,), "delete_video"),
+    ("GET", (ID, "content"), "download_content"),
+    ("POST", (ID, "remix"), "remix_video"),
+)
+
+
+def _matches(pattern: tuple[str | None, ...], segments: list[str]) -> bool:
+    if len(pattern) != len(segments):
+        return False
+    return all(
+        segment != "" if expected is ID else segment == expected
+        for expected, segment in zip(pattern, segments)
+    )
 
 
 class Router:
@@ -123,27 +147,13 @@ class Router:
 
     def _resolve(self, req: RecordedRequest) -> tuple[Handler, list[str]]:
         raw = req.raw_path.split("/")
-        method = req.method
-        if len(raw) >= 3 and raw[0] == "" and raw[1] == "v1" and raw[2] == "videos":
-            seg = [unquote(s) for s in raw[3:]]
-            if not seg:
-                if method == "GET":
-                    return self.list_videos, seg
-                if method == "POST":
-                    return self.create_video, seg
-            elif len(seg) == 1 and method == "POST" and raw[3] in ("edits", "extensions"):
-                return (self.create_edit if seg[0] == "edits" else self.create_extension), seg
-            elif len(seg) == 1 and method == "POST" and raw[3] == "characters":
-                return self.create_character, seg
-            elif len(seg) == 2 and method == "GET" and raw[3] == "characters" and seg[1]:
-                return self.get_character, seg
-            elif len(seg) == 1 and seg[0] and method in ("GET", "DELETE"):
-                return (self.retrieve_video if method == "GET" else self.delete_video), seg
-            elif len(seg) == 2 and seg[0] and method == "GET" and raw[4] == "content":
-                return self.download_content, seg
-            elif len(seg) == 2 and seg[0] and method == "POST" and raw[4] == "remix":
-                return self.remix_video, seg
-        raise ApiError(404, f"Invalid URL ({method} {req.path})")
+        if raw[:3] == ["", "v1", "videos"]:
+            segments = raw[3:]
+            for method, pattern, name in _ROUTES:
+                if method == req.method and _matches(pattern, segments):
+                    handler: Handler = getattr(self, name)
+                    return handler, [unquote(segment) for segment in segments]
+        raise ApiError(404, f"Invalid URL ({req.method} {req.path})")
 
     # helpers ---------------------------------------------------------------------------
 

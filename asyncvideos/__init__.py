@@ -37,7 +37,7 @@ from ._models import (
 )
 from ._retry import RetryDetails
 from ._version import __version__
-from ._videos import AsyncVideos, VideosWithRawResponse
+from ._videos import AsyncVideos, VideosWithRawResponse, WaitOptions
 from ._waiting import WaitResult
 
 __all__ = [
@@ -73,6 +73,7 @@ __all__ = [
     "VideoFailedError",
     "VideoPage",
     "VideosWithRawResponse",
+    "WaitOptions",
     "WaitResult",
     "WaitTimeoutError",
     "__version__",

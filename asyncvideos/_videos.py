@@ -12,7 +12,7 @@ import os
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import attrs
 
@@ -43,6 +43,37 @@ DEFAULT_PAGE_SIZE = 20
 DEFAULT_ALL_PAGE_SIZE = 100
 DEFAULT_CHUNK_SIZE = 256 * 1024
 DEFAULT_WAIT_CONCURRENCY = 16
+
+
+class WaitOptions(TypedDict, total=False):
+    """The options ``wait``, ``create_and_wait`` and ``wait_many`` share.
+
+    ``timeout``: seconds for the whole wait (None: no limit). ``poll_interval``:
+    seconds between polls when the server sends no hint (default 1 s).
+    ``on_progress(video)``: called (sync or async) when a job's status or
+    progress changes. ``waiting_statuses``: the statuses that mean "not done
+    yet". ``request_timeout``, ``max_retries``, ``extra_headers``,
+    ``extra_query``: as for any request, applied to each poll.
+    """
+
+    timeout: float | None
+    poll_interval: float | None
+    on_progress: OnProgress | None
+    waiting_statuses: Iterable[str]
+    request_timeout: TimeoutSetting
+    max_retries: int
+    extra_headers: Mapping[str, str] | None
+    extra_query: Mapping[str, str] | None
+
+
+_WAIT_OPTIONS = frozenset(WaitOptions.__annotations__)
+#: The wait options that are per-request options under another name.
+_AS_REQUEST_OPTIONS = {
+    "request_timeout": "timeout",
+    "max_retries": "max_retries",
+    "extra_headers": "extra_headers",
+    "extra_query": "extra_query",
+}
 
 
 @attrs.frozen(slots=True)
@@ -399,50 +430,30 @@ class AsyncVideos(BaseClient):
 
         return fetch
 
-    def _wait_plan(
-        self,
-        *,
-        timeout: object,
-        poll_interval: object,
-        on_progress: OnProgress | None,
-        waiting_statuses: object,
-        request_timeout: object,
-        max_retries: object,
-        extra_headers: object,
-        extra_query: object,
-        method: str,
-    ) -> _WaitPlan:
-        given = {
-            "timeout": request_timeout,
-            "max_retries": max_retries,
-            "extra_headers": extra_headers,
-            "extra_query": extra_query,
+    def _wait_plan(self, method: str, given: Mapping[str, Any]) -> _WaitPlan:
+        """Check the wait options of the public ``method`` before any request."""
+        for name in given:
+            if name not in _WAIT_OPTIONS:
+                raise TypeError(f"{method}() got an unexpected keyword argument {name!r}")
+        request = {
+            option: given[name]
+            for name, option in _AS_REQUEST_OPTIONS.items()
+            if name in given and not (given[name] is None and name.startswith("extra_"))
         }
-        options = {name: value for name, value in given.items() if value is not NOT_GIVEN}
-        for name in ("extra_headers", "extra_query"):
-            if options.get(name) is None:
-                options.pop(name)
         return _WaitPlan(
-            waiting=check.statuses(waiting_statuses),
-            timeout=check.optional_seconds(timeout, "timeout"),
-            poll_interval=check.optional_seconds(poll_interval, "poll_interval"),
-            on_progress=check.callback(on_progress, "on_progress"),
-            options=self._options(method, options, timeout_name="request_timeout"),
+            waiting=check.statuses(given.get("waiting_statuses", DEFAULT_WAITING_STATUSES)),
+            timeout=check.optional_seconds(given.get("timeout"), "timeout"),
+            poll_interval=check.optional_seconds(given.get("poll_interval"), "poll_interval"),
+            on_progress=check.callback(given.get("on_progress"), "on_progress"),
+            options=self._options(method, request, timeout_name="request_timeout"),
         )
 
     async def wait(
         self,
         video: VideoRef,
         *,
-        timeout: float | None = None,
-        poll_interval: float | None = None,
-        on_progress: OnProgress | None = None,
         raise_on_failure: bool = False,
-        waiting_statuses: Iterable[str] = DEFAULT_WAITING_STATUSES,
-        request_timeout: TimeoutSetting | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
+        **wait: Unpack[WaitOptions],
     ) -> Video:
         """Poll a job until it leaves ``waiting_statuses``; return its final state.
 
@@ -453,22 +464,12 @@ class AsyncVideos(BaseClient):
         ``VideoFailedError``. ``on_progress(video)`` (sync or async) is called
         when the status or progress changes. Each poll goes through the retry
         policy. A ``Video`` that is already finished is returned without a request.
+        See ``WaitOptions`` for every option.
         """
         video_id = check.checked_video_id(video)
-        plan = self._wait_plan(
-            timeout=timeout,
-            poll_interval=poll_interval,
-            on_progress=on_progress,
-            waiting_statuses=waiting_statuses,
-            request_timeout=request_timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-            extra_query=extra_query,
-            method="wait",
-        )
-        return await self._wait_one(
-            video_id, plan, check.boolean(raise_on_failure, "raise_on_failure"), _as_video(video)
-        )
+        plan = self._wait_plan("wait", wait)
+        raise_on_failure = check.boolean(raise_on_failure, "raise_on_failure")
+        return await self._wait_one(video_id, plan, raise_on_failure, _as_video(video))
 
     async def _wait_one(
         self, video_id: str, plan: _WaitPlan, raise_on_failure: bool, start: Video | None
@@ -493,41 +494,22 @@ class AsyncVideos(BaseClient):
         size: str | None = None,
         input_reference: FileInput | Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
-        timeout: float | None = None,
-        poll_interval: float | None = None,
-        on_progress: OnProgress | None = None,
-        raise_on_failure: bool = False,
-        waiting_statuses: Iterable[str] = DEFAULT_WAITING_STATUSES,
-        request_timeout: TimeoutSetting | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
         extra_body: Mapping[str, object] | None = None,
+        raise_on_failure: bool = False,
+        **wait: Unpack[WaitOptions],
     ) -> Video:
         """``create()`` then ``wait()``; ``timeout`` bounds the wait, ``request_timeout``
-        each request."""
+        each request (the create's included)."""
         fields, upload = creation_fields(prompt, model, seconds, size, input_reference)
-        plan = self._wait_plan(
-            timeout=timeout,
-            poll_interval=poll_interval,
-            on_progress=on_progress,
-            waiting_statuses=waiting_statuses,
-            request_timeout=request_timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-            extra_query=extra_query,
-            method="create_and_wait",
-        )
+        plan = self._wait_plan("create_and_wait", wait)
         raise_on_failure = check.boolean(raise_on_failure, "raise_on_failure")
-        create_call = self._options(
+        post = self._options(
             "create_and_wait",
             {} if extra_body is None else {"extra_body": extra_body},
             idempotency_key=idempotency_key,
         )
         create_call = attrs.evolve(
-            plan.options,
-            idempotency_key=create_call.idempotency_key,
-            extra_body=create_call.extra_body,
+            plan.options, idempotency_key=post.idempotency_key, extra_body=post.extra_body
         )
         created = await self._send_create(fields, upload, create_call)
         return await self._wait_one(created.id, plan, raise_on_failure, created)
@@ -537,14 +519,7 @@ class AsyncVideos(BaseClient):
         videos: Iterable[VideoRef],
         *,
         concurrency: int = DEFAULT_WAIT_CONCURRENCY,
-        timeout: float | None = None,
-        poll_interval: float | None = None,
-        on_progress: OnProgress | None = None,
-        waiting_statuses: Iterable[str] = DEFAULT_WAITING_STATUSES,
-        request_timeout: TimeoutSetting | NotGiven = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
+        **wait: Unpack[WaitOptions],
     ) -> AsyncGenerator[WaitResult, None]:
         """Wait on many jobs together; yield a ``WaitResult`` per job as it finishes.
 
@@ -559,17 +534,7 @@ class AsyncVideos(BaseClient):
             raise TypeError("videos must be an iterable of video ids or Video objects")
         given = list(videos)
         ids = [check.checked_video_id(video, "videos[]") for video in given]
-        plan = self._wait_plan(
-            timeout=timeout,
-            poll_interval=poll_interval,
-            on_progress=on_progress,
-            waiting_statuses=waiting_statuses,
-            request_timeout=request_timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-            extra_query=extra_query,
-            method="wait_many",
-        )
+        plan = self._wait_plan("wait_many", wait)
         # The gate bounds each attempt, not each poll: a job waiting out a
         # Retry-After between its attempts does not hold a slot.
         gate = asyncio.Semaphore(check.integer(concurrency, "concurrency", low=1))

@@ -175,7 +175,11 @@ class FaultPlan:
     def inject(
         self, fault: Fault, *, times: int = 1, method: str | None = None, path: str | None = None
     ) -> None:
-        """Give ``fault`` to the next ``times`` requests matching ``method`` and ``path``."""
+        """Give ``fault`` to the next ``times`` requests matching ``method`` and ``path``.
+
+        ``method`` is an HTTP method; ``path`` a regex searched in the raw request path
+        (without the query), e.g. ``r"/content$"``. Faults injected earlier apply first.
+        """
         if times < 1:
             raise ValueError("times must be at least 1")
         self._scheduled.append(_Scheduled(fault, times, _make_filter(method, path)))

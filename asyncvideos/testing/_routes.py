@@ -103,7 +103,7 @@ def _matches(pattern: tuple[str | None, ...], segments: list[str]) -> bool:
         return False
     return all(
         segment != "" if expected is ID else segment == expected
-        for expected, segment in zip(pattern, segments)
+        for expected, segment in zip(pattern, segments, strict=True)
     )
 
 

@@ -12,15 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Mapping, Sequence
-from types import TracebackType
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ._clock import Clock, RealClock
 from ._content import DEFAULT_CONTENT_SIZES, VARIANTS
-from ._faults import Fault, FaultPlan, fault_body
+from ._faults import FaultPlan, fault_body
 from ._jobs import JobStore, Outcome, VideosView
 from ._recording import RecordedRequest, record
 from ._routes import Reply, Router, Settings
@@ -84,6 +83,10 @@ class FakeVideosAPI:
         settings = Settings(api_key, require_auth, poll_after_ms, sizes, accept_ranges)
         self._router = Router(self._store, settings)
         self._faults = FaultPlan()
+        # The fault plan's own methods: their signatures and docs are written once.
+        self.inject = self._faults.inject
+        self.inject_random = self._faults.inject_random
+        self.clear_faults = self._faults.clear
         self._requests: list[RecordedRequest] = []
         self._idempotent: dict[tuple[str, str], Reply] = {}
         self._request_ids = random.Random(f"{seed}:request-ids")
@@ -126,12 +129,7 @@ class FakeVideosAPI:
     async def __aenter__(self) -> FakeVideosAPI:
         return await self.start()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     @property
@@ -246,35 +244,6 @@ class FakeVideosAPI:
         """The most requests handled at once since start or ``clear_requests()``: for
         checking a client's concurrency limit (add a ``delay`` fault so requests overlap)."""
         return self._max_in_flight
-
-    def inject(
-        self, fault: Fault, *, times: int = 1, method: str | None = None, path: str | None = None
-    ) -> None:
-        """Give ``fault`` to the next ``times`` matching requests.
-
-        ``method`` is an HTTP method; ``path`` a regex searched in the raw request path
-        (without the query), e.g. ``r"/content$"``.
-        """
-        self._faults.inject(fault, times=times, method=method, path=path)
-
-    def inject_random(
-        self,
-        *,
-        rate: float,
-        faults: Sequence[Fault],
-        seed: int,
-        method: str | None = None,
-        path: str | None = None,
-    ) -> None:
-        """Give each matching request a fault from ``faults`` with probability ``rate``.
-
-        Seeded: the same requests in the same order meet the same faults.
-        """
-        self._faults.inject_random(rate=rate, faults=faults, seed=seed, method=method, path=path)
-
-    def clear_faults(self) -> None:
-        """Remove every injected fault."""
-        self._faults.clear()
 
     # the request pipeline --------------------------------------------------------------
 

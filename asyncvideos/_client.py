@@ -12,15 +12,18 @@ import asyncio
 import functools
 import inspect
 import json
+import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any, Generic, ParamSpec, TypedDict, TypeVar
 from urllib.parse import urlencode
 
 import aiohttp
 import attrs
+from yarl import URL
 
 from . import _errors as errors
 from . import _validate as check
@@ -47,7 +50,9 @@ from ._protocol import (
     status_error,
 )
 from ._retry import OnRetry, RetryDetails, call_with_retries
+from ._telemetry import Telemetry, load_telemetry, status_class
 
+logger = logging.getLogger("asyncvideos")
 DEFAULT_MAX_CONNECTIONS = 100
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -189,6 +194,9 @@ class BaseClient:
             max_response_bytes=self._settings.max_response_bytes,
         )
         self._identity_headers = self._build_identity_headers()
+        self._telemetry = load_telemetry()
+        server = URL(self._settings.base_url)
+        self._server_attributes = {"server.address": server.host, "server.port": server.port}
         self._default_options = CallOptions(
             timeout=self._settings.timeout,
             max_retries=self._settings.max_retries,
@@ -345,14 +353,20 @@ class BaseClient:
         method: str,
         path: str,
         options: CallOptions,
+        operation: str,
         *,
+        video_id: str | None = None,
         query: Mapping[str, str] | None = None,
         json_body: Mapping[str, Any] | None = None,
         form_fields: Mapping[str, str] | None = None,
         form_files: tuple[FormFile, ...] = (),
         gate: asyncio.Semaphore | None = None,
     ) -> tuple[Any, Mapping[str, str]]:
-        """Send one request under the retry policy; return its JSON and headers."""
+        """Send one request under the retry policy; return its JSON and headers.
+
+        ``operation`` (the public method) names the call's span; ``gate``, when
+        given, is held around each attempt, not across the waits between them.
+        """
         body = self._body(options, json_body)
         if form_fields is not None and options.extra_body:
             form_fields = {**form_fields, **_form_values(options.extra_body)}
@@ -378,7 +392,8 @@ class BaseClient:
                     response = await self._transport.send(request, options.timeout)
             return decipher(response.status, response.headers, response.body), response
 
-        data, response = await self._retried(attempt, method, path, options, lambda: key)
+        call = _Call(method, path, operation, video_id)
+        data, response = await self._retried(attempt, call, options, lambda: key)
         return data, response.headers
 
     async def _call(
@@ -387,10 +402,11 @@ class BaseClient:
         path: str,
         options: CallOptions,
         model: type[T],
+        operation: str,
         **request: Any,
     ) -> T:
-        """``_json`` read into ``model``: a conversion error is masked like any other."""
-        data, _ = await self._json(method, path, options, **request)
+        """``_json`` read into ``model``."""
+        data, _ = await self._json(method, path, options, operation, **request)
         return await self._structured(data, model)
 
     async def _structured(self, data: Any, model: type[T]) -> T:
@@ -401,7 +417,13 @@ class BaseClient:
             raise redact(error, await self._api_key()) from None
 
     async def _bytes(
-        self, path: str, options: CallOptions, *, query: Mapping[str, str] | None = None
+        self,
+        path: str,
+        options: CallOptions,
+        operation: str,
+        *,
+        video_id: str | None = None,
+        query: Mapping[str, str] | None = None,
     ) -> bytes:
         """A GET whose 2xx body is returned as bytes (within the size limit)."""
         key = ""
@@ -415,42 +437,92 @@ class BaseClient:
                 raise status_error(response.status, response.headers, response.body)
             return response.body, response
 
-        body, _ = await self._retried(attempt, "GET", path, options, lambda: key)
+        call = _Call("GET", path, operation, video_id)
+        body, _ = await self._retried(attempt, call, options, lambda: key)
         return body
 
     async def _retried(
         self,
         attempt: Callable[[], Awaitable[tuple[T, R]]],
-        method: str,
-        path: str,
+        call: _Call,
         options: CallOptions,
         key: Callable[[], str],
     ) -> tuple[T, R]:
-        """Run ``attempt`` under the retry policy; every error leaves with the key masked."""
+        """Run ``attempt`` under the retry policy: in the call's span when tracing,
+        logged at DEBUG, and captured for ``with_raw_response``; every error
+        leaves with the key masked."""
         seen = _raw_capture.get()
-        retries = 0
-
-        def count(details: RetryDetails) -> None:
-            nonlocal retries
-            retries = details.retry
-            if self._on_retry is not None:
-                self._on_retry(details)
-
+        telemetry = self._telemetry and self._telemetry.live()
+        if telemetry is None and seen is None and not logger.isEnabledFor(logging.DEBUG):
+            return await self._attempts(attempt, call, options, key, self._on_retry)
+        tally = _Tally(self._on_retry, telemetry)
+        started = time.monotonic()
+        outcome: Response | StreamedResponse | errors.AsyncVideosError | None = None
+        span_context = (
+            nullcontext(None)
+            if telemetry is None
+            else telemetry.span(f"videos.{call.operation}", self._span_attributes(call))
+        )
         try:
-            result, response = await call_with_retries(
+            with span_context as span:
+                try:
+                    result, response = await self._attempts(
+                        tally.timed(attempt, call.method), call, options, key, tally
+                    )
+                    outcome = response
+                except errors.AsyncVideosError as error:
+                    outcome = error
+                    raise
+                finally:
+                    if span is not None:
+                        _annotate(span, outcome, tally.retries)
+        finally:
+            _log_request(call, outcome, tally.retries, time.monotonic() - started)
+        if seen is not None:
+            seen.status, seen.headers, seen.retries = (
+                response.status,
+                response.headers,
+                tally.retries,
+            )
+        return result, response
+
+    async def _attempts(
+        self,
+        attempt: Callable[[], Awaitable[tuple[T, R]]],
+        call: _Call,
+        options: CallOptions,
+        key: Callable[[], str],
+        on_retry: OnRetry | None,
+    ) -> tuple[T, R]:
+        try:
+            return await call_with_retries(
                 attempt,
                 max_retries=options.max_retries,
-                idempotent=method != "POST",
-                method=method,
-                path=path,
-                on_retry=count if seen is not None else self._on_retry,
+                idempotent=call.method != "POST",
+                method=call.method,
+                path=call.path,
+                on_retry=on_retry,
             )
         except errors.AsyncVideosError as error:
             error.idempotency_key = options.idempotency_key
             raise redact(error, key()) from error.__cause__
-        if seen is not None:
-            seen.status, seen.headers, seen.retries = response.status, response.headers, retries
-        return result, response
+
+    def _span(self, operation: str, video_id: str | None = None) -> AbstractContextManager[Any]:
+        """A span around a call made of several requests (None when not tracing)."""
+        telemetry = self._telemetry and self._telemetry.live()
+        if telemetry is None:
+            return nullcontext(None)
+        attributes = {} if video_id is None else {"asyncvideos.video.id": video_id}
+        return telemetry.span(f"videos.{operation}", attributes)
+
+    def _span_attributes(self, call: _Call) -> dict[str, Any]:
+        attributes: dict[str, Any] = {
+            "http.request.method": call.method,
+            **self._server_attributes,
+        }
+        if call.video_id is not None:
+            attributes["asyncvideos.video.id"] = call.video_id
+        return attributes
 
     @asynccontextmanager
     async def _stream(
@@ -458,6 +530,7 @@ class BaseClient:
         path: str,
         options: CallOptions,
         *,
+        video_id: str | None = None,
         query: Mapping[str, str] | None = None,
         range_start: int = 0,
         if_range: str | None = None,
@@ -489,7 +562,8 @@ class BaseClient:
                 raise status_error(response.status, response.headers, body)
             return response, response
 
-        response, _ = await self._retried(attempt, "GET", path, options, lambda: key)
+        call = _Call("GET", path, "open_content", video_id)
+        response, _ = await self._retried(attempt, call, options, lambda: key)
         try:
             yield response
         except errors.AsyncVideosError as error:
@@ -540,3 +614,100 @@ def _form_values(extra: Mapping[str, object]) -> dict[str, str]:
         else:
             fields[name] = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return fields
+
+
+@attrs.frozen(slots=True)
+class _Call:
+    """What one request is, for its span and its log line."""
+
+    method: str
+    path: str
+    operation: str
+    video_id: str | None
+
+
+@attrs.define(slots=True)
+class _Tally:
+    """Counts a call's retries for its span, log line and metrics, and passes each on."""
+
+    on_retry: OnRetry | None
+    telemetry: Telemetry | None
+    retries: int = 0
+
+    def __call__(self, details: RetryDetails) -> None:
+        self.retries = details.retry
+        if self.telemetry is not None:
+            reason = type(details.error).__name__
+            self.telemetry.retries.add(1, {"asyncvideos.retry.reason": reason})
+        if self.on_retry is not None:
+            self.on_retry(details)
+
+    def timed(
+        self, attempt: Callable[[], Awaitable[tuple[T, R]]], method: str
+    ) -> Callable[[], Awaitable[tuple[T, R]]]:
+        """``attempt``, each run recorded in the request-duration histogram."""
+        telemetry = self.telemetry
+        if telemetry is None:
+            return attempt
+
+        async def timed_attempt() -> tuple[T, R]:
+            started = time.monotonic()
+            status: int | None = None
+            try:
+                result = await attempt()
+                status = result[1].status
+                return result
+            except errors.AsyncVideosError as error:
+                status = getattr(error, "status_code", None)
+                raise
+            finally:
+                labels = {
+                    "http.request.method": method,
+                    "asyncvideos.status_class": status_class(status),
+                }
+                telemetry.request_duration.record(time.monotonic() - started, labels)
+
+        return timed_attempt
+
+
+def _annotate(span: Any, outcome: object, retries: int) -> None:
+    span.set_attribute("asyncvideos.retries", retries)
+    if isinstance(outcome, (Response, StreamedResponse)):
+        status, headers = outcome.status, outcome.headers
+    elif isinstance(outcome, errors.APIStatusError):
+        status, headers = outcome.status_code, outcome.headers
+    else:
+        return
+    span.set_attribute("http.response.status_code", status)
+    found = request_id(headers)
+    if found:
+        span.set_attribute("asyncvideos.request_id", found)
+
+
+def _log_request(call: _Call, outcome: object, retries: int, elapsed: float) -> None:
+    """One DEBUG line per request (after its retries), with structured ``extra`` fields."""
+    if not logger.isEnabledFor(logging.DEBUG):
+        return
+    status: int | None = None
+    found: str | None = None
+    if isinstance(outcome, (Response, StreamedResponse)):
+        status, found = outcome.status, request_id(outcome.headers)
+    elif isinstance(outcome, errors.APIStatusError):
+        status, found = outcome.status_code, outcome.request_id
+    logger.debug(
+        "%s %s -> %s in %.3f s (%d retries, request id %s)",
+        call.method,
+        call.path,
+        status if status is not None else type(outcome).__name__,
+        elapsed,
+        retries,
+        found,
+        extra={
+            "method": call.method,
+            "path": call.path,
+            "status": status,
+            "request_id": found,
+            "retries": retries,
+            "elapsed": elapsed,
+        },
+    )

@@ -112,8 +112,11 @@ class AsyncVideos(BaseClient):
         **options: Unpack[RequestOptions],
     ) -> Video:
         """``GET /videos/{id}``: the job's current state."""
-        path = check.video_path(video)
-        return await self._call("GET", path, self._options("retrieve", options), Video)
+        video_id = check.video_id(video)
+        call = self._options("retrieve", options)
+        return await self._call(
+            "GET", check.video_path(video_id), call, Video, "retrieve", video_id=video_id
+        )
 
     def list(
         self,
@@ -189,7 +192,7 @@ class AsyncVideos(BaseClient):
 
         async def fetch(cursor: str | None) -> VideoPage:
             query = base_query if cursor is None else {**base_query, "after": cursor}
-            return await self._call("GET", "/videos", options, VideoPage, query=query)
+            return await self._call("GET", "/videos", options, VideoPage, "list_page", query=query)
 
         return fetch
 
@@ -223,9 +226,9 @@ class AsyncVideos(BaseClient):
         if upload is not None:
             part = await read_file(upload, "input_reference", part="input_reference")
             return await self._call(
-                "POST", "/videos", call, Video, form_fields=fields, form_files=(part,)
+                "POST", "/videos", call, Video, "create", form_fields=fields, form_files=(part,)
             )
-        return await self._call("POST", "/videos", call, Video, json_body=fields)
+        return await self._call("POST", "/videos", call, Video, "create", json_body=fields)
 
     async def remix(
         self,
@@ -236,10 +239,13 @@ class AsyncVideos(BaseClient):
         **options: Unpack[PostOptions],
     ) -> Video:
         """``POST /videos/{id}/remix``: a new job from a completed one and a new prompt."""
-        path = check.video_path(video, suffix="/remix")
+        video_id = check.video_id(video)
+        path = check.video_path(video_id, suffix="/remix")
         body = {"prompt": check.prompt(prompt)}
         call = self._options("remix", options, idempotency_key=idempotency_key)
-        return await self._call("POST", path, call, Video, json_body=body)
+        return await self._call(
+            "POST", path, call, Video, "remix", video_id=video_id, json_body=body
+        )
 
     async def edit(
         self,
@@ -253,7 +259,7 @@ class AsyncVideos(BaseClient):
         file (a ``pathlib.Path``, bytes or binary file object; a str is an id)."""
         fields = {"prompt": check.prompt(prompt)}
         call = self._options("edit", options, idempotency_key=idempotency_key)
-        return await self._post_with_source("/videos/edits", video, fields, call)
+        return await self._post_with_source("/videos/edits", video, fields, call, "edit")
 
     async def extend(
         self,
@@ -267,18 +273,26 @@ class AsyncVideos(BaseClient):
         """``POST /videos/extensions``: continue a job (or an uploaded video) by ``seconds``."""
         fields = {"prompt": check.prompt(prompt), "seconds": check.seconds(seconds)}
         call = self._options("extend", options, idempotency_key=idempotency_key)
-        return await self._post_with_source("/videos/extensions", video, fields, call)
+        return await self._post_with_source("/videos/extensions", video, fields, call, "extend")
 
     async def _post_with_source(
-        self, path: str, video: object, fields: dict[str, Any], options: CallOptions
+        self,
+        path: str,
+        video: object,
+        fields: dict[str, Any],
+        options: CallOptions,
+        operation: str,
     ) -> Video:
         if isinstance(video, (str, Video)):
-            body = {"video": {"id": check.checked_video_id(video)}, **fields}
-            return await self._call("POST", path, options, Video, json_body=body)
+            video_id = check.checked_video_id(video)
+            body = {"video": {"id": video_id}, **fields}
+            return await self._call(
+                "POST", path, options, Video, operation, video_id=video_id, json_body=body
+            )
         check_file_input(video, "video", paths_as_str=False)
         part = await read_file(video, "video", part="video")
         return await self._call(
-            "POST", path, options, Video, form_fields=fields, form_files=(part,)
+            "POST", path, options, Video, operation, form_fields=fields, form_files=(part,)
         )
 
     # -- characters --------------------------------------------------------
@@ -297,7 +311,13 @@ class AsyncVideos(BaseClient):
         call = self._options("create_character", options, idempotency_key=idempotency_key)
         part = await read_file(video, "video", part="video")
         return await self._call(
-            "POST", "/videos/characters", call, Character, form_fields=fields, form_files=(part,)
+            "POST",
+            "/videos/characters",
+            call,
+            Character,
+            "create_character",
+            form_fields=fields,
+            form_files=(part,),
         )
 
     async def retrieve_character(
@@ -308,7 +328,7 @@ class AsyncVideos(BaseClient):
         """``GET /videos/characters/{id}``."""
         path = resource_path("videos/characters", character_id, "character_id")
         call = self._options("retrieve_character", options)
-        return await self._call("GET", path, call, Character)
+        return await self._call("GET", path, call, Character, "retrieve_character")
 
     # -- deleting ----------------------------------------------------------
 
@@ -318,8 +338,11 @@ class AsyncVideos(BaseClient):
         **options: Unpack[RequestOptions],
     ) -> DeletedVideo:
         """``DELETE /videos/{id}``: remove a job and its stored assets."""
-        path = check.video_path(video)
-        return await self._call("DELETE", path, self._options("delete", options), DeletedVideo)
+        video_id = check.video_id(video)
+        call = self._options("delete", options)
+        return await self._call(
+            "DELETE", check.video_path(video_id), call, DeletedVideo, "delete", video_id=video_id
+        )
 
     # -- content -----------------------------------------------------------
 
@@ -341,7 +364,9 @@ class AsyncVideos(BaseClient):
         small assets. Use ``download()`` or ``iter_content()`` for videos."""
         call = self._options("download_content", options)
         path, query = self._content_request(video, variant)
-        return await self._bytes(path, call, query=query)
+        return await self._bytes(
+            path, call, "download_content", video_id=check.video_id(video), query=query
+        )
 
     def iter_content(
         self,
@@ -425,7 +450,9 @@ class AsyncVideos(BaseClient):
         path = check.video_path(video_id)
 
         async def fetch() -> tuple[Video, float | None]:
-            data, headers = await self._json("GET", path, options, gate=gate)
+            data, headers = await self._json(
+                "GET", path, options, "retrieve", video_id=video_id, gate=gate
+            )
             return await self._structured(data, Video), poll_after(headers)
 
         return fetch
@@ -474,8 +501,28 @@ class AsyncVideos(BaseClient):
     async def _wait_one(
         self, video_id: str, plan: _WaitPlan, raise_on_failure: bool, start: Video | None
     ) -> Video:
+        fetch = self._poll_fetcher(video_id, plan.options)
+        telemetry = self._telemetry and self._telemetry.live()
+        if telemetry is None:
+            return await self._wait_with(fetch, video_id, plan, raise_on_failure, start)
+        with telemetry.waiting(video_id) as record:
+            if start is not None:
+                record.status = start.status
+
+            async def counted() -> tuple[Video, float | None]:
+                video, hint = await fetch()
+                record.polls += 1
+                record.status = video.status
+                return video, hint
+
+            return await self._wait_with(counted, video_id, plan, raise_on_failure, start)
+
+    @staticmethod
+    async def _wait_with(
+        fetch: Fetch, video_id: str, plan: _WaitPlan, raise_on_failure: bool, start: Video | None
+    ) -> Video:
         return await wait_for(
-            self._poll_fetcher(video_id, plan.options),
+            fetch,
             video_id=video_id,
             waiting=plan.waiting,
             timeout=plan.timeout,
@@ -511,8 +558,9 @@ class AsyncVideos(BaseClient):
         create_call = attrs.evolve(
             plan.options, idempotency_key=post.idempotency_key, extra_body=post.extra_body
         )
-        created = await self._send_create(fields, upload, create_call)
-        return await self._wait_one(created.id, plan, raise_on_failure, created)
+        with self._span("create_and_wait"):
+            created = await self._send_create(fields, upload, create_call)
+            return await self._wait_one(created.id, plan, raise_on_failure, created)
 
     def wait_many(
         self,

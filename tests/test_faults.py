@@ -98,9 +98,9 @@ class TestListUnderFaults:
 class TestWaitManyUnderFaults:
     async def test_every_job_reported_once_with_its_final_status(self) -> None:
         """wait_many over 500 jobs with 20% faulty polls reports each job once, finished."""
-        # Jobs run for ~0.4 s of real time and are polled every 20 ms: a few polls each.
+        # Jobs run for ~1 s of real time and are polled every 100 ms: a few polls each.
         async with FakeVideosAPI(
-            speed=100.0, queue_seconds=0.0, run_seconds=40.0, poll_after_ms=20
+            speed=100.0, queue_seconds=0.0, run_seconds=100.0, poll_after_ms=100
         ) as fake:
             await self._check(fake)
 
@@ -134,7 +134,8 @@ class TestWaitManyUnderFaults:
                 assert result.video.id == result.video_id
                 seen[result.video_id] = result.video.status
         assert set(seen) == set(ids)
-        assert len(unfinished) > 100  # jobs were really polled while running
+        # Jobs were really polled while running (how many depends on the machine's speed).
+        assert len(unfinished) >= 20
         for video_id, status in seen.items():
             assert status == ("failed" if video_id in failing else "completed")
 

@@ -15,22 +15,20 @@ from urllib.parse import parse_qsl, unquote
 import attrs
 from aiohttp import web
 
+from asyncvideos._protocol import mask_secret as _mask
+
 __all__ = ["RecordedRequest", "decode_path", "mask_secret", "record"]
 
 _SECRET_HEADERS = frozenset({"authorization", "api-key"})
 
 
 def mask_secret(value: str) -> str:
-    """Hide a credential: first 3 characters, "...", last 2; short values entirely.
-
-    ``Bearer <token>`` keeps its scheme and masks the token.
-    """
+    """Hide a credential as the client does (``sk-...xy``); ``Bearer <token>`` keeps
+    its scheme and masks the token."""
     scheme, sep, token = value.partition(" ")
     if sep and scheme.lower() == "bearer":
-        return f"{scheme} {mask_secret(token.strip())}"
-    if len(value) < 8:
-        return "***"
-    return f"{value[:3]}...{value[-2:]}"
+        return f"{scheme} {_mask(token.strip())}"
+    return _mask(value)
 
 
 def decode_path(raw_path: str) -> str:

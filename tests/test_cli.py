@@ -360,7 +360,7 @@ class TestWait:
         (done,) = fake.call(lambda: fake.api.seed(1))
         fake.call(lambda: fake.api.set_outcome(None, "completed", duration=10_000))
         slow = lines(run("create", "slow")[1])[0]["id"]
-        code, out, err = run("wait", done, "video_gone", slow, "--timeout", "0.2")
+        code, out, err = run("wait", done, "video_gone", slow, "--wait-timeout", "0.2")
         assert code == 1
         assert [job["id"] for job in lines(out)] == [done]
         assert "video_gone: " in err
@@ -520,7 +520,7 @@ class TestGlobalOptions:
             "org-1",
             "--project",
             "proj-1",
-            "--timeout" if where == "before" else "--request-timeout",
+            "--timeout",
             "5",
             "--max-retries",
             "0",

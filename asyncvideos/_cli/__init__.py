@@ -4,7 +4,9 @@
 ``_output`` tables and JSON lines, ``_progress`` live displays (rich, lazily),
 ``_serve`` and ``_demo`` the bundled fake API as a server and as a tour.
 Errors end as one line on stderr and an exit code: 0 success, 1 an API or
-network error, 2 a usage error, 130 interrupted.
+network error (or any other failure: never a raw traceback), 2 a usage error,
+130 interrupted, 143 and 129 ended by SIGTERM and SIGHUP (which, like Ctrl-C,
+cancel the command, so a download leaves no partial file).
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from ._terminal import Redacted
 
 __all__ = ["main"]
 
@@ -35,27 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(args, sys.stdout, sys.stderr)
 
 
-class _Redacted:
-    """A text stream that writes through to another, with the API key masked."""
-
-    def __init__(self, stream: TextIO, secret: str | None) -> None:
-        self._stream = stream
-        self._secret = secret
-
-    def redact(self, text: str) -> str:
-        if self._secret:
-            text = text.replace(self._secret, "***")
-        return text
-
-    def write(self, text: str) -> int:
-        return self._stream.write(self.redact(text))
-
-    def flush(self) -> None:
-        self._stream.flush()
-
-
 @contextlib.contextmanager
-def _debug_logging(enabled: bool, err: _Redacted) -> Iterator[None]:
+def _debug_logging(enabled: bool, err: Redacted) -> Iterator[None]:
     """With ``--debug``, the library's log (retries, resumes, requests) on stderr."""
     if not enabled:
         yield
@@ -77,22 +64,34 @@ def _is_tty(stream: TextIO) -> bool:
     return bool(isatty and isatty())
 
 
+def _secrets(args: argparse.Namespace) -> list[str | None]:
+    """What stderr must never show: the key, and the values of credential-like headers."""
+    from ._args import is_credential
+
+    given = [*args.headers, *args.queries]
+    found = [value for name, value in given if is_credential(name)]
+    if getattr(args, "server_key", None) is None:  # serve prints its own key
+        found += [args.api_key, os.environ.get("OPENAI_API_KEY")]
+    return found
+
+
 def _run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from .._errors import AsyncVideosError
     from ._commands import Context, UsageError, describe
     from ._output import Output
     from ._progress import console
+    from ._terminal import Redacted
 
-    secret = args.api_key or os.environ.get("OPENAI_API_KEY")
-    err = _Redacted(stderr, secret)
+    err = Redacted(stderr, _secrets(args))
     table = args.table or (not args.json and _is_tty(stdout))
     progress = _is_tty(stderr) if args.progress is None else args.progress
     ctx = Context(
         args=args,
         out=Output(stdout, as_json=not table, terminal=table and _is_tty(stdout)),
-        err=err,  # type: ignore[arg-type]
+        err=err,
         console=console(stderr, force=bool(args.progress)) if progress else None,
     )
+    ended_by: list[int] = []  # the signal (SIGTERM, SIGHUP) that cancelled the command
 
     def fail(code: int, message: str) -> int:
         if args.debug:
@@ -103,10 +102,15 @@ def _run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
     with _debug_logging(args.debug, err):
         try:
-            return asyncio.run(_dispatch(ctx))
+            return asyncio.run(_dispatch(ctx, ended_by))
         except KeyboardInterrupt:
             err.write("asyncvideos: interrupted\n")
             return 130
+        except asyncio.CancelledError:
+            if not ended_by:
+                return fail(1, "cancelled")
+            err.write(f"asyncvideos: {signal.Signals(ended_by[0]).name}: stopped\n")
+            return 128 + ended_by[0]
         except (UsageError, ValueError, TypeError, FileExistsError) as error:
             return fail(2, str(error))
         except AsyncVideosError as error:
@@ -118,6 +122,8 @@ def _run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             return 0
         except OSError as error:
             return fail(1, str(error))
+        except Exception as error:  # a bug or a server we did not foresee: still one line
+            return fail(1, f"{type(error).__name__}: {error}" if str(error) else repr(error))
 
 
 def client_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -132,13 +138,48 @@ def client_options(args: argparse.Namespace) -> dict[str, Any]:
         options["timeout"] = args.request_timeout
     if args.max_retries is not None:
         options["max_retries"] = args.max_retries
+    if args.headers:
+        options["default_headers"] = dict(args.headers)
+    if args.queries:
+        options["default_query"] = dict(args.queries)
     return options
 
 
-async def _dispatch(ctx: Any) -> int:
+def _log_extras(args: argparse.Namespace) -> None:
+    """With ``--debug``: the headers and query parameters added to every request."""
+    from ._args import is_credential
+
+    for kind, pairs in (("header", args.headers), ("query parameter", args.queries)):
+        for name, value in pairs:
+            shown = "***" if is_credential(name) else value
+            logger.debug("Sending %s %s: %s with every request", kind, name, shown)
+
+
+def _on_signals(ended_by: list[int]) -> None:
+    """SIGTERM and SIGHUP cancel the command as Ctrl-C does (so its cleanup runs)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+
+    def stop(signum: int) -> None:
+        ended_by.append(signum)
+        task.cancel()
+
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        # An ignored signal stays ignored (`nohup asyncvideos download ...`).
+        if signum is None or signal.getsignal(signum) is signal.SIG_IGN:
+            continue
+        # Not on Windows, nor off the main thread: the default action applies there.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop, signum)
+
+
+async def _dispatch(ctx: Any, ended_by: list[int]) -> int:
     from .._videos import AsyncVideos
     from ._commands import COMMANDS, UsageError
 
+    _on_signals(ended_by)
     args = ctx.args
     if args.command == "serve":
         from ._serve import serve
@@ -153,5 +194,6 @@ async def _dispatch(ctx: Any) -> int:
             "no API key: pass --api-key or set OPENAI_API_KEY "
             "(or try `asyncvideos demo`, which needs none)"
         )
+    _log_extras(args)
     async with AsyncVideos(**client_options(args)) as client:
         return await COMMANDS[args.command](ctx, client)

@@ -3,13 +3,18 @@
 Global options are accepted before or after the command name: the top parser
 holds their defaults, and every command's parser repeats them with
 ``default=SUPPRESS``, so a value typed after the command overrides one typed
-before it, and one not typed after it leaves the earlier value alone.
+before it, and one not typed after it leaves the earlier value alone
+(``--header`` and ``--query`` add up instead). ``serve`` takes only its own
+options, ``demo`` only the output ones: a client option given to either is a
+usage error rather than silently ignored.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Sequence
+from typing import Any
 
 from .._version import __version__
 
@@ -54,13 +59,74 @@ def positive_int(text: str) -> int:
     return value
 
 
-def _add_global_options(parser: argparse.ArgumentParser, *, top: bool, wait: bool) -> None:
-    """The options every command takes; ``top`` gives them their defaults."""
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Header or parameter names whose values are credentials: masked in --debug and errors.
+_CREDENTIAL = re.compile(r"authorization|api-?key|token|secret|key|password|cookie", re.I)
+
+
+def is_credential(name: str) -> bool:
+    """Whether a header or query parameter named ``name`` likely carries a secret."""
+    return bool(_CREDENTIAL.search(name))
+
+
+def header(text: str) -> tuple[str, str]:
+    """argparse type: ``NAME:VALUE`` (spaces after the colon are dropped)."""
+    name, colon, value = text.partition(":")
+    name = name.strip()
+    if not colon or not _HEADER_NAME.fullmatch(name):
+        raise argparse.ArgumentTypeError(f"expected NAME:VALUE with a header name, got {text!r}")
+    return name, value.strip()
+
+
+def query(text: str) -> tuple[str, str]:
+    """argparse type: ``NAME=VALUE``."""
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+# Each group's options, as (destination, flag, value when not given): serve and demo
+# refuse those they would ignore.
+CONNECTION_OPTIONS: tuple[tuple[str, str, object], ...] = (
+    ("api_key", "--api-key", None),
+    ("base_url", "--base-url", None),
+    ("organization", "--organization", None),
+    ("project", "--project", None),
+    ("request_timeout", "--timeout", None),
+    ("max_retries", "--max-retries", None),
+    ("headers", "--header", []),
+    ("queries", "--query", []),
+)
+OUTPUT_OPTIONS: tuple[tuple[str, str, object], ...] = (
+    ("json", "--json", False),
+    ("table", "--table", False),
+    ("progress", "--progress", None),
+    ("debug", "--debug", False),
+)
+
+
+def _add_global_options(
+    parser: argparse.ArgumentParser, *, top: bool, connection: bool = True
+) -> None:
+    """The options every command takes; ``top`` gives them their defaults.
+
+    ``connection``: also the client's (key, URL, timeouts, headers); ``demo`` has
+    only the output ones.
+    """
 
     def default(value: object) -> object:
         return value if top else argparse.SUPPRESS
 
     group = parser.add_argument_group("global options (before or after the command)")
+    if connection:
+        _add_connection_options(group, default, top=top)
+    _add_output_options(group, default)
+
+
+def _add_connection_options(group: Any, default: Any, *, top: bool) -> None:
+    # After the command, --header/--query go to their own list, added to the first one's.
+    after = "" if top else "_after"
     group.add_argument(
         "--api-key", default=default(None), metavar="KEY", help="API key (default: $OPENAI_API_KEY)"
     )
@@ -76,16 +142,13 @@ def _add_global_options(parser: argparse.ArgumentParser, *, top: bool, wait: boo
     group.add_argument(
         "--project", default=default(None), metavar="PROJECT", help="default: $OPENAI_PROJECT_ID"
     )
-    # On `wait`, --timeout after the command bounds the whole wait (see its parser);
-    # --request-timeout is then the way to set the per-request limit after it.
-    names = ["--request-timeout"] if wait else ["--timeout", "--request-timeout"]
     group.add_argument(
-        *names,
+        "--timeout",
         dest="request_timeout",
         type=positive_float,
         default=default(None),
         metavar="S",
-        help="seconds allowed for each request (default: 600)",
+        help="seconds allowed for each request (default: 600); see --wait-timeout",
     )
     group.add_argument(
         "--max-retries",
@@ -94,6 +157,27 @@ def _add_global_options(parser: argparse.ArgumentParser, *, top: bool, wait: boo
         metavar="N",
         help="retries of a failed request (default: 2)",
     )
+    group.add_argument(
+        "--header",
+        dest="headers" + after,
+        action="append",
+        type=header,
+        default=default(None),
+        metavar="NAME:VALUE",
+        help="send this header with every request (repeatable)",
+    )
+    group.add_argument(
+        "--query",
+        dest="queries" + after,
+        action="append",
+        type=query,
+        default=default(None),
+        metavar="NAME=VALUE",
+        help="add this query parameter to every request (repeatable)",
+    )
+
+
+def _add_output_options(group: Any, default: Any) -> None:
     group.add_argument(
         "--json",
         action="store_true",
@@ -129,14 +213,20 @@ def _ids(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def _wait_timeout(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--wait-timeout", type=positive_float, metavar="S", help=help)
+
+
 def _wait_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wait", action="store_true", help="wait until the job finishes")
-    parser.add_argument(
-        "--wait-timeout",
-        type=positive_float,
-        metavar="S",
-        help="with --wait: give up after S seconds (default: no limit)",
-    )
+    _wait_timeout(parser, "with --wait: give up after S seconds in all (default: no limit)")
+
+
+class _Refused(argparse.Action):
+    """An option that is an error with a hint (instead of a bare "unrecognized")."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        parser.error(str(self.const))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,12 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    _add_global_options(parser, top=True, wait=False)
+    _add_global_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name: str, help: str, *, wait: bool = False) -> argparse.ArgumentParser:
+    def command(name: str, help: str, *, options: str = "all") -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
-        _add_global_options(sub, top=False, wait=wait)
+        if options != "none":
+            _add_global_options(sub, top=False, connection=options == "all")
         return sub
 
     get = command("get", "Show one or more jobs.")
@@ -183,16 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     delete = command("delete", "Delete jobs.")
     _ids(delete, "job ids")
 
-    wait = command("wait", "Wait until jobs finish, all together.", wait=True)
+    wait = command("wait", "Wait until jobs finish, all together.")
     _ids(wait, "job ids")
-    wait.add_argument(
-        "--timeout",
-        "--wait-timeout",
-        dest="wait_timeout",
-        type=positive_float,
-        metavar="S",
-        help="give up after S seconds for the whole wait (default: no limit)",
-    )
+    _wait_timeout(wait, "give up after S seconds for the whole wait (default: no limit)")
 
     download = command("download", "Download a job's video, thumbnail or spritesheet.")
     download.add_argument("id", metavar="ID")
@@ -205,22 +289,47 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--overwrite", action="store_true", help="replace an existing file")
     _wait_option(download)
 
-    serve = command("serve", "Run the bundled fake API as a local server, until Ctrl-C.")
+    serve = command(
+        "serve", "Run the bundled fake API as a local server, until Ctrl-C.", options="none"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
     serve.add_argument("--port", type=non_negative_int, default=8080, help="default: 8080")
     serve.add_argument(
         "--jobs", type=non_negative_int, default=25, metavar="N", help="jobs to seed (25)"
     )
     serve.add_argument(
-        "--speed", type=positive_float, default=1.0, metavar="X", help="job clock speed-up (1)"
+        "--speed",
+        type=positive_float,
+        default=1.0,
+        metavar="X",
+        help="jobs run X times faster; timestamps stay real (1)",
     )
     serve.add_argument(
-        "--key", metavar="KEY", help="the key clients must send (default: a fixed fake key)"
+        "--api-key",
+        dest="server_key",
+        metavar="KEY",
+        help="the key clients must send (default: a fixed fake key, printed)",
+    )
+    serve.add_argument(
+        "--key",
+        action=_Refused,
+        nargs="?",
+        const="the server's key is given as --api-key KEY",
+        help=argparse.SUPPRESS,
     )
 
-    demo = command("demo", "Show the whole workflow on an embedded fake API (no key needed).")
+    demo = command(
+        "demo",
+        "Show the whole workflow on an embedded fake API (no key needed).",
+        options="output",
+    )
     demo.add_argument(
-        "--output", metavar="DIR", help="keep the downloaded file here (default: a temp dir)"
+        "--output", metavar="DIR", help="put the downloaded file here (default: a temp dir)"
+    )
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the temporary folder and its video (an --output folder is always kept)",
     )
     demo.add_argument(
         "--jobs", type=positive_int, default=12, metavar="N", help="jobs to create (12)"
@@ -233,7 +342,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse ``argv`` (``sys.argv[1:]`` when None); argparse exits on bad usage."""
-    args = build_parser().parse_args(argv)
-    if args.command != "wait":
-        args.wait_timeout = getattr(args, "wait_timeout", None)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("headers", "queries"):
+        merged = [*(getattr(args, name) or ()), *(getattr(args, name + "_after", None) or ())]
+        setattr(args, name, merged)
+        if hasattr(args, name + "_after"):
+            delattr(args, name + "_after")
+    ignored = {"serve": CONNECTION_OPTIONS + OUTPUT_OPTIONS, "demo": CONNECTION_OPTIONS}
+    for name, flag, unset in ignored.get(args.command, ()):
+        if getattr(args, name) != unset:
+            parser.error(f"{args.command} does not take {flag}; see {args.command} --help")
+    if getattr(args, "wait_timeout", None) is not None and not getattr(args, "wait", True):
+        parser.error("--wait-timeout needs --wait")
+    args.wait_timeout = getattr(args, "wait_timeout", None)
     return args

@@ -1,30 +1,38 @@
 """One coroutine per command, each on an open ``AsyncVideos``; they return an exit code.
 
 Commands that take many ids (``get``, ``delete``) keep going past a job that
-fails, report it on stderr, and exit 1 at the end; results come out in the
-order the ids were given, with up to ``WINDOW`` requests in flight.
+fails (or an id the library refuses), report it on stderr, and exit 1 at the
+end; results come out in the order the ids were given, with up to ``WINDOW``
+requests in flight.
+
+While a live display draws on stderr (``live``), error and log lines go
+through it, and table rows wait until it is gone, so nothing is glued to a bar
+or erased by its next redraw.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import re
 import sys
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import attrs
 
-from .._errors import AsyncVideosError
+from .._errors import AsyncVideosError, NotFoundError, VideoFailedError
 from .._models import Video
 from .._videos import AsyncVideos
 from ._args import VARIANT_SUFFIXES
 from ._output import Output
 from ._progress import Display, download_display, wait_display
+from ._terminal import Redacted
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -44,7 +52,7 @@ class Context:
 
     args: argparse.Namespace
     out: Output
-    err: TextIO
+    err: Redacted  # stderr: secrets masked, control characters shown
     console: Console | None  # for live displays; None: no live display
     stdin: TextIO = attrs.field(factory=lambda: sys.stdin)
     failed: bool = False
@@ -58,6 +66,26 @@ class Context:
     @property
     def code(self) -> int:
         return 1 if self.failed else 0
+
+    @contextlib.contextmanager
+    def live(self, display: Display) -> Iterator[Display]:
+        """Show ``display`` while the block runs, with nothing else drawn over it.
+
+        Meanwhile stderr lines are printed through the display (above its bars), and
+        table rows for a terminal are held, then printed once the display has stopped.
+        """
+        try:
+            with display:
+                if display.drawing:
+                    self.err.divert = display.print
+                    if self.out.terminal:
+                        self.out.hold()
+                try:
+                    yield display
+                finally:
+                    self.err.divert = None
+        finally:
+            self.out.release()
 
 
 def describe(error: BaseException) -> str:
@@ -80,6 +108,17 @@ def describe(error: BaseException) -> str:
 
 
 # -- ids from the command line and stdin ---------------------------------------------
+
+
+@attrs.frozen
+class Given:
+    """An id, and where it was given: ``stdin line N``, or None for an argument."""
+
+    id: str
+    where: str | None = None
+
+    def __str__(self) -> str:
+        return self.id if self.where is None else f"{self.where}: {self.id}"
 
 
 def _id_from_line(line: str, number: int) -> str | None:
@@ -121,38 +160,40 @@ async def _stdin_lines(stdin: TextIO) -> AsyncIterator[str]:
         yield item
 
 
-async def ids_from(ctx: Context, values: list[str]) -> AsyncIterator[str]:
+async def ids_from(ctx: Context, values: list[str]) -> AsyncIterator[Given]:
     """The ids given, with each ``-`` replaced by the ids read from stdin."""
     if values.count("-") > 1:
         raise UsageError("'-' (read ids from stdin) may be given only once")
     for value in values:
         if value != "-":
-            yield value
+            yield Given(value)
             continue
         number = 0
         async for line in _stdin_lines(ctx.stdin):
             number += 1
             video_id = _id_from_line(line, number)
             if video_id is not None:
-                yield video_id
+                yield Given(video_id, f"stdin line {number}")
 
 
 async def _in_order(
-    ctx: Context, ids: AsyncIterator[str], call: Callable[[str], Awaitable[T]]
+    ctx: Context, ids: AsyncIterator[Given], call: Callable[[str], Awaitable[T]]
 ) -> AsyncIterator[T]:
     """``call(id)`` for each id, ``WINDOW`` at a time, results in order; failures reported."""
 
-    async def run(video_id: str) -> T | None:
+    async def run(given: Given) -> T | None:
         try:
-            return await call(video_id)
+            return await call(given.id)
         except AsyncVideosError as error:
-            ctx.report(f"{video_id}: {describe(error)}")
-            return None
+            ctx.report(f"{given}: {describe(error)}")
+        except (ValueError, TypeError) as error:  # an id the library refuses: just this one
+            ctx.report(f"{given}: {error}")
+        return None
 
     pending: deque[asyncio.Future[T | None]] = deque()
     try:
-        async for video_id in ids:
-            pending.append(asyncio.ensure_future(run(video_id)))
+        async for given in ids:
+            pending.append(asyncio.ensure_future(run(given)))
             if len(pending) >= WINDOW:
                 result = await pending.popleft()
                 if result is not None:
@@ -177,15 +218,32 @@ async def get(ctx: Context, client: AsyncVideos) -> int:
     return ctx.code
 
 
+_VERSIONED = re.compile(r"/v\d+[a-z0-9]*/?$")
+
+
+def _collection_hint(client: AsyncVideos) -> str:
+    """For a 404 on ``/videos`` itself: the likely cause, a base URL without ``/v1``."""
+    if _VERSIONED.search(client.base_url):
+        return ""
+    return f"; the base URL {client.base_url} may lack /v1"
+
+
 async def list_(ctx: Context, client: AsyncVideos) -> int:
     """``list``: printed as the pages arrive."""
     args = ctx.args
     options: dict[str, Any] = {"order": args.order, "after": args.after, "all": args.all}
     if args.limit is not None:
         options["limit"] = args.limit
-    async for video in client.list(**options):
-        ctx.out.video(video)
-    return 0
+    listed = 0
+    try:
+        async for video in client.list(**options):
+            listed += 1
+            ctx.out.video(video)
+    except NotFoundError as error:
+        if listed:  # the collection answered before: not a wrong base URL
+            raise
+        ctx.report(describe(error) + _collection_hint(client))
+    return ctx.code
 
 
 async def delete(ctx: Context, client: AsyncVideos) -> int:
@@ -199,7 +257,7 @@ async def _finish(ctx: Context, client: AsyncVideos, video: Video) -> Video:
     """Wait on one job with a live display when ``--wait`` was given."""
     if not ctx.args.wait:
         return video
-    with wait_display(ctx.console, [video.id]) as display:
+    with ctx.live(wait_display(ctx.console, [video.id])) as display:
         display.job(video)
         return await client.wait(video, timeout=ctx.args.wait_timeout, on_progress=display.job)
 
@@ -207,8 +265,7 @@ async def _finish(ctx: Context, client: AsyncVideos, video: Video) -> Video:
 def _outcome(ctx: Context, video: Video) -> int:
     ctx.out.video(video)
     if video.is_failed:
-        detail = f": {video.error.code}: {video.error.message}" if video.error else ""
-        ctx.report(f"{video.id} failed{detail}")
+        ctx.report(describe(VideoFailedError(video)))  # the library's words, not a copy
     return ctx.code
 
 
@@ -216,13 +273,17 @@ async def create(ctx: Context, client: AsyncVideos) -> int:
     """``create PROMPT``"""
     args = ctx.args
     reference = None if args.input_reference is None else Path(args.input_reference)
-    video = await client.create(
-        args.prompt,
-        model=args.model,
-        seconds=args.seconds,
-        size=args.size,
-        input_reference=reference,
-    )
+    try:
+        video = await client.create(
+            args.prompt,
+            model=args.model,
+            seconds=args.seconds,
+            size=args.size,
+            input_reference=reference,
+        )
+    except NotFoundError as error:
+        ctx.report(describe(error) + _collection_hint(client))
+        return ctx.code
     return _outcome(ctx, await _finish(ctx, client, video))
 
 
@@ -234,8 +295,8 @@ async def remix(ctx: Context, client: AsyncVideos) -> int:
 
 async def wait(ctx: Context, client: AsyncVideos) -> int:
     """``wait ID...``: every job polled together; each printed as it finishes."""
-    ids = [video_id async for video_id in ids_from(ctx, ctx.args.ids)]
-    with wait_display(ctx.console, ids) as display:
+    ids = [given.id async for given in ids_from(ctx, ctx.args.ids)]
+    with ctx.live(wait_display(ctx.console, ids)) as display:
         results = client.wait_many(ids, timeout=ctx.args.wait_timeout, on_progress=display.job)
         async for result in results:
             if result.error is not None:
@@ -247,20 +308,53 @@ async def wait(ctx: Context, client: AsyncVideos) -> int:
     return ctx.code
 
 
+_NOT_IN_A_NAME = re.compile(r'[\x00-\x1f\x7f-\x9f/\\:*?"<>|]')
+
+
+def file_name(video_id: str, suffix: str) -> str:
+    """A plain file name for a job's content: never a path, never hidden, never too long.
+
+    An id comes from a listing or stdin, so from the server: ``../../x`` or
+    ``/etc/x`` must not choose where the file goes. Separators and control
+    characters become ``_``, as does a leading ``.``.
+    """
+    name = _NOT_IN_A_NAME.sub("_", video_id)
+    name = re.sub(r"^\.", "_", name)[:200] or "_"
+    return name + suffix
+
+
+def _download_target(args: argparse.Namespace) -> Path:
+    """Where ``download`` writes; checked before any request or bar is drawn."""
+    target = Path(args.output or file_name(args.id, VARIANT_SUFFIXES[args.variant]))
+    # The library checks again when it moves the file in (see the FileExistsError below).
+    if not args.overwrite and target.exists() and not target.is_dir():
+        raise UsageError(f"{str(target)!r} exists; pass --overwrite to replace it")
+    return target
+
+
 async def download(ctx: Context, client: AsyncVideos) -> int:
     """``download ID``: atomic and resumable, with a byte bar."""
     args = ctx.args
+    target = _download_target(args)
     video: Video | str = args.id
     if args.wait:
         video = await _finish(ctx, client, await client.retrieve(args.id))
         if not video.is_completed:
             ctx.report(f"{video.id} ended as {video.status}; there is nothing to download")
             return ctx.code
-    target = Path(args.output or f"{args.id}{VARIANT_SUFFIXES[args.variant]}")
-    with download_display(ctx.console, f"{args.id} {args.variant}") as display:
-        path = await client.download(
-            video, target, variant=args.variant, overwrite=args.overwrite, on_progress=display.bytes
-        )
+    try:
+        with ctx.live(download_display(ctx.console, f"{args.id} {args.variant}")) as display:
+            path = await client.download(
+                video,
+                target,
+                variant=args.variant,
+                overwrite=args.overwrite,
+                on_progress=display.bytes,
+            )
+    except FileExistsError:  # it appeared while the body was downloading
+        raise UsageError(
+            f"{str(target)!r} appeared during the download; pass --overwrite to replace it"
+        ) from None
     ctx.out.downloaded(args.id, args.variant, str(path), path.stat().st_size)
     return 0
 
@@ -275,4 +369,13 @@ COMMANDS: dict[str, Callable[[Context, AsyncVideos], Awaitable[int]]] = {
     "download": download,
 }
 
-__all__ = ["COMMANDS", "Context", "Display", "UsageError", "describe", "ids_from"]
+__all__ = [
+    "COMMANDS",
+    "Context",
+    "Display",
+    "Given",
+    "UsageError",
+    "describe",
+    "file_name",
+    "ids_from",
+]

@@ -4,7 +4,8 @@ It creates a batch of jobs at once, waits on them together, streams the whole
 list page by page, and downloads one video, while the fake injects faults a
 real API shows now and then (429s with ``retry-after-ms``, 500s, a connection
 cut mid-download), so that retries and a resumed download really happen. It
-needs no key and no network, and checks the downloaded bytes.
+needs no key and no network, and checks the downloaded bytes. The temporary
+folder it downloads into is removed at the end, unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -72,7 +74,8 @@ async def demo(ctx: Context) -> int:
             out.write(line + "\n")
             out.flush()
 
-    folder = Path(ctx.args.output) if ctx.args.output else Path(tempfile.mkdtemp(prefix="avdemo-"))
+    temporary = not ctx.args.output
+    folder = Path(tempfile.mkdtemp(prefix="avdemo-")) if temporary else Path(ctx.args.output)
     counter = _RetryCount()
     library_log = logging.getLogger("asyncvideos")
     previous_level = library_log.level
@@ -107,7 +110,7 @@ async def demo(ctx: Context) -> int:
             # 2. Waited on together, with the live display on a terminal.
             finished: dict[str, int] = {}
             ids = [video.id for video in created]
-            with wait_display(ctx.console, ids) as display:
+            with ctx.live(wait_display(ctx.console, ids)) as display:
                 async for waited in videos.wait_many(ids, on_progress=display.job):
                     status = waited.video.status if waited.video else "error"
                     finished[str(status)] = finished.get(str(status), 0) + 1
@@ -130,7 +133,7 @@ async def demo(ctx: Context) -> int:
 
             # 4. One video, to a file, resumed after the cut.
             target = folder / f"{created[0].id}.mp4"
-            with download_display(ctx.console, f"{created[0].id} video") as display:
+            with ctx.live(download_display(ctx.console, f"{created[0].id} video")) as display:
                 path = await videos.download(
                     created[0], target, overwrite=True, on_progress=display.bytes
                 )
@@ -147,6 +150,9 @@ async def demo(ctx: Context) -> int:
     finally:
         library_log.removeHandler(counter)
         library_log.setLevel(previous_level)
+        removed = temporary and not ctx.args.keep
+        if removed:
+            shutil.rmtree(folder, ignore_errors=True)
 
     elapsed = time.perf_counter() - started
     result: dict[str, Any] = {
@@ -156,7 +162,7 @@ async def demo(ctx: Context) -> int:
         "retries": counter.retries,
         "resumed_downloads": resumes,
         "bytes_downloaded": size,
-        "path": str(path),
+        "path": None if removed else str(path),
         "seconds": round(elapsed, 2),
     }
     if as_json:
@@ -167,7 +173,10 @@ async def demo(ctx: Context) -> int:
             f"{counter.retries} retries, {resumes} resumed download, {_mib(size)} "
             f"in {elapsed:.1f} s."
         )
-        say(f"The video is at {path}")
+        if removed:
+            say("The temporary folder is removed; `asyncvideos demo --keep` keeps the video.")
+        else:
+            say(f"The video is at {path}")
     return 0 if intact else 1  # the demo checks itself: a mismatch is a bug
 
 

@@ -12,7 +12,6 @@ fix its column widths on the first row, and plain text needs no extra install.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from typing import Any, TextIO
 import attrs
 
 from .._models import DeletedVideo, Video
+from ._terminal import json_line, printable
 
 _TIMESTAMPS = ("created_at", "completed_at", "expires_at")
 _STATUS_COLOURS = {"completed": "32", "failed": "31", "in_progress": "33", "queued": "36"}
@@ -78,17 +78,39 @@ class Output:
         self.as_json = as_json
         self.colour = terminal and "NO_COLOR" not in os.environ
         self._columns: _Columns | None = None
+        self.terminal = terminal
         self._width = shutil.get_terminal_size((120, 24)).columns if terminal else None
+        self._held: list[str] | None = None
 
-    def record(self, data: Mapping[str, Any]) -> None:
-        self.stream.write(json.dumps(data, ensure_ascii=False) + "\n")
+    def hold(self) -> None:
+        """Keep what is printed from now on until ``release()`` (a live display is drawing)."""
+        if self._held is None:
+            self._held = []
+
+    def release(self) -> None:
+        """Print what was held, and print directly again."""
+        held, self._held = self._held, None
+        if held:
+            self._write("".join(held))
+
+    def _write(self, text: str) -> None:
+        if self._held is not None:
+            self._held.append(text)
+            return
+        self.stream.write(text)
         self.stream.flush()
 
+    def record(self, data: Mapping[str, Any]) -> None:
+        """One JSON line."""
+        self._write(json_line(data) + "\n")
+
     def _row(self, names: tuple[str, ...], cells: tuple[str, ...], status: int = -1) -> None:
+        cells = tuple(printable(cell) for cell in cells)
+        text = ""
         if self._columns is None or self._columns.names != names:
             widths = [max(len(n), len(c)) for n, c in zip(names[:-1], cells[:-1], strict=True)]
             self._columns = _Columns(names, widths)
-            self.stream.write(self._columns.render(names, self._width) + "\n")
+            text = self._columns.render(names, self._width) + "\n"
         line = self._columns.render(cells, self._width)
         if self.colour and status >= 0:
             # Colour only the status cell, after layout, so widths stay right.
@@ -98,8 +120,7 @@ class Output:
             if code and line[start : start + len(cell)] == cell:
                 end = start + len(cell)
                 line = f"{line[:start]}\x1b[{code}m{cell}\x1b[0m{line[end:]}"
-        self.stream.write(line + "\n")
-        self.stream.flush()
+        self._write(text + line + "\n")
 
     def video(self, video: Video) -> None:
         """One job."""
@@ -115,7 +136,7 @@ class Output:
             video.size or "",
             video.seconds or "",
             readable_time(video.created_at),
-            (video.prompt or "").replace("\n", " "),
+            " ".join((video.prompt or "").splitlines()),
         )
         names = ("ID", "STATUS", "PROGRESS", "MODEL", "SIZE", "SECONDS", "CREATED", "PROMPT")
         self._row(names, cells, status=1)

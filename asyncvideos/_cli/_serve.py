@@ -12,7 +12,7 @@ async def serve(ctx: Context) -> int:
     """Serve ``FakeVideosAPI`` seeded with ``--jobs`` jobs until interrupted."""
     args = ctx.args
     # The fake's own key, never the caller's OPENAI_API_KEY: it is printed below.
-    key = args.key or DEFAULT_API_KEY
+    key = args.server_key or DEFAULT_API_KEY
     api = FakeVideosAPI(api_key=key, host=args.host, port=args.port, speed=args.speed)
     async with api:
         api.seed(args.jobs)

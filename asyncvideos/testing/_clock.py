@@ -2,7 +2,9 @@
 
 A clock is anything with a ``now() -> float`` method returning unix seconds. The fake
 reads it at request time, so a test controls job progression by moving a
-:class:`ManualClock`; :class:`RealClock` follows wall-clock time, optionally sped up.
+:class:`ManualClock`; :class:`RealClock` follows wall-clock time. A clock may also
+have a ``speed``: the fake divides every job duration by it, so jobs run faster
+while the timestamps it serves stay true.
 """
 
 from __future__ import annotations
@@ -48,14 +50,15 @@ class ManualClock:
 
 
 class RealClock:
-    """Wall-clock time, scaled by ``speed`` from the moment the clock was made.
+    """Wall-clock time; jobs on it run ``speed`` times faster than configured.
 
-    With ``speed=10.0`` ten fake seconds pass per real second, so a job configured to
-    run for 5 s completes in half a real second. ``now()`` starts at the real time.
+    With ``speed=10.0`` a job configured to run for 5 s completes in half a real
+    second, and its ``created_at`` and ``completed_at`` are the real moments, half a
+    second apart: speed scales durations, never the time of day.
     """
 
     def __init__(self, speed: float = 1.0) -> None:
-        if speed <= 0:
+        if not speed > 0:
             raise ValueError("speed must be positive")
         self.speed = speed
         self._origin_wall = time.time()
@@ -63,8 +66,8 @@ class RealClock:
         self._origin_mono = time.monotonic()
 
     def now(self) -> float:
-        """Return the scaled current time in unix seconds."""
-        return self._origin_wall + (time.monotonic() - self._origin_mono) * self.speed
+        """Return the current time in unix seconds."""
+        return self._origin_wall + (time.monotonic() - self._origin_mono)
 
     def __repr__(self) -> str:
         return f"RealClock(speed={self.speed!r})"

@@ -91,6 +91,8 @@ class JobStore:
         seed: int,
     ) -> None:
         self.clock = clock
+        # Durations (queued, running, an outcome's) are divided by the clock's speed.
+        self._speed = float(getattr(clock, "speed", 1.0))
         self.queue_seconds = queue_seconds
         self.run_seconds = run_seconds
         self.id_prefix = id_prefix
@@ -139,7 +141,7 @@ class JobStore:
             created_at=int(now),
             fields=dict(fields),
             fixed=False,
-            run_start=now + self.queue_seconds,
+            run_start=now + self._duration(self.queue_seconds),
             outcome=outcome,
         )
         self._insert(job)
@@ -156,6 +158,9 @@ class JobStore:
         status = spec.pop("status", "completed")
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r} for {video_id!r}")
+        # The timeline starts at the exact moment (not the whole second shown) when
+        # none is given: at a high speed, the lost fraction would be the whole queue.
+        started = float(spec.get("created_at", now))
         created_at = int(spec.pop("created_at", now))
         fields: dict[str, Any] = {
             "object": "video",
@@ -167,7 +172,7 @@ class JobStore:
         }
         timeline = {k: spec.pop(k) for k in list(spec) if k in _TIMELINE_FIELDS}
         fields.update(spec)
-        default_end = created_at + int(self.queue_seconds + self.run_seconds)
+        default_end = created_at + int(self._duration(self.queue_seconds + self.run_seconds))
         if status == "completed":
             completed_at = timeline.get("completed_at", default_end)
             expires = completed_at + EXPIRES_AFTER if completed_at is not None else None
@@ -191,9 +196,9 @@ class JobStore:
         else:
             # Progress from created_at; an in_progress job is at least in_progress now,
             # at its given progress, even if created_at is too recent for that.
-            run_start = created_at + self.queue_seconds
+            run_start = started + self._duration(self.queue_seconds)
             if status == "in_progress":
-                done = float(timeline.get("progress", 0)) / 99.0 * self.run_seconds
+                done = float(timeline.get("progress", 0)) / 99.0 * self._duration(self.run_seconds)
                 run_start = min(run_start, now) - done
             outcome = self._outcomes.pop(video_id, self.default_outcome)
             job = _Job(video_id, created_at, fields, False, run_start, outcome)
@@ -227,7 +232,7 @@ class JobStore:
                 job.fields.update(status="failed", progress=0, error=error)
                 job.fields.update(completed_at=None, expires_at=None)
             else:
-                end = job.created_at + int(self.queue_seconds + self.run_seconds)
+                end = job.created_at + int(self._duration(self.queue_seconds + self.run_seconds))
                 completed_at = job.fields.get("completed_at") or end
                 job.fields.update(status="completed", progress=100, error=None)
                 job.fields.update(completed_at=completed_at)
@@ -254,8 +259,13 @@ class JobStore:
         ordered.update(values)
         return ordered
 
+    def _duration(self, seconds: float) -> float:
+        """``seconds`` of job time in real seconds, at the clock's speed."""
+        return seconds / self._speed
+
     def _timeline(self, job: _Job, now: float) -> dict[str, Any]:
         run = self.run_seconds if job.outcome.duration is None else job.outcome.duration
+        run = self._duration(run)
         if now < job.run_start:
             return _phase("queued", 0)
         if now < job.run_start + run:

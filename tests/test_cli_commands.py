@@ -319,6 +319,59 @@ class TestSignals:
         assert list(tmp_path.iterdir()) == []
 
 
+class TestSignalsInProcess:
+    """The same, in this process: the handlers are put back after the command."""
+
+    def test_sigterm_mid_download(
+        self, run: Any, fake: ThreadedFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        (video_id,) = fake.call(lambda: fake.api.seed(1))
+        fake.call(lambda: fake.api.inject(Fault(stall_after_bytes=100_000), path=r"/content$"))
+        before = signal.getsignal(signal.SIGTERM)
+        main_thread = threading.main_thread().ident
+        assert main_thread is not None
+
+        def terminate_when_partial() -> None:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if any(p.suffix == ".part" and p.stat().st_size for p in tmp_path.iterdir()):
+                    break
+                time.sleep(0.01)
+            signal.pthread_kill(main_thread, signal.SIGTERM)
+
+        watcher = threading.Thread(target=terminate_when_partial, daemon=True)
+        watcher.start()
+        code, out, err = run("download", video_id, "-o", str(tmp_path / "a.mp4"))
+        watcher.join()
+        assert (code, out, err) == (143, "", "asyncvideos: SIGTERM: stopped\n")
+        assert list(tmp_path.iterdir()) == []
+        assert signal.getsignal(signal.SIGTERM) == before
+
+    def test_ignored_sighup_is_left_alone(self, run: Any, fake: ThreadedFake) -> None:
+        previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        try:
+            assert run("list")[0] == 0
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        finally:
+            signal.signal(signal.SIGHUP, previous)
+
+    def test_cancelled_without_a_signal(
+        self, run: Any, fake: ThreadedFake, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A command cancelled from within (a bug) still ends as one line, exit 1."""
+        from asyncvideos._cli import _commands
+
+        async def cancelled(ctx: Any, client: Any) -> int:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            await asyncio.sleep(1)
+            return 0
+
+        monkeypatch.setitem(_commands.COMMANDS, "list", cancelled)
+        assert run("list") == (1, "", "asyncvideos: error: cancelled\n")
+
+
 class TestStdinBatches:
     @pytest.mark.parametrize("command", ["get", "delete"])
     def test_a_bad_line_is_reported_and_the_rest_go_on(
@@ -347,6 +400,10 @@ class TestDemo:
         code, out, _ = run("demo", "--jobs", "1", "--speed", "20", "--json")
         assert code == 0
         assert lines(out)[0]["path"] is None
+        assert list(tmp_path.iterdir()) == []
+        code, out, _ = run("demo", "--jobs", "1", "--speed", "20")
+        assert code == 0
+        assert "--keep" in out
         assert list(tmp_path.iterdir()) == []
         code, out, _ = run("demo", "--jobs", "1", "--speed", "20", "--keep")
         assert code == 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import io
 import json
 import os
 import pty
@@ -25,16 +26,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pyte
 import pytest
 from aiohttp import web
+from test_cli import KEY, ThreadedFake, lines
 
+from asyncvideos import Video
 from asyncvideos._cli import main
 from asyncvideos._cli._terminal import json_line, printable
 from asyncvideos.testing import ManualClock
-
-pyte = pytest.importorskip("pyte")
-
-from test_cli import KEY, ThreadedFake, lines  # noqa: E402
 
 TITLE = "\x1b]0;pwned title\x07"
 CLEAR = "\x1b[2J"
@@ -144,6 +144,8 @@ class TestPrintable:
         assert printable(CSI_C1) == "\\x9b31m"
         assert printable("a\tb\nc\u202ed") == "a\\x09b\\x0ac\\u202ed"
         assert printable(LINK) == LINK  # markup is left to the display, which never parses it
+        for text in HOSTILE:
+            assert_inert(printable(text))
 
     def test_json_lines_stay_exact(self) -> None:
         """Every hostile value survives a JSON round trip; the line holds no raw control."""
@@ -220,6 +222,39 @@ class TestNoTraceback:
         monkeypatch.setattr(_output.Output, "video", lambda *a: (_ for _ in ()).throw(KeyError()))
         code, _, err = run("list")
         assert (code, err) == (1, "asyncvideos: error: KeyError()\n")
+
+
+class TestLiveRouting:
+    def test_rows_wait_for_the_display_and_errors_go_through_it(self) -> None:
+        """While a display draws, table rows for a terminal are held; error lines are
+        printed above the bars, never into them."""
+        import argparse
+
+        from asyncvideos._cli import _progress
+        from asyncvideos._cli._commands import Context
+        from asyncvideos._cli._output import Output
+        from asyncvideos._cli._terminal import Redacted
+
+        stdout, stderr = io.StringIO(), io.StringIO()
+        console = _progress.console(stderr, force=True)
+        ctx = Context(
+            args=argparse.Namespace(),
+            out=Output(stdout, as_json=False, terminal=True),
+            err=Redacted(stderr, [KEY]),
+            console=console,
+        )
+        with ctx.live(_progress.wait_display(console, ["video_a"])) as display:
+            ctx.out.video(Video(id="video_a", status="completed"))
+            assert stdout.getvalue() == ""  # held while the bars draw
+            ctx.report(f"video_b: gone {KEY} {TITLE}")
+            display.job(Video(id="video_a", status="completed"))
+        assert ctx.err.divert is None
+        assert stdout.getvalue().splitlines()[1].startswith("video_a")
+        (line,) = [line for line in stderr.getvalue().splitlines() if "video_b" in line]
+        assert line.endswith("asyncvideos: error: video_b: gone *** \\x1b]0;pwned title\\x07")
+        # Without a live display nothing is held.
+        ctx.out.video(Video(id="video_c", status="queued"))
+        assert stdout.getvalue().splitlines()[-1].startswith("video_c")
 
 
 # -- on a pseudo-terminal -------------------------------------------------------------

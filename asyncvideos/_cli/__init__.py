@@ -70,9 +70,7 @@ def _secrets(args: argparse.Namespace) -> list[str | None]:
 
     given = [*args.headers, *args.queries]
     found = [value for name, value in given if is_credential(name)]
-    if getattr(args, "server_key", None) is None:  # serve prints its own key
-        found += [args.api_key, os.environ.get("OPENAI_API_KEY")]
-    return found
+    return [*found, args.api_key, os.environ.get("OPENAI_API_KEY")]
 
 
 def _run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
@@ -155,8 +153,13 @@ def _log_extras(args: argparse.Namespace) -> None:
             logger.debug("Sending %s %s: %s with every request", kind, name, shown)
 
 
-def _on_signals(ended_by: list[int]) -> None:
-    """SIGTERM and SIGHUP cancel the command as Ctrl-C does (so its cleanup runs)."""
+@contextlib.contextmanager
+def _on_signals(ended_by: list[int]) -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP cancel the command as Ctrl-C does.
+
+    So its cleanup runs (a download removes its partial file). The handlers in
+    place before are put back after.
+    """
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -165,21 +168,36 @@ def _on_signals(ended_by: list[int]) -> None:
         ended_by.append(signum)
         task.cancel()
 
+    installed: dict[int, Any] = {}
     for name in ("SIGTERM", "SIGHUP"):
         signum = getattr(signal, name, None)
+        if signum is None:  # pragma: no cover - Windows has no SIGHUP
+            continue
+        previous = signal.getsignal(signum)
         # An ignored signal stays ignored (`nohup asyncvideos download ...`).
-        if signum is None or signal.getsignal(signum) is signal.SIG_IGN:
+        if previous is signal.SIG_IGN:
             continue
         # Not on Windows, nor off the main thread: the default action applies there.
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, stop, signum)
+            installed[signum] = previous
+    try:
+        yield
+    finally:
+        for signum, previous in installed.items():
+            loop.remove_signal_handler(signum)
+            signal.signal(signum, previous or signal.SIG_DFL)  # None: set outside Python
 
 
 async def _dispatch(ctx: Any, ended_by: list[int]) -> int:
+    with _on_signals(ended_by):
+        return await _command(ctx)
+
+
+async def _command(ctx: Any) -> int:
     from .._videos import AsyncVideos
     from ._commands import COMMANDS, UsageError
 
-    _on_signals(ended_by)
     args = ctx.args
     if args.command == "serve":
         from ._serve import serve

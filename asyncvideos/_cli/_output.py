@@ -84,8 +84,7 @@ class Output:
 
     def hold(self) -> None:
         """Keep what is printed from now on until ``release()`` (a live display is drawing)."""
-        if self._held is None:
-            self._held = []
+        self._held = self._held or []
 
     def release(self) -> None:
         """Print what was held, and print directly again."""

@@ -383,6 +383,13 @@ class TestStdinBatches:
         assert [job["id"] for job in lines(out)] == ids
         assert err == "asyncvideos: error: stdin line 2: ..: video must not be '..'\n"
 
+    def test_wait_too(self, run: Any, fake: ThreadedFake) -> None:
+        ids = fake.call(lambda: fake.api.seed(2))
+        code, out, err = run("wait", "-", stdin=f"{ids[0]}\n..\n{ids[1]}\n")
+        assert code == 1
+        assert sorted(job["id"] for job in lines(out)) == sorted(ids)
+        assert err == "asyncvideos: error: stdin line 2: ..: video must not be '..'\n"
+
     def test_a_bad_argument_too(self, run: Any, fake: ThreadedFake) -> None:
         ids = fake.call(lambda: fake.api.seed(1))
         code, out, err = run("get", ".", ids[0])

@@ -28,6 +28,7 @@ import attrs
 
 from .._errors import AsyncVideosError, NotFoundError, VideoFailedError
 from .._models import Video
+from .._protocol import path_segment
 from .._videos import AsyncVideos
 from ._args import VARIANT_SUFFIXES
 from ._output import Output
@@ -295,7 +296,14 @@ async def remix(ctx: Context, client: AsyncVideos) -> int:
 
 async def wait(ctx: Context, client: AsyncVideos) -> int:
     """``wait ID...``: every job polled together; each printed as it finishes."""
-    ids = [given.id async for given in ids_from(ctx, ctx.args.ids)]
+    ids = []
+    async for given in ids_from(ctx, ctx.args.ids):
+        try:  # an id the library refuses is reported alone, as with get and delete
+            path_segment(given.id, "video")
+        except ValueError as error:
+            ctx.report(f"{given}: {error}")
+            continue
+        ids.append(given.id)
     with ctx.live(wait_display(ctx.console, ids)) as display:
         results = client.wait_many(ids, timeout=ctx.args.wait_timeout, on_progress=display.job)
         async for result in results:

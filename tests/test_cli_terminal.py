@@ -154,6 +154,10 @@ class TestPrintable:
         assert json.loads(line) == data
         assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in line)
         assert "\u2028" not in json_line({"p": "a\u2028b"})
+        lone = {"p": "a\ud800b"}  # a lone surrogate, which no terminal encoding can write
+        assert json.loads(json_line(lone)) == lone
+        json_line(lone).encode()
+        assert printable("a\ud800b") == "a\\ud800b"
 
 
 class TestHostileServer:
@@ -368,6 +372,25 @@ class TestOnATerminal:
             (bar,) = [line for line in shown[:header] if line.startswith(video_id)]
             assert "100%" in bar
             assert bar.rstrip().endswith("completed")
+
+    def test_json_lines_on_a_terminal_wait_too(self, fake: ThreadedFake) -> None:
+        """``--json`` on a terminal: the lines come after the bars, whole."""
+
+        def make() -> list[str]:
+            ids = [job["id"] for job in fake.api.add_videos(*({"status": "queued"},) * 2)]
+            for n, video_id in enumerate(ids):
+                fake.api.set_outcome(video_id, "completed", duration=10 + 30 * n)
+            return ids
+
+        ids = fake.call(make)
+        with advancing(fake):
+            code, screen = run_in_terminal(
+                ["wait", *ids, "--json"], self.env(fake.api.base_url), columns=400
+            )
+        shown = screen_lines(screen)
+        assert code == 0, shown
+        jobs = [json.loads(line) for line in shown if line.startswith("{")]
+        assert sorted(job["id"] for job in jobs) == sorted(ids)
 
     def test_one_job_alone(self, fake: ThreadedFake) -> None:
         """The error line of a lone job starts its own line, not glued to the bar."""

@@ -81,11 +81,12 @@ def _run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from ._terminal import Redacted
 
     err = Redacted(stderr, _secrets(args))
-    table = args.table or (not args.json and _is_tty(stdout))
+    tty = _is_tty(stdout)
+    table = args.table or (not args.json and tty)
     progress = _is_tty(stderr) if args.progress is None else args.progress
     ctx = Context(
         args=args,
-        out=Output(stdout, as_json=not table, terminal=table and _is_tty(stdout)),
+        out=Output(stdout, as_json=not table, terminal=table and tty, tty=tty),
         err=err,
         console=console(stderr, force=bool(args.progress)) if progress else None,
     )

@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs", type=positive_int, default=12, metavar="N", help="jobs to create (12)"
     )
     demo.add_argument(
-        "--speed", type=positive_float, default=2.0, metavar="X", help="job clock speed-up (2)"
+        "--speed", type=positive_float, default=2.0, metavar="X", help="jobs run X times faster (2)"
     )
     return parser
 

@@ -73,13 +73,13 @@ class Context:
         """Show ``display`` while the block runs, with nothing else drawn over it.
 
         Meanwhile stderr lines are printed through the display (above its bars), and
-        table rows for a terminal are held, then printed once the display has stopped.
+        what goes to stdout on a terminal is held, then printed once the display has stopped.
         """
         try:
             with display:
                 if display.drawing:
                     self.err.divert = display.print
-                    if self.out.terminal:
+                    if self.out.tty:
                         self.out.hold()
                 try:
                     yield display

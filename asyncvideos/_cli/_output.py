@@ -69,16 +69,20 @@ class _Columns:
 class Output:
     """Prints records to ``stream``: JSON lines when ``as_json``, else a table.
 
+    ``tty``: ``stream`` is a terminal, where a live display may be drawing (so
+    output is held meanwhile, see ``hold``); default: ``terminal``.
     ``terminal``: the table is for a terminal, so rows are cut to its width
     and the status is coloured (unless ``NO_COLOR`` is set).
     """
 
-    def __init__(self, stream: TextIO, *, as_json: bool, terminal: bool = False) -> None:
+    def __init__(
+        self, stream: TextIO, *, as_json: bool, terminal: bool = False, tty: bool | None = None
+    ) -> None:
         self.stream = stream
         self.as_json = as_json
         self.colour = terminal and "NO_COLOR" not in os.environ
         self._columns: _Columns | None = None
-        self.terminal = terminal
+        self.tty = terminal if tty is None else tty
         self._width = shutil.get_terminal_size((120, 24)).columns if terminal else None
         self._held: list[str] | None = None
 

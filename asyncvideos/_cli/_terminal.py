@@ -19,16 +19,16 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TextIO
 
-# C0 (but tab and newline, handled by the caller), DEL, C1; then the bidirectional
-# controls and line/paragraph separators, which move text on screen without bytes
-# that look like escapes ("Trojan Source").
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# Besides C0, DEL and C1: the bidirectional controls and line/paragraph separators,
+# which move text on screen without bytes that look like escapes ("Trojan Source").
+_FORMAT = "\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+# Lone surrogates: no terminal encoding can write them (the whole write would fail).
+_SURROGATES = "\ud800-\udfff"
+_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{_FORMAT}{_SURROGATES}]")
 # What a message may keep: newlines (one message may span lines) and tabs.
-_UNSAFE_IN_TEXT = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
-)
+_UNSAFE_IN_TEXT = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_FORMAT}{_SURROGATES}]")
 # Characters json.dumps(ensure_ascii=False) leaves raw that a terminal may act on.
-_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_IN_JSON = re.compile(f"[\x7f-\x9f{_FORMAT}{_SURROGATES}]")
 
 
 def _shown(match: re.Match[str]) -> str:

@@ -39,9 +39,10 @@ class FakeVideosAPI:
 
     Use it as an async context manager (or call ``start()`` and ``close()``). Jobs
     progress over ``clock`` (a :class:`~asyncvideos.testing.ManualClock` for exact
-    control, real time scaled by ``speed`` otherwise): ``queue_seconds`` queued, then
-    ``run_seconds`` in progress, then their outcome (see ``set_outcome``). Ids and
-    request ids come from RNGs seeded with ``seed``, so runs are reproducible.
+    control, real time otherwise): ``queue_seconds`` queued, then ``run_seconds`` in
+    progress, then their outcome (see ``set_outcome``), each duration divided by
+    ``speed`` (timestamps stay the real time). Ids and request ids come from RNGs
+    seeded with ``seed``, so runs are reproducible.
     """
 
     def __init__(

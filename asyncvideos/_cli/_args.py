@@ -24,7 +24,9 @@ _EPILOG = """\
 Settings default to the environment: OPENAI_API_KEY, OPENAI_BASE_URL (or
 OPENAI_API_BASE), OPENAI_ORG_ID (or OPENAI_ORGANIZATION), OPENAI_PROJECT_ID.
 Output is a table on a terminal and JSON lines otherwise (or with --json).
-Exit codes: 0 success, 1 API or network error, 2 usage error, 130 interrupted.
+--timeout bounds each request; --wait-timeout the whole wait of a command that waits.
+Exit codes: 0 success, 1 API or network error, 2 usage error, 130 interrupted,
+143 or 129 stopped by SIGTERM or SIGHUP.
 Try it without a key: `asyncvideos demo`, or `asyncvideos serve` in another shell.
 """
 
@@ -61,7 +63,9 @@ def positive_int(text: str) -> int:
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Header or parameter names whose values are credentials: masked in --debug and errors.
-_CREDENTIAL = re.compile(r"authorization|api-?key|token|secret|key|password|cookie", re.I)
+_CREDENTIAL = re.compile(
+    r"authorization|key|token|secret|password|passwd|cookie|signature|credential", re.I
+)
 
 
 def is_credential(name: str) -> bool:

@@ -6,6 +6,7 @@ Everything public is importable from here; other modules are private, except
 
 from ._client import PostOptions, RawResponse, RequestOptions
 from ._config import NOT_GIVEN, NotGiven
+from ._download import ContentStream
 from ._errors import (
     APIConnectionError,
     APIResponseValidationError,
@@ -15,6 +16,7 @@ from ._errors import (
     AuthenticationError,
     BadRequestError,
     ConflictError,
+    ContentMismatchError,
     InternalServerError,
     NotFoundError,
     PaginationError,
@@ -53,6 +55,8 @@ __all__ = [
     "BadRequestError",
     "Character",
     "ConflictError",
+    "ContentMismatchError",
+    "ContentStream",
     "DeletedVideo",
     "InternalServerError",
     "NotFoundError",

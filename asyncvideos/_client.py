@@ -424,8 +424,10 @@ class BaseClient:
         *,
         video_id: str | None = None,
         query: Mapping[str, str] | None = None,
+        check: Callable[[Response], None] | None = None,
     ) -> bytes:
-        """A GET whose 2xx body is returned as bytes (within the size limit)."""
+        """A GET whose 2xx body is returned as bytes (within the size limit);
+        ``check`` may refuse a 2xx response by raising."""
         key = ""
 
         async def attempt() -> tuple[bytes, Response]:
@@ -435,6 +437,8 @@ class BaseClient:
             response = await self._transport.send(request, options.timeout)
             if not 200 <= response.status < 300:
                 raise status_error(response.status, response.headers, response.body)
+            if check is not None:
+                check(response)
             return response.body, response
 
         call = _Call("GET", path, operation, video_id)

@@ -1,10 +1,13 @@
-"""Content bodies read in chunks, resumed after a drop, and written atomically.
+"""Content bodies read in chunks, resumed after a drop, checked, and written atomically.
 
-``read_content`` knows no HTTP details beyond ``Range``: it is given a way to
-open the body from an offset, and yields ``(offset, chunk)`` so that a writer
-knows when a server that ignores ``Range`` made it start over.
-``write_atomically`` puts the bytes in a temporary file beside the target and
-renames it into place only when the body is whole, so the target is either
+``ContentStream`` knows no HTTP details beyond the range headers: it is given a
+way to open the body from an offset, and checks every response against what
+was asked for (the variant's media type, the ``Content-Range`` of a resume,
+the announced size, the content's version through ``If-Range``), so that the
+bytes it yields are the content, whole, or an error. ``pieces()`` yields
+``(offset, chunk, total)`` so that a writer knows when a download had to start
+over. ``write_atomically`` puts the bytes in a temporary file beside the target
+and renames it into place only when the body is whole, so the target is either
 the complete file or untouched, also when the task is cancelled.
 """
 
@@ -14,89 +17,319 @@ import contextlib
 import inspect
 import logging
 import os
-import re
 import secrets
-from collections.abc import AsyncGenerator, Callable
+import stat
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
-from ._errors import APIConnectionError
+from ._errors import APIConnectionError, AsyncVideosError, ContentMismatchError
 from ._http import StreamedResponse
+from ._ranges import (
+    accepts_byte_ranges,
+    content_length,
+    if_range_validator,
+    parse_content_range,
+)
 
 logger = logging.getLogger("asyncvideos")
 
-OpenBody = Callable[[int], AbstractAsyncContextManager[StreamedResponse]]
+OpenBody = Callable[[int, "str | None"], AbstractAsyncContextManager[StreamedResponse]]
+"""Opens the body from a byte offset (0: the whole body), with an ``If-Range`` value."""
+Piece = tuple[int, bytes, "int | None"]
+"""``(offset, chunk, total)``: where the chunk goes, its bytes, the whole size if known."""
 ProgressCallback = Callable[[int, "int | None"], Any]
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_IMAGE_VARIANTS = ("thumbnail", "spritesheet")
 
 
-def _total_size(response: StreamedResponse, offset: int) -> int | None:
-    if response.status == 206:
-        match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
-        if match and match.group(3) != "*":
-            return int(match.group(3))
-    length = response.headers.get("Content-Length")
-    return offset + int(length) if length and length.isdigit() else None
+def check_media_type(variant: str | None, content_type: str | None) -> None:
+    """Refuse a body of the wrong kind for the variant asked for (``None``: the video).
 
-
-def _honours_range(response: StreamedResponse, offset: int) -> bool:
-    if response.status != 206:
-        return False
-    match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
-    return match is not None and int(match.group(1)) == offset
-
-
-async def read_content(
-    open_body: OpenBody,
-    *,
-    chunk_size: int,
-    max_resumes: int,
-    may_restart: bool,
-    sizes: list[int | None] | None = None,
-) -> AsyncGenerator[tuple[int, bytes], None]:
-    """Yield ``(offset, chunk)`` for a whole body, resuming after dropped connections.
-
-    After a drop, the body is asked for again from the bytes received, with
-    ``Range``, when the server said ``Accept-Ranges: bytes``; a 206 whose
-    ``Content-Range`` starts at that offset is checked for. Otherwise, when
-    ``may_restart``, the body starts over (offset 0 again); else the error is
-    raised. ``sizes``, when given, receives the total size once it is known.
+    An image variant must not come as ``video/*``, the video not as ``image/*``:
+    a gateway that ignores ``variant`` would otherwise fill a ``.webp`` with MP4
+    bytes. A missing or generic type (``application/octet-stream``) is accepted.
     """
-    received = 0
-    resumes = 0
-    while True:
-        async with open_body(received) as response:
-            if received and not _honours_range(response, received):
-                if not may_restart:
-                    raise APIConnectionError(
-                        "The connection dropped and the server cannot resume the body "
-                        f"from byte {received}"
-                    )
-                logger.info("Server ignored Range; restarting the download from byte 0")
-                received = 0
-            accepts_ranges = response.headers.get("Accept-Ranges", "").lower() == "bytes"
-            if sizes is not None:
-                sizes.append(_total_size(response, received))
-            try:
-                async for chunk in response.chunks(chunk_size):
-                    yield received, chunk
-                    received += len(chunk)
-                return
-            except APIConnectionError as error:
-                if resumes >= max_resumes or not (accepts_ranges or may_restart):
-                    error.retries = resumes  # each resume is a retry of the body
-                    raise
-                resumes += 1
-                logger.info(
-                    "Body cut at byte %d (%s); resuming (%d of %d)",
-                    received,
-                    error,
-                    resumes,
-                    max_resumes,
+    if not content_type:
+        return
+    media = content_type.split(";", 1)[0].strip().lower()
+    wanted, wrong = ("image", "video/") if variant in _IMAGE_VARIANTS else ("video", "image/")
+    if media.startswith(wrong):
+        raise ContentMismatchError(
+            f"Asked for the {variant or 'video'} variant (a {wanted}/* body); "
+            f"the server sent {media[:100]!r}"
+        )
+
+
+def check_whole_body(
+    variant: str | None, status: int, headers: Mapping[str, str], size: int
+) -> None:
+    """Refuse a body read whole that is of the wrong media type, or only a part."""
+    check_media_type(variant, headers.get("Content-Type"))
+    if status != 206:
+        return
+    # A 206 to a request without Range is usable only when it holds everything.
+    value = headers.get("Content-Range")
+    given = parse_content_range(value)
+    if given is None or given.start != 0 or given.stop != size or given.total != size:
+        raise ContentMismatchError(
+            f"Asked for the whole body; the server sent a 206 of {size} bytes "
+            f"with Content-Range {(value or '(none)')[:100]!r}"
+        )
+
+
+def _encoded(headers: Mapping[str, str]) -> bool:
+    return headers.get("Content-Encoding", "identity").strip().lower() not in ("identity", "")
+
+
+class ContentStream:
+    """One content body, as ``AsyncVideos.open_content()`` gives it (not made directly).
+
+    Entering it opens and checks the first response; then ``content_length``
+    (the whole body's size, or None when the server did not say) and
+    ``content_type`` are known, and ``async for chunk in stream`` reads the
+    body (once). ``pieces()`` yields ``(offset, chunk, total)`` instead, for a
+    writer. After a drop, or a body that ends before its announced size, the
+    body is asked for again from the bytes received (``Range``, with
+    ``If-Range`` naming the version already held) when the server accepts
+    ranges; else, when ``may_restart``, from the start; else the error is
+    raised. A resumed answer that is not the asked-for bytes of the same
+    version is never used: the body starts over (``may_restart``) or
+    ``ContentMismatchError`` is raised. Each new request counts against
+    ``max_resumes``. Leaving the block gives the connection back.
+    """
+
+    def __init__(
+        self,
+        open_body: OpenBody,
+        *,
+        variant: str | None,
+        chunk_size: int,
+        max_resumes: int,
+        may_restart: bool,
+    ) -> None:
+        self._open_body = open_body
+        self._variant = variant
+        self._chunk_size = chunk_size
+        self._max_resumes = max_resumes
+        self._may_restart = may_restart
+        self._opened: AbstractAsyncContextManager[StreamedResponse] | None = None
+        self._response: StreamedResponse | None = None
+        self._iterator: AsyncGenerator[Piece, None] | None = None
+        self._chunks: AsyncGenerator[bytes, None] | None = None
+        self._resumes = 0
+        self._received = 0
+        self._stop: int | None = None  # where the current response's bytes end, if said
+        self._validator: str | None = None
+        self._ranges = False
+        self._total: int | None = None
+        self._type: str | None = None
+
+    @property
+    def content_length(self) -> int | None:
+        """The size of the whole body in bytes, when the server said it."""
+        return self._total
+
+    @property
+    def content_type(self) -> str | None:
+        """The body's ``Content-Type``, as the server sent it."""
+        return self._type
+
+    async def __aenter__(self) -> ContentStream:
+        try:
+            self._adopt(await self._open(0))
+        except BaseException:
+            await self._release()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop reading and give the connection back; idempotent."""
+        if self._chunks is not None:
+            await self._chunks.aclose()
+        if self._iterator is not None:
+            await self._iterator.aclose()
+        await self._release()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        pieces = self.pieces()
+        self._chunks = _chunks_of(pieces)
+        return self._chunks
+
+    def pieces(self) -> AsyncGenerator[Piece, None]:
+        """``(offset, chunk, total)`` for the whole body; a stream is read once."""
+        if self._response is None or self._iterator is not None:
+            raise RuntimeError("a content stream is read once, inside its async with block")
+        self._iterator = self._read()
+        return self._iterator
+
+    # -- opening and checking responses ------------------------------------
+
+    async def _open(self, offset: int) -> StreamedResponse:
+        opened = self._open_body(offset, self._validator if offset else None)
+        response = await opened.__aenter__()
+        self._opened, self._response = opened, response
+        return response
+
+    async def _release(self) -> None:
+        opened, self._opened, self._response = self._opened, None, None
+        if opened is not None:
+            await opened.__aexit__(None, None, None)
+
+    def _adopt(self, response: StreamedResponse) -> None:
+        """Take a response that starts at byte 0 as the body (first, or starting over)."""
+        headers = response.headers
+        check_media_type(self._variant, headers.get("Content-Type"))
+        total: int | None
+        if response.status == 206:
+            # Partial content to a request for the whole: usable only from byte 0
+            # and with the whole size, which the finished body must then reach.
+            value = headers.get("Content-Range")
+            given = parse_content_range(value)
+            if given is None or given.start != 0 or given.total is None:
+                raise ContentMismatchError(
+                    "Asked for the whole body; the server sent a 206 with "
+                    f"Content-Range {(value or '(none)')[:100]!r}"
                 )
-                if not accepts_ranges:
-                    received = 0
+            total, self._stop, self._ranges = given.total, given.stop, True
+        elif _encoded(headers):
+            # A compressed body's Content-Length counts compressed bytes, and its
+            # ranges would be ranges of the compressed form: neither is usable.
+            total = self._stop = None
+            self._ranges = False
+        else:
+            total = self._stop = content_length(headers.get("Content-Length"))
+            self._ranges = accepts_byte_ranges(headers.get("Accept-Ranges"))
+        self._total = total
+        self._type = headers.get("Content-Type")
+        self._validator = if_range_validator(headers)
+        self._received = 0
+
+    def _misfit(self, response: StreamedResponse, offset: int) -> str | None:
+        """Why a 206 to ``Range: bytes={offset}-`` cannot continue the body, or None."""
+        headers = response.headers
+        value = headers.get("Content-Range")
+        given = parse_content_range(value)
+        if given is None:
+            return f"a 206 with Content-Range {(value or '(none)')[:100]!r}"
+        if given.start != offset:
+            return f"bytes from {given.start}"
+        total = self._total
+        if given.total is not None and total is not None and given.total != total:
+            return f"a body of {given.total} bytes instead of {total}"
+        etag = (headers.get("ETag") or "").strip()
+        ours = self._validator or ""
+        if etag.startswith('"') and ours.startswith('"') and etag != ours:
+            return f"version {etag[:100]!r} instead of {ours!r}"
+        return None
+
+    async def _resume(self, offset: int, cause: AsyncVideosError) -> None:
+        """Open the body again from ``offset`` (0: from the start) and check the answer."""
+        while True:
+            if self._resumes >= self._max_resumes:
+                cause.retries = self._resumes  # each resume is a retry of the body
+                raise cause
+            self._resumes += 1
+            await self._release()
+            response = await self._open(offset)
+            if offset == 0:
+                self._adopt(response)
+                return
+            check_media_type(self._variant, response.headers.get("Content-Type"))
+            if response.status != 206:
+                self._whole_again(response, offset)
+                return
+            problem = self._misfit(response, offset)
+            if problem is None:
+                given = parse_content_range(response.headers.get("Content-Range"))
+                assert given is not None  # checked by _misfit
+                if self._total is None:
+                    self._total = given.total
+                # No byte past the known size is taken, whatever the range claims.
+                total = self._total
+                self._stop = given.stop if total is None else min(given.stop, total)
+                return
+            cause = ContentMismatchError(
+                f"Resumed the body at byte {offset} (of {self._total or 'unknown'}); "
+                f"the server sent {problem}"
+            )
+            if not self._may_restart:
+                raise cause
+            logger.warning("%s; starting the download over", cause)
+            offset = 0
+
+    def _whole_again(self, response: StreamedResponse, offset: int) -> None:
+        """A 200 to a resume: the server ignored ``Range``, or the content changed."""
+        validator = if_range_validator(response.headers)
+        changed = self._validator is not None and validator != self._validator
+        if not self._may_restart:
+            if changed:
+                raise ContentMismatchError(
+                    f"Resumed the body at byte {offset} of version {self._validator!r}; "
+                    f"the content changed (now {(validator or 'unknown')[:100]!r})"
+                )
+            raise APIConnectionError(
+                f"The connection dropped and the server cannot resume the body from byte {offset}"
+            )
+        if changed:
+            logger.warning("The content changed during the download; starting over")
+        else:
+            logger.info("Server ignored Range; restarting the download from byte 0")
+        self._adopt(response)
+
+    # -- reading -----------------------------------------------------------
+
+    async def _read(self) -> AsyncGenerator[Piece, None]:
+        while True:
+            response = self._response
+            assert response is not None  # opened on entry, reopened by _resume
+            cause: AsyncVideosError
+            try:
+                async with contextlib.aclosing(response.chunks(self._chunk_size)) as chunks:
+                    async for chunk in chunks:
+                        start = self._received
+                        end = start + len(chunk)
+                        if self._stop is not None and end > self._stop:
+                            raise ContentMismatchError(
+                                f"Expected {self._stop} bytes of the body; the server sent more"
+                            )
+                        yield start, chunk, self._total
+                        self._received = end
+                # A known size is the whole body's; a 206 may have held less of it.
+                total = self._total
+                expected = self._stop if total is None else total
+                if expected is None or self._received >= expected:
+                    return
+                cause = ContentMismatchError(
+                    f"Expected a body of {expected} bytes; it ended at byte {self._received}"
+                )
+            except APIConnectionError as error:
+                cause = error
+            if not (self._ranges or self._may_restart):
+                cause.retries = self._resumes
+                raise cause
+            logger.info(
+                "Body cut at byte %d (%s); resuming (%d of %d)",
+                self._received,
+                cause,
+                self._resumes + 1,
+                self._max_resumes,
+            )
+            await self._resume(self._received if self._ranges else 0, cause)
+
+
+async def _chunks_of(pieces: AsyncGenerator[Piece, None]) -> AsyncGenerator[bytes, None]:
+    async for _, chunk, _ in pieces:
+        yield chunk
 
 
 async def _report(on_progress: ProgressCallback | None, done: int, total: int | None) -> None:
@@ -105,6 +338,49 @@ async def _report(on_progress: ProgressCallback | None, done: int, total: int | 
     result = on_progress(done, total)
     if inspect.isawaitable(result):
         await result
+
+
+# -- the target file --------------------------------------------------------
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _existing_mode(path: Path) -> int | None:
+    """The permission bits of the regular file at ``path`` (None: nothing there).
+
+    Anything else there (a directory, FIFO, device, socket) is a ValueError:
+    a download writes and replaces regular files only.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISREG(info.st_mode):
+        return stat.S_IMODE(info.st_mode)
+    kind = next((name for test, name in _KINDS if test(info.st_mode)), "not a regular file")
+    raise ValueError(
+        f"path {str(path)!r} is {kind}; download() writes and replaces regular files only"
+    )
+
+
+def target_path(path: object, overwrite: object) -> Path:
+    """Check ``download()``'s target before any request; return it as a ``Path``."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite must be a bool, got {type(overwrite).__name__}")
+    if not str(path).strip():
+        raise ValueError("path must not be empty")
+    target = Path(path)
+    if _existing_mode(target) is not None and not overwrite:
+        raise FileExistsError(f"path {str(target)!r} exists; pass overwrite=True to replace it")
+    return target
 
 
 def _create_temp(path: Path) -> tuple[int, str]:
@@ -123,26 +399,25 @@ def _create_temp(path: Path) -> tuple[int, str]:
 
 
 async def write_atomically(
-    chunks: AsyncGenerator[tuple[int, bytes], None],
+    pieces: AsyncGenerator[Piece, None],
     path: Path,
     *,
-    sizes: list[int | None],
     on_progress: ProgressCallback | None,
     overwrite: bool,
 ) -> Path:
-    """Write ``(offset, chunk)`` pairs to a temporary file, then move it to ``path``."""
-    async with contextlib.aclosing(chunks):
-        # The body is opened before anything is created on disk, so an error
-        # response (a 404, say) leaves no folder and no file behind.
-        item = await anext(chunks, None)
+    """Write ``(offset, chunk, total)`` pieces to a temporary file, then move it to ``path``.
+
+    The body must already be open (an error response raised before any folder
+    or file is made).
+    """
+    async with contextlib.aclosing(pieces):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp_name = _create_temp(path)
         try:
             with os.fdopen(fd, "wb") as file:
                 written = 0
-                while item is not None:
-                    offset, chunk = item
-                    if offset != written:  # the server made us start over
+                async for offset, chunk, total in pieces:
+                    if offset != written:  # the body started over
                         file.seek(offset)
                         file.truncate()
                         written = offset
@@ -150,8 +425,7 @@ async def write_atomically(
                     # far less than a thread hop would cost per chunk.
                     file.write(chunk)
                     written += len(chunk)
-                    await _report(on_progress, written, sizes[-1] if sizes else None)
-                    item = await anext(chunks, None)
+                    await _report(on_progress, written, total)
             _move_into_place(temp_name, path, overwrite=overwrite)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -162,6 +436,10 @@ async def write_atomically(
 
 def _move_into_place(temp_name: str, path: Path, *, overwrite: bool) -> None:
     if overwrite:
+        # Checked again: something else may have taken the path meanwhile.
+        mode = _existing_mode(path)
+        if mode is not None:
+            os.chmod(temp_name, mode)  # the replaced file's permissions are kept
         os.replace(temp_name, path)
         return
     # A hard link fails if ``path`` exists, so a file that appeared while the

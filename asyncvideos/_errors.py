@@ -19,7 +19,8 @@ asyncio are translated in ``_http.py`` and kept as ``__cause__``::
     │   └── RedirectError               a 3xx that was not followed
     ├── APIResponseValidationError      a response that cannot be understood
     │   ├── PaginationError             a cursor that leads nowhere
-    │   └── ResponseTooLargeError       a body over the client's size limit
+    │   ├── ResponseTooLargeError       a body over the client's size limit
+    │   └── ContentMismatchError        content that is not what was asked for
     ├── WaitTimeoutError                wait() ran out of time (also a TimeoutError)
     └── VideoFailedError                wait(raise_on_failure=True) saw a failed job
 """
@@ -41,6 +42,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConflictError",
+    "ContentMismatchError",
     "InternalServerError",
     "NotFoundError",
     "PaginationError",
@@ -208,6 +210,14 @@ class PaginationError(APIResponseValidationError):
 class ResponseTooLargeError(APIResponseValidationError):
     """A response body grew past the client's ``max_response_bytes`` (counted
     after decompression); the connection was closed, not read to the end."""
+
+
+class ContentMismatchError(APIResponseValidationError):
+    """Content that is not what was asked for: the wrong bytes of a resumed body,
+    a size other than the one announced, the wrong media type for the variant,
+    or content that changed between the attempts of one download. The message
+    names what was expected and what came; nothing of it was written to a file.
+    """
 
 
 class WaitTimeoutError(AsyncVideosError, TimeoutError):

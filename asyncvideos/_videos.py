@@ -19,8 +19,15 @@ import attrs
 from . import _validate as check
 from ._client import BaseClient, CallOptions, PostOptions, RequestOptions, with_raw
 from ._config import NOT_GIVEN, NotGiven, TimeoutSetting
-from ._download import OpenBody, ProgressCallback, read_content, write_atomically
-from ._http import StreamedResponse
+from ._download import (
+    ContentStream,
+    OpenBody,
+    ProgressCallback,
+    check_whole_body,
+    target_path,
+    write_atomically,
+)
+from ._http import Response, StreamedResponse
 from ._models import (
     DEFAULT_WAITING_STATUSES,
     Character,
@@ -361,11 +368,23 @@ class AsyncVideos(BaseClient):
         **options: Unpack[RequestOptions],
     ) -> bytes:
         """``GET /videos/{id}/content``, whole in memory: for thumbnails and other
-        small assets. Use ``download()`` or ``iter_content()`` for videos."""
+        small assets. Use ``download()`` or ``iter_content()`` for videos.
+        A body of the wrong media type for the variant, or a part of the body
+        (a 206) where the whole was asked for, raises ``ContentMismatchError``."""
         call = self._options("download_content", options)
         path, query = self._content_request(video, variant)
+        variant_asked = query.get("variant")
+
+        def check_body(response: Response) -> None:
+            check_whole_body(variant_asked, response.status, response.headers, len(response.body))
+
         return await self._bytes(
-            path, call, "download_content", video_id=check.video_id(video), query=query
+            path,
+            call,
+            "download_content",
+            video_id=check.video_id(video),
+            query=query,
+            check=check_body,
         )
 
     def iter_content(
@@ -378,26 +397,56 @@ class AsyncVideos(BaseClient):
     ) -> AsyncGenerator[bytes, None]:
         """The content body as chunks of at most ``chunk_size`` bytes, never whole
         in memory. A dropped connection is resumed with ``Range`` where the server
-        allows it (up to ``max_retries`` times), else raised."""
-        call = self._options("iter_content", options)
-        path, query = self._content_request(video, variant)
-        check.integer(chunk_size, "chunk_size", low=1)
-        return self._iter_chunks(path, query, call, chunk_size)
-
-    async def _iter_chunks(
-        self, path: str, query: dict[str, str], options: CallOptions, chunk_size: int
-    ) -> AsyncGenerator[bytes, None]:
-        chunks = read_content(
-            self._body_opener(path, query, options),
-            chunk_size=chunk_size,
-            max_resumes=options.max_retries,
-            may_restart=False,
+        allows it (up to ``max_retries`` times), else raised; a resume answered
+        with other bytes or a changed content raises ``ContentMismatchError``."""
+        stream = self._content_stream(
+            "iter_content", video, variant, chunk_size, options, may_restart=False
         )
-        try:
-            async for _, chunk in chunks:
+        return self._iter_chunks(stream)
+
+    @staticmethod
+    async def _iter_chunks(stream: ContentStream) -> AsyncGenerator[bytes, None]:
+        async with stream:
+            async for _, chunk, _ in stream.pieces():
                 yield chunk
-        finally:
-            await chunks.aclose()
+
+    def open_content(
+        self,
+        video: VideoRef,
+        *,
+        variant: Variant | NotGiven = NOT_GIVEN,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        **options: Unpack[RequestOptions],
+    ) -> AbstractAsyncContextManager[ContentStream]:
+        """The content body, opened: ``async with videos.open_content(id) as body:``
+        gives ``body.content_length`` (the whole size, or None when the server
+        did not say) and ``body.content_type`` before any byte is read, then
+        ``async for chunk in body`` yields the chunks, resumed as by
+        ``iter_content()``. For a service that passes the content on with its
+        headers. The connection is given back when the block exits."""
+        return self._content_stream(
+            "open_content", video, variant, chunk_size, options, may_restart=False
+        )
+
+    def _content_stream(
+        self,
+        method: str,
+        video: object,
+        variant: object,
+        chunk_size: object,
+        options: RequestOptions,
+        *,
+        may_restart: bool,
+    ) -> ContentStream:
+        call = self._options(method, options)
+        path, query = self._content_request(video, variant)
+        return ContentStream(
+            self._body_opener(path, query, call, check.video_id(video)),
+            variant=query.get("variant"),
+            chunk_size=check.integer(chunk_size, "chunk_size", low=1),
+            max_resumes=call.max_retries,
+            may_restart=may_restart,
+        )
 
     async def download(
         self,
@@ -410,35 +459,45 @@ class AsyncVideos(BaseClient):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         **options: Unpack[RequestOptions],
     ) -> Path:
-        """Stream the content to ``path``: whole, or not there at all.
+        """Stream the content to ``path``: whole and checked, or not there at all.
 
         Missing folders are created; the body goes to a temporary file beside
         ``path`` that is renamed into place only when complete (and removed on
         failure or cancellation). A dropped connection resumes with ``Range``
-        when the server accepts ranges, else starts over, up to ``max_retries``
-        times. ``on_progress(done_bytes, total_bytes_or_None)`` may be sync or
-        async. An existing file raises ``FileExistsError`` unless ``overwrite``.
+        (and ``If-Range``, so both parts are one version of the content) when
+        the server accepts ranges, else starts over, up to ``max_retries``
+        times; a resume answered with other bytes starts over too. A body of
+        another size than announced, or of the wrong media type for the
+        variant, raises ``ContentMismatchError``.
+        ``on_progress(done_bytes, total_bytes_or_None)`` may be sync or async.
+        An existing file raises ``FileExistsError`` unless ``overwrite``; only
+        a regular file is replaced (keeping its permissions), anything else at
+        ``path`` (a directory, FIFO, device) is a ``ValueError``.
         """
-        call = self._options("download", options)
-        request_path, query = self._content_request(video, variant)
-        target = _target_path(path, overwrite)
-        check.integer(chunk_size, "chunk_size", low=1)
+        stream = self._content_stream(
+            "download", video, variant, chunk_size, options, may_restart=True
+        )
+        target = target_path(path, overwrite)
         check.callback(on_progress, "on_progress")
-        sizes: list[int | None] = []
-        chunks = read_content(
-            self._body_opener(request_path, query, call),
-            chunk_size=chunk_size,
-            max_resumes=call.max_retries,
-            may_restart=True,
-            sizes=sizes,
-        )
-        return await write_atomically(
-            chunks, target, sizes=sizes, on_progress=on_progress, overwrite=overwrite
-        )
+        async with stream:
+            return await write_atomically(
+                stream.pieces(), target, on_progress=on_progress, overwrite=overwrite
+            )
 
-    def _body_opener(self, path: str, query: dict[str, str], options: CallOptions) -> OpenBody:
-        def open_body(offset: int) -> AbstractAsyncContextManager[StreamedResponse]:
-            return self._stream(path, options, query=query, range_start=offset)
+    def _body_opener(
+        self, path: str, query: dict[str, str], options: CallOptions, video_id: str
+    ) -> OpenBody:
+        def open_body(
+            offset: int, if_range: str | None
+        ) -> AbstractAsyncContextManager[StreamedResponse]:
+            return self._stream(
+                path,
+                options,
+                video_id=video_id,
+                query=query,
+                range_start=offset,
+                if_range=if_range,
+            )
 
         return open_body
 
@@ -623,18 +682,3 @@ async def _one_page(fetch: FetchPage, after: str | None) -> AsyncGenerator[Video
 def _as_video(value: object) -> Video | None:
     """The job's known state when the caller passed a ``Video``, not just an id."""
     return value if isinstance(value, Video) else None
-
-
-def _target_path(path: object, overwrite: object) -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    if not isinstance(overwrite, bool):
-        raise TypeError(f"overwrite must be a bool, got {type(overwrite).__name__}")
-    target = Path(path)
-    if not str(path).strip():
-        raise ValueError("path must not be empty")
-    if target.is_dir():
-        raise ValueError(f"path is a directory: {str(target)!r}; give a file path")
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"path {str(target)!r} exists; pass overwrite=True to replace it")
-    return target

@@ -217,6 +217,7 @@ BAD_CALLS = [
         "content-variant",
     ),
     _case(lambda v, p: v.iter_content("vid", chunk_size=0), ValueError, "chunk_size", "iter-chunk"),
+    _case(lambda v, p: v.open_content("vid", variant="hd"), ValueError, "variant", "open-variant"),
     _case(lambda v, p: v.download("vid", 123), TypeError, "path", "download-path-int"),
     _case(lambda v, p: v.download("vid", ""), ValueError, "path", "download-path-empty"),
     _case(lambda v, p: v.download("vid", p), ValueError, "path", "download-path-dir"),

@@ -137,7 +137,7 @@ class TestDownloadContent:
         self, api: FakeVideosAPI, client: AsyncVideos
     ) -> None:
         """Content of a job still running is a 404 with the not-ready code."""
-        video = await client.create("p")
+        (video,) = api.seed(1, status="queued", start=int(api.clock.now()) + 3600)
         with pytest.raises(NotFoundError) as info:
             await client.download_content(video)
         assert info.value.code == "video_not_ready"
@@ -599,7 +599,7 @@ class TestDownload:
         self, api: FakeVideosAPI, client: AsyncVideos, tmp_path: Path
     ) -> None:
         """A 404 for content not ready yet raises and creates no file."""
-        video = await client.create("p")
+        (video,) = api.seed(1, status="queued", start=int(api.clock.now()) + 3600)
         with pytest.raises(NotFoundError):
             await client.download(video, tmp_path / "clip.mp4")
         assert leftovers(tmp_path) == []

@@ -139,8 +139,8 @@ class ContentStream:
     async def __aenter__(self) -> ContentStream:
         try:
             self._adopt(await self._open(0))
-        except BaseException:
-            await self._release()
+        except BaseException as error:
+            await self._release(error)
             raise
         return self
 
@@ -180,10 +180,16 @@ class ContentStream:
         self._opened, self._response = opened, response
         return response
 
-    async def _release(self) -> None:
+    async def _release(self, error: BaseException | None = None) -> None:
+        """Close the current response; an ``error`` raised while it was open is
+        passed through it, so that the key is masked in it as in any other."""
         opened, self._opened, self._response = self._opened, None, None
-        if opened is not None:
+        if opened is None:
+            return
+        if error is None:
             await opened.__aexit__(None, None, None)
+        else:
+            await opened.__aexit__(type(error), error, error.__traceback__)
 
     def _adopt(self, response: StreamedResponse) -> None:
         """Take a response that starts at byte 0 as the body (first, or starting over)."""
@@ -289,42 +295,55 @@ class ContentStream:
     # -- reading -----------------------------------------------------------
 
     async def _read(self) -> AsyncGenerator[Piece, None]:
-        while True:
-            response = self._response
-            assert response is not None  # opened on entry, reopened by _resume
-            cause: AsyncVideosError
-            try:
-                async with contextlib.aclosing(response.chunks(self._chunk_size)) as chunks:
-                    async for chunk in chunks:
-                        start = self._received
-                        end = start + len(chunk)
-                        if self._stop is not None and end > self._stop:
-                            raise ContentMismatchError(
-                                f"Expected {self._stop} bytes of the body; the server sent more"
-                            )
-                        yield start, chunk, self._total
-                        self._received = end
-                # A known size is the whole body's; a 206 may have held less of it.
-                total = self._total
-                expected = self._stop if total is None else total
-                if expected is None or self._received >= expected:
-                    return
-                cause = ContentMismatchError(
-                    f"Expected a body of {expected} bytes; it ended at byte {self._received}"
-                )
-            except APIConnectionError as error:
-                cause = error
-            if not (self._ranges or self._may_restart):
-                cause.retries = self._resumes
-                raise cause
-            logger.info(
-                "Body cut at byte %d (%s); resuming (%d of %d)",
-                self._received,
-                cause,
-                self._resumes + 1,
-                self._max_resumes,
-            )
-            await self._resume(self._received if self._ranges else 0, cause)
+        try:
+            while True:
+                response = self._response
+                assert response is not None  # opened on entry, reopened by _resume
+                cause: AsyncVideosError | None
+                try:
+                    async with contextlib.aclosing(response.chunks(self._chunk_size)) as chunks:
+                        async for chunk in chunks:
+                            start = self._received
+                            end = start + len(chunk)
+                            if self._stop is not None and end > self._stop:
+                                raise ContentMismatchError(
+                                    f"Expected {self._stop} bytes of the body; the server sent more"
+                                )
+                            yield start, chunk, self._total
+                            self._received = end
+                    cause = self._shortfall()
+                    if cause is None:
+                        return
+                except APIConnectionError as error:
+                    cause = error
+                await self._carry_on(cause)
+        except AsyncVideosError as error:
+            await self._release(error)
+            raise
+
+    def _shortfall(self) -> ContentMismatchError | None:
+        """After a body ended cleanly: why it is not whole yet, or None."""
+        # A known size is the whole body's; a 206 may have held less of it.
+        expected = self._stop if self._total is None else self._total
+        if expected is None or self._received >= expected:
+            return None
+        return ContentMismatchError(
+            f"Expected a body of {expected} bytes; it ended at byte {self._received}"
+        )
+
+    async def _carry_on(self, cause: AsyncVideosError) -> None:
+        """After a drop or a short body: resume, start over, or raise ``cause``."""
+        if not (self._ranges or self._may_restart):
+            cause.retries = self._resumes
+            raise cause
+        logger.info(
+            "Body cut at byte %d (%s); resuming (%d of %d)",
+            self._received,
+            cause,
+            self._resumes + 1,
+            self._max_resumes,
+        )
+        await self._resume(self._received if self._ranges else 0, cause)
 
 
 async def _chunks_of(pieces: AsyncGenerator[Piece, None]) -> AsyncGenerator[bytes, None]:

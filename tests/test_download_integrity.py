@@ -515,6 +515,49 @@ class TestMediaType:
         assert await client.download_content("video_1", variant="thumbnail") == V1[:5000]
 
 
+class TestKeyInServerText:
+    """Server text quoted in a ContentMismatchError never carries the key."""
+
+    KEY = "sk-downloads-0123456789abcdefghij"
+
+    async def test_an_echoed_key_is_masked_in_every_content_method(
+        self, script: Script, tmp_path: Path
+    ) -> None:
+        """A gateway that puts the key in Content-Type and ETag: masked in the
+        error of download, iter_content, open_content and download_content."""
+        headers = {"ETag": f'"{self.KEY}"'}
+        script.answers = [whole(cut=CUT, headers=headers), ranged(etag=f'"{self.KEY}-2"')]
+
+        async def echo(request: web.Request) -> web.StreamResponse:
+            sent = {"Content-Type": f"video/{self.KEY}"}
+            return await send(request, V1[:100], headers=sent)
+
+        errors: list[BaseException] = []
+        async with AsyncVideos(api_key=self.KEY, base_url=script.base_url) as videos:
+            with pytest.raises(ContentMismatchError) as caught:
+                await read_all(videos.iter_content("video_1"), [])
+            errors.append(caught.value)
+            script.requests.clear()
+            script.answers = [echo]
+            for call in (
+                videos.download("video_1", tmp_path / "t.webp", variant="thumbnail"),
+                videos.download_content("video_1", variant="thumbnail"),
+                read_all(videos.iter_content("video_1", variant="thumbnail"), []),
+            ):
+                with pytest.raises(ContentMismatchError) as caught:
+                    await call
+                errors.append(caught.value)
+            with pytest.raises(ContentMismatchError) as caught:
+                async with videos.open_content("video_1", variant="spritesheet"):
+                    pass  # pragma: no cover - not reached
+            errors.append(caught.value)
+        for error in errors:
+            assert self.KEY not in str(error)
+            assert self.KEY not in repr(error)
+            assert "sk-" in str(error)  # the echo was quoted, masked
+        assert leftovers(tmp_path) == []
+
+
 class TestDownloadContentRange:
     """``download_content()`` refuses a part where the whole was asked for."""
 

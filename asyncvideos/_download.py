@@ -136,6 +136,16 @@ class ContentStream:
         """The body's ``Content-Type``, as the server sent it."""
         return self._type
 
+    @property
+    def received(self) -> int:
+        """How many bytes of the body have been handed over so far."""
+        return self._received
+
+    @property
+    def resumes(self) -> int:
+        """How many times the body was asked for again after a drop or a mismatch."""
+        return self._resumes
+
     async def __aenter__(self) -> ContentStream:
         try:
             self._adopt(await self._open(0))

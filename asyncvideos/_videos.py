@@ -479,10 +479,16 @@ class AsyncVideos(BaseClient):
         )
         target = target_path(path, overwrite)
         check.callback(on_progress, "on_progress")
-        async with stream:
-            return await write_atomically(
-                stream.pieces(), target, on_progress=on_progress, overwrite=overwrite
-            )
+        with self._span("download", check.video_id(video)) as span:
+            try:
+                async with stream:
+                    return await write_atomically(
+                        stream.pieces(), target, on_progress=on_progress, overwrite=overwrite
+                    )
+            finally:
+                if span is not None:
+                    span.set_attribute("asyncvideos.download.bytes", stream.received)
+                    span.set_attribute("asyncvideos.download.resumes", stream.resumes)
 
     def _body_opener(
         self, path: str, query: dict[str, str], options: CallOptions, video_id: str

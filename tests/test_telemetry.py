@@ -289,3 +289,20 @@ class TestWithoutTheExtra:
             """
         )
         subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+
+
+class TestDownloadSpan:
+    async def test_a_download_has_bytes_and_resumes(
+        self, exporter: _Switchable, fake: FakeVideosAPI, tmp_path: Any
+    ) -> None:
+        video_id = fake.seed(1)[0]
+        fake.inject(Fault(drop_after_bytes=1000), path=r"/content$")
+        async with fake.client() as videos:
+            target = await videos.download(video_id, tmp_path / "v.mp4")
+        (span,) = spans_named(exporter, "videos.download")
+        attributes = dict(span.attributes or {})
+        assert attributes["asyncvideos.download.bytes"] == target.stat().st_size
+        assert attributes["asyncvideos.download.resumes"] == 1
+        opens = spans_named(exporter, "videos.open_content")
+        assert len(opens) == 2
+        assert all(o.parent is not None and o.parent.span_id == span.context.span_id for o in opens)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import json
 import logging
 import time
@@ -27,6 +26,7 @@ from yarl import URL
 
 from . import _errors as errors
 from . import _validate as check
+from ._callbacks import call_back
 from ._config import (
     DEFAULT_MAX_RESPONSE_BYTES,
     NOT_GIVEN,
@@ -284,9 +284,7 @@ class BaseClient:
         key = self._settings.api_key
         if isinstance(key, str):
             return key
-        value = key()
-        if inspect.isawaitable(value):
-            value = await value
+        value = await call_back(key)
         if not isinstance(value, str) or not value:
             raise TypeError("the api_key callable must return a non-empty str")
         return value

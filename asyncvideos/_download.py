@@ -14,7 +14,6 @@ the complete file or untouched, also when the task is cancelled.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import os
 import secrets
@@ -25,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ._callbacks import call_back
 from ._errors import APIConnectionError, AsyncVideosError, ContentMismatchError
 from ._http import StreamedResponse
 from ._ranges import (
@@ -364,9 +364,7 @@ async def _chunks_of(pieces: AsyncGenerator[Piece, None]) -> AsyncGenerator[byte
 async def _report(on_progress: ProgressCallback | None, done: int, total: int | None) -> None:
     if on_progress is None:
         return
-    result = on_progress(done, total)
-    if inspect.isawaitable(result):
-        await result
+    await call_back(on_progress, done, total)
 
 
 # -- the target file --------------------------------------------------------

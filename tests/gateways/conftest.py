@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,40 +23,19 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-import attrs
 import pytest
 import pytest_asyncio
+from litellm_support import MASTER_KEY, Gateway, fail_or_skip, require_litellm
 
 from asyncvideos import AsyncVideos
 from asyncvideos.testing import FakeVideosAPI
 
 HERE = Path(__file__).parent
 CONFIG_TEMPLATE = HERE / "litellm_config.yaml"
-ENV_VARIABLE = "ASYNCVIDEOS_LITELLM"
-#: The proxy's own key, which clients send; the fake's key stays between the two servers.
-MASTER_KEY = "sk-litellm-test-0123456789abcdef"
 #: The route the proxy answers once uvicorn has finished its start-up (config loaded).
 HEALTH_PATH = "/health/readiness"
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-def _must_run() -> bool:
-    """In CI with the variable set, a LiteLLM that is missing or broken is a failure."""
-    return _in_ci() and bool(os.environ.get(ENV_VARIABLE))
-
-
-def find_litellm() -> str | None:
-    """The ``litellm`` executable: ``$ASYNCVIDEOS_LITELLM``, else ``litellm`` on PATH."""
-    named = os.environ.get(ENV_VARIABLE)
-    if named:
-        return named if os.access(named, os.X_OK) else None
-    return shutil.which("litellm")
 
 
 def litellm_version(executable: str) -> str | None:
@@ -79,33 +57,10 @@ def litellm_version(executable: str) -> str | None:
     return found.stdout.strip() or None
 
 
-def _fail_or_skip(reason: str) -> None:
-    if _must_run():
-        pytest.fail(f"{reason} (CI=true and {ENV_VARIABLE} is set: LiteLLM must run here)")
-    pytest.skip(reason)
-
-
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-@attrs.frozen
-class Gateway:
-    """A running LiteLLM proxy: where it is, which version, and its log."""
-
-    base_url: str
-    root_url: str
-    version: str
-    log_path: Path
-    started_in: float
-
-    def client(self, **options: Any) -> AsyncVideos:
-        """An ``AsyncVideos`` on the proxy with its master key."""
-        options.setdefault("api_key", MASTER_KEY)
-        options.setdefault("max_retries", 0)
-        return AsyncVideos(base_url=self.base_url, **options)
 
 
 def _proxy_environment(upstream: FakeVideosAPI) -> dict[str, str]:
@@ -147,7 +102,7 @@ async def _wait_ready(
     async with aiohttp.ClientSession(timeout=timeout) as session:
         while True:
             if process.returncode is not None:
-                _fail_or_skip(
+                fail_or_skip(
                     f"the LiteLLM proxy exited with {process.returncode} during start-up:\n"
                     + _tail(log_path)
                 )
@@ -156,7 +111,7 @@ async def _wait_ready(
                     if response.status == 200:
                         return
             if time.monotonic() > deadline:
-                _fail_or_skip("the LiteLLM proxy did not become ready in time:\n" + _tail(log_path))
+                fail_or_skip("the LiteLLM proxy did not become ready in time:\n" + _tail(log_path))
             await asyncio.sleep(0.25)
 
 
@@ -175,18 +130,8 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
 
 @pytest.fixture(scope="session")
 def litellm_executable() -> str:
-    """The ``litellm`` executable, or a skip (a failure in CI) naming what is missing."""
-    executable = find_litellm()
-    if executable is None:
-        named = os.environ.get(ENV_VARIABLE)
-        where = f"{ENV_VARIABLE}={named} is not executable" if named else "not on PATH"
-        _fail_or_skip(
-            f"LiteLLM is not installed ({where}): python -m venv .venv-litellm && "
-            ".venv-litellm/bin/pip install -r tests/gateways/requirements.txt && "
-            f"export {ENV_VARIABLE}=$PWD/.venv-litellm/bin/litellm"
-        )
-    assert executable is not None
-    return executable
+    """The ``litellm`` executable (each test module has checked that there is one)."""
+    return require_litellm()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import MASTER_KEY, Gateway
-from litellm_ids import decode_litellm_id, upstream_id
+from litellm_support import MASTER_KEY, Gateway, decode_litellm_id, require_litellm, upstream_id
 
 from asyncvideos import (
     APIStatusError,
@@ -30,6 +29,7 @@ from asyncvideos import (
 )
 from asyncvideos.testing import FakeVideosAPI, Fault
 
+require_litellm()
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 MODEL = "sora-2"

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import MASTER_KEY, Gateway
-from litellm_ids import upstream_id
+from litellm_support import MASTER_KEY, Gateway, require_litellm, upstream_id
 
 from asyncvideos.testing import FakeVideosAPI
 
+require_litellm()
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 

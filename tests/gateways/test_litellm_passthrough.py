@@ -8,11 +8,12 @@ until it lands (``strict=False``: they XPASS once it does, then drop the mark).
 from __future__ import annotations
 
 import pytest
-from litellm_ids import upstream_id
+from litellm_support import require_litellm, upstream_id
 
 from asyncvideos import AsyncVideos, BadRequestError, InternalServerError, Video
 from asyncvideos.testing import FakeVideosAPI, Fault
 
+require_litellm()
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 MODEL = "sora-2"

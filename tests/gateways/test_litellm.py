@@ -296,6 +296,77 @@ class TestRemix:
         assert finished.status == "completed"
 
 
+MP4 = b"\x00\x00\x00 ftypisom" + bytes(100)
+
+
+class TestEditsExtensionsCharacters:
+    async def test_edit_and_extend_by_id(
+        self, videos: AsyncVideos, upstream: FakeVideosAPI
+    ) -> None:
+        """edit() and extend() of a job reach the upstream with its own id."""
+        source = await completed_job(videos)
+        upstream.clear_requests()
+        edited = await videos.edit(source, "edited")
+        extended = await videos.extend(source, "and then", 4)
+        first, second = upstream.requests
+        source_ref = {"id": upstream_id(source.id)}
+        assert (first.path, first.json) == (
+            "/v1/videos/edits",
+            {"prompt": "edited", "video": source_ref},
+        )
+        assert (second.path, second.json) == (
+            "/v1/videos/extensions",
+            {"prompt": "and then", "seconds": "4", "video": source_ref},
+        )
+        assert upstream_id(edited.id) in upstream.videos
+        assert upstream_id(extended.id) in upstream.videos
+
+    async def test_edit_upload_with_provider_header(
+        self, videos: AsyncVideos, upstream: FakeVideosAPI
+    ) -> None:
+        """An uploaded video has no id to route by: with the provider header it works."""
+        edited = await videos.edit(MP4, "edited", extra_headers=LIST_HEADERS)
+        [sent] = upstream.requests
+        assert sent.path == "/v1/videos/edits"
+        assert sent.form is not None
+        assert sent.form["video"]["size"] == len(MP4)
+        assert upstream_id(edited.id) in upstream.videos
+
+    @pytest.mark.xfail(
+        strict=True,
+        raises=InternalServerError,
+        reason="Without custom-llm-provider, LiteLLM sends an uploaded edit to "
+        "api.openai.com rather than the configured api_base",
+    )
+    async def test_edit_upload_without_header(
+        self, videos: AsyncVideos, upstream: FakeVideosAPI
+    ) -> None:
+        await videos.edit(MP4, "edited")
+        assert len(upstream.requests) == 1
+
+    @pytest.mark.xfail(
+        strict=True,
+        raises=BadRequestError,
+        reason="LiteLLM turns an uploaded extension into JSON with video {'id': ''}: "
+        "extend() of a file fails upstream",
+    )
+    async def test_extend_upload(self, videos: AsyncVideos, upstream: FakeVideosAPI) -> None:
+        extended = await videos.extend(MP4, "and then", 4, extra_headers=LIST_HEADERS)
+        assert upstream_id(extended.id) in upstream.videos
+
+    async def test_characters_with_provider_header(
+        self, videos: AsyncVideos, upstream: FakeVideosAPI
+    ) -> None:
+        """Characters work with the provider header; their ids are not rewritten."""
+        character = await videos.create_character("Bob", MP4, extra_headers=LIST_HEADERS)
+        again = await videos.retrieve_character(character.id, extra_headers=LIST_HEADERS)
+        assert (again.id, again.name) == (character.id, "Bob")
+        assert [(r.method, r.path) for r in upstream.requests] == [
+            ("POST", "/v1/videos/characters"),
+            ("GET", f"/v1/videos/characters/{character.id}"),
+        ]
+
+
 class TestList:
     async def test_list_needs_a_provider_hint(self, videos: AsyncVideos) -> None:
         """Without a model to route by, LiteLLM answers GET /videos with a 400."""

@@ -128,6 +128,16 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
             await process.wait()
 
 
+#: What the session's proxy was, for the closing summary.
+_started: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Name the LiteLLM version the gateway suite ran against at the end of the log."""
+    for line in _started:
+        terminalreporter.write_line(f"gateways: {line}")
+
+
 @pytest.fixture(scope="session")
 def litellm_executable() -> str:
     """The ``litellm`` executable (each test module has checked that there is one)."""
@@ -185,15 +195,13 @@ async def gateway(
             log_path=log_path,
             started_in=time.monotonic() - started,
         )
-        reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-        line = (
+        _started.append(
             f"LiteLLM {version} proxy ({litellm_executable}) on {root_url}, "
             f"ready in {gateway.started_in:.1f} s"
         )
-        if reporter is not None:
-            reporter.write_line(f"\n{line}")
-        else:  # pragma: no cover - without the terminal plugin
-            print(line, file=sys.stderr)
+        capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            print(f"\n{_started[-1]}", file=sys.stderr)
         yield gateway
     finally:
         await _stop(process)

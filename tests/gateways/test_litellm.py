@@ -24,7 +24,6 @@ from asyncvideos import (
     NotFoundError,
     PaginationError,
     QuotaExceededError,
-    RateLimitError,
     Video,
 )
 from asyncvideos.testing import FakeVideosAPI, Fault
@@ -507,14 +506,11 @@ class TestErrors:
         assert headers["llm_provider-retry-after-ms"] == "5"
         assert not {"x-should-retry", "retry-after", "retry-after-ms"} & set(headers)
 
-    @pytest.mark.xfail(
-        strict=True,
-        raises=AssertionError,
-        reason="LiteLLM replaces the upstream's error code with the status "
-        "('429'), so a spent quota is not told apart from a rate limit",
-    )
     async def test_quota_is_recognised(self, videos: AsyncVideos, upstream: FakeVideosAPI) -> None:
+        """LiteLLM replaces the upstream's ``insufficient_quota`` code with "429"; the
+        client finds it in the message: a QuotaExceededError, not retried."""
         created = await videos.create("quota", model=MODEL)
+        upstream.clear_requests()
         upstream.inject(
             Fault(
                 status=429,
@@ -530,9 +526,11 @@ class TestErrors:
             times=1,
             method="GET",
         )
-        with pytest.raises(RateLimitError) as caught:
-            await videos.retrieve(created, max_retries=0)
-        assert isinstance(caught.value, QuotaExceededError)
+        with pytest.raises(QuotaExceededError) as caught:
+            await videos.retrieve(created, max_retries=2)
+        assert caught.value.code == "429"
+        assert caught.value.retries == 0
+        assert len(upstream.requests) == 1
 
     async def test_unknown_model_is_bad_request(self, videos: AsyncVideos) -> None:
         """A model the proxy does not serve is LiteLLM's own 400, not the upstream's."""

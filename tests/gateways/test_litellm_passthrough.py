@@ -1,9 +1,5 @@
-"""Pass-through features of issue 11 (raw responses, ``extra_body``, request-id and
-``x-should-retry`` fallbacks) through the LiteLLM proxy.
-
-They are written against the API the core change adds and are expected failures
-until it lands (``strict=False``: they XPASS once it does, then drop the mark).
-"""
+"""What gateways need from the client (issue 11), through the LiteLLM proxy: raw
+responses, ``extra_body``, and the request-id and ``x-should-retry`` fallbacks."""
 
 from __future__ import annotations
 
@@ -17,18 +13,14 @@ require_litellm()
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 MODEL = "sora-2"
-NEEDS_CORE = "needs the core change (issue 11 items 3-5)"
-#: What fails before the core change: the new keyword or attribute does not exist yet.
-MISSING_API = (TypeError, AttributeError)
 
 
 class TestRawResponses:
-    @pytest.mark.xfail(strict=False, raises=MISSING_API, reason=NEEDS_CORE)
     async def test_retrieve_raw(self, videos: AsyncVideos) -> None:
         """A raw retrieve exposes LiteLLM's headers; the request id is its call id (a
         success carries neither x-request-id nor request-id)."""
         created = await videos.create("raw", model=MODEL)
-        raw = await videos.with_raw_response.retrieve(created.id)  # type: ignore[attr-defined]
+        raw = await videos.with_raw_response.retrieve(created.id)
         assert raw.status_code == 200
         assert raw.headers["x-litellm-version"]
         assert raw.request_id == raw.headers["x-litellm-call-id"]
@@ -37,25 +29,43 @@ class TestRawResponses:
         assert isinstance(video, Video)
         assert video.id == created.id
 
-    @pytest.mark.xfail(strict=False, raises=MISSING_API, reason=NEEDS_CORE)
     async def test_create_raw(self, videos: AsyncVideos, upstream: FakeVideosAPI) -> None:
         """A raw create gives the job and LiteLLM's cost and model headers."""
-        raw = await videos.with_raw_response.create("raw create", model=MODEL)  # type: ignore[attr-defined]
+        raw = await videos.with_raw_response.create("raw create", model=MODEL)
         assert raw.status_code == 200
         assert raw.headers["x-litellm-model-group"] == MODEL
         assert raw.request_id == raw.headers["x-litellm-call-id"]
         assert upstream_id(raw.parse().id) in upstream.videos
 
+    async def test_content_raw_has_no_request_id(
+        self, videos: AsyncVideos, upstream: FakeVideosAPI
+    ) -> None:
+        """LiteLLM's content answers carry no request id header of any kind."""
+        created = await videos.create_and_wait("raw content", model=MODEL, poll_interval=0.05)
+        raw = await videos.with_raw_response.download_content(created.id)
+        assert raw.status_code == 200
+        assert raw.headers["content-type"] == "video/mp4"
+        assert raw.request_id is None
+        assert raw.parse() == upstream.content_bytes(upstream_id(created.id), "video")
+
+    async def test_list_page_raw(self, videos: AsyncVideos) -> None:
+        """A raw page (with the provider header) has LiteLLM's call id as request id."""
+        raw = await videos.with_raw_response.list_page(
+            extra_headers={"custom-llm-provider": "hosted_vllm"}
+        )
+        assert raw.status_code == 200
+        assert raw.request_id == raw.headers["x-litellm-call-id"]
+        assert raw.parse().data
+
 
 class TestExtraBody:
-    @pytest.mark.xfail(strict=False, raises=MISSING_API, reason=NEEDS_CORE)
     async def test_json_create_extra_body_reaches_upstream(
         self, videos: AsyncVideos, upstream: FakeVideosAPI
     ) -> None:
         """LiteLLM forwards unknown body fields upstream (as form fields); the fake
         rejects them by name, which proves they arrived."""
         with pytest.raises(BadRequestError) as caught:
-            await videos.create("extra", model=MODEL, extra_body={"custom_field": "x"})  # type: ignore[call-arg]
+            await videos.create("extra", model=MODEL, extra_body={"custom_field": "x"})
         assert "custom_field" in caught.value.message
         assert upstream.requests[-1].form == {
             "model": MODEL,
@@ -63,7 +73,6 @@ class TestExtraBody:
             "custom_field": "x",
         }
 
-    @pytest.mark.xfail(strict=False, raises=MISSING_API, reason=NEEDS_CORE)
     async def test_multipart_create_extra_body_reaches_upstream(
         self, videos: AsyncVideos, upstream: FakeVideosAPI
     ) -> None:
@@ -73,7 +82,7 @@ class TestExtraBody:
                 "extra with file",
                 model=MODEL,
                 input_reference=b"\x89PNG\r\n\x1a\n" + bytes(64),
-                extra_body={"custom_field": "y"},  # type: ignore[call-arg]
+                extra_body={"custom_field": "y"},
             )
         form = upstream.requests[-1].form
         assert form is not None
@@ -81,7 +90,6 @@ class TestExtraBody:
 
 
 class TestFallbacks:
-    @pytest.mark.xfail(strict=False, raises=AssertionError, reason=NEEDS_CORE)
     async def test_error_request_id_falls_back(
         self, videos: AsyncVideos, upstream: FakeVideosAPI
     ) -> None:
@@ -95,7 +103,6 @@ class TestFallbacks:
         assert caught.value.request_id == "req_upstream_42"
         assert "req_upstream_42" in str(caught.value)
 
-    @pytest.mark.xfail(strict=False, raises=AssertionError, reason=NEEDS_CORE)
     async def test_should_retry_false_is_read_behind_litellm(
         self, videos: AsyncVideos, upstream: FakeVideosAPI
     ) -> None:

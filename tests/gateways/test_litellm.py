@@ -20,6 +20,7 @@ from asyncvideos import (
     APIStatusError,
     AsyncVideos,
     BadRequestError,
+    ContentMismatchError,
     InternalServerError,
     NotFoundError,
     PaginationError,
@@ -251,17 +252,27 @@ class TestContent:
             await videos.download_content(video)
         assert "video_not_ready" in caught.value.message
 
+    async def test_variant_not_forwarded_is_detected(
+        self, videos: AsyncVideos, upstream: FakeVideosAPI
+    ) -> None:
+        """LiteLLM drops ``variant`` and sends the video; asyncvideos sees the media
+        type is not an image and raises rather than return the wrong bytes."""
+        video = await completed_job(videos)
+        upstream.clear_requests()
+        with pytest.raises(ContentMismatchError) as caught:
+            await videos.download_content(video, variant="thumbnail")
+        assert "video/mp4" in caught.value.message
+        assert upstream.requests[-1].query == {}
+
     @pytest.mark.xfail(
         strict=True,
-        raises=AssertionError,
+        raises=ContentMismatchError,
         reason="LiteLLM does not forward `variant`: a thumbnail or spritesheet request "
         "returns the video",
     )
     async def test_variant_is_forwarded(self, videos: AsyncVideos, upstream: FakeVideosAPI) -> None:
         video = await completed_job(videos)
-        upstream.clear_requests()
         thumbnail = await videos.download_content(video, variant="thumbnail")
-        assert upstream.requests[-1].query == {"variant": "thumbnail"}
         assert thumbnail == upstream.content_bytes(upstream_id(video.id), "thumbnail")
 
     @pytest.mark.xfail(

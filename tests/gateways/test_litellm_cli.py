@@ -84,8 +84,8 @@ class TestCommands:
         assert target.read_bytes() == upstream.content_bytes(upstream_id(video_id), "video")
 
     async def test_list_fails_without_provider_hint(self, gateway: Gateway) -> None:
-        """The CLI cannot send LiteLLM's provider header yet: ``list`` exits 1 with
-        LiteLLM's message on one line."""
+        """Without ``--header custom-llm-provider:...``, ``list`` exits 1 with LiteLLM's
+        message on one line."""
         code, out, err = await run_cli(gateway, "list", "--json")
         assert code == 1
         assert out == ""
@@ -100,12 +100,8 @@ class TestCommands:
         assert code == 1
         assert "405" in err
 
-    @pytest.mark.xfail(
-        strict=False,
-        raises=AssertionError,
-        reason="needs the CLI's --header option (issue 11 item 3)",
-    )
     async def test_list_with_header(self, gateway: Gateway) -> None:
+        """``--header`` gives LiteLLM its provider hint: ``list`` works."""
         async with gateway.client() as videos:
             video = await videos.create("listed by the CLI", model="sora-2")
         code, out, err = await run_cli(

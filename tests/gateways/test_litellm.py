@@ -379,10 +379,12 @@ class TestEditsExtensionsCharacters:
 
 class TestList:
     async def test_list_needs_a_provider_hint(self, videos: AsyncVideos) -> None:
-        """Without a model to route by, LiteLLM answers GET /videos with a 400."""
+        """Without a model to route by, LiteLLM answers GET /videos with a 400 of its
+        own, whose request id is LiteLLM's call id."""
         with pytest.raises(BadRequestError) as caught:
             await videos.list_page()
         assert "LLM Provider NOT provided" in caught.value.message
+        assert caught.value.request_id == caught.value.headers["x-litellm-call-id"]
 
     async def test_list_page_with_provider_header(
         self, videos: AsyncVideos, upstream: FakeVideosAPI
@@ -468,6 +470,7 @@ class TestDelete:
         with pytest.raises(APIStatusError) as caught:
             await videos.delete(video)
         assert caught.value.status_code == 405
+        assert caught.value.request_id is None  # FastAPI's own 405: no LiteLLM headers
         assert upstream.requests == []
 
 

@@ -135,15 +135,16 @@ def milliseconds(raw: str | None, *, maximum: float = float("inf")) -> float | N
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """The wait the server asked for, in seconds: ``retry-after-ms``, then ``retry-after``.
+    """The wait the server asked for, in seconds: ``retry-after-ms``, then ``retry-after``
+    (each also as LiteLLM forwards the upstream's, ``llm_provider-...``).
 
     ``retry-after`` may be seconds or an HTTP date. Unparseable, negative or
     infinite values are ignored (None).
     """
-    ms = milliseconds(headers.get("retry-after-ms"), maximum=1e12)
+    ms = milliseconds(gateway_header(headers, "retry-after-ms"), maximum=1e12)
     if ms is not None:
         return ms
-    raw = headers.get("retry-after")
+    raw = gateway_header(headers, "retry-after")
     if raw is None:
         return None
     try:

@@ -25,6 +25,7 @@ from asyncvideos._protocol import (
     parse_retry_after,
     path_segment,
     poll_after,
+    request_id,
     status_error,
 )
 from asyncvideos._retry import should_retry_header, status_is_retryable
@@ -200,3 +201,16 @@ class TestSmallRules:
     def test_decode_json_rejects_non_json(self) -> None:
         with pytest.raises(APIResponseValidationError, match="text/html"):
             decipher(200, {"content-type": "text/html"}, b"<html>")
+
+
+class TestGatewayHeaderFallbacks:
+    def test_retry_after_is_read_as_litellm_forwards_it(self) -> None:
+        assert parse_retry_after({"llm_provider-retry-after-ms": "250"}) == 0.25
+        assert parse_retry_after({"llm_provider-retry-after": "3"}) == 3.0
+        assert parse_retry_after({"retry-after": "1", "llm_provider-retry-after": "3"}) == 1.0
+
+    def test_request_id_order(self) -> None:
+        assert request_id({"request-id": "b", "x-litellm-call-id": "c"}) == "b"
+        assert request_id({"apim-request-id": "d", "llm_provider-x-request-id": "e"}) == "d"
+        assert request_id({"llm_provider-x-request-id": "e"}) == "e"
+        assert request_id({"x-request-id": ""}) is None

@@ -100,6 +100,10 @@ class TestListen:
             answers.append(post(url, EVENT, signed(EVENT)))
             answers.append(post(url, EVENT, signed(EVENT, key=b"another key")))
             answers.append(post(url, b"{}", {}))
+            big = b"x" * 300_000
+            answers.append(post(url, big, signed(big)))
+            second = EVENT.replace(b"evt_cli_1", b"evt_cli_2")
+            answers.append(post(url, second, signed(second)))
             return True
 
         watcher = interrupt_when(step)
@@ -117,16 +121,18 @@ class TestListen:
             (200, "ok\n"),
             (400, "webhook-signature does not match the body\n"),
             (400, "missing webhook-id header\n"),
+            (400, "the body is too large\n"),
+            (200, "ok\n"),
         ]
-        (line,) = out.splitlines()
-        event = json.loads(line)
-        assert event["id"] == "evt_cli_1"
-        assert event["created_at"] == "2025-10-09T08:53:20Z"
+        first, second = (json.loads(line) for line in out.splitlines())
+        assert (first["id"], second["id"]) == ("evt_cli_1", "evt_cli_2")
+        assert first["created_at"] == "2025-10-09T08:53:20Z"
         rejections = [line for line in err.splitlines() if "rejected" in line]
         assert rejections == [
             "asyncvideos: rejected webhook from 127.0.0.1: "
             "webhook-signature does not match the body",
             "asyncvideos: rejected webhook from 127.0.0.1: missing webhook-id header",
+            "asyncvideos: rejected webhook from 127.0.0.1: the body is too large",
         ]
         assert SECRET not in out + err
         assert SECRET[6:] not in out + err
@@ -137,7 +143,7 @@ class TestListen:
         monkeypatch.setenv("OPENAI_WEBHOOK_SECRET", SECRET)
         code, out, _, _ = self.run_listen(capsys, "--table")
         assert code == 130
-        header, row = out.splitlines()
+        header, row, _ = out.splitlines()
         assert header.split() == ["CREATED", "TYPE", "VIDEO", "EVENT"]
         assert "\x1b" not in row
         assert "video.completed" in row
@@ -158,7 +164,15 @@ class TestListen:
         assert "whsec_" in err
         assert SECRET[6:] not in err
 
-    @pytest.mark.parametrize("argv", [["webhooks"], ["webhooks", "listen", "--port", "70000"]])
+    @pytest.mark.parametrize(
+        "argv",
+        [
+            ["webhooks"],
+            ["webhooks", "listen", "--port", "70000"],
+            ["webhooks", "listen", "--port", "http"],
+            ["--api-key", "sk-x", "webhooks", "listen", "--secret", SECRET],
+        ],
+    )
     def test_usage(self, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
         assert main(argv) == 2
 

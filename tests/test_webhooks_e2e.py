@@ -25,6 +25,8 @@ from asyncvideos import AsyncVideos, Video, VideoFailedError, WaitTimeoutError
 from asyncvideos.testing import FakeVideosAPI, ManualClock, WebhookFaults, sign_webhook
 from asyncvideos.webhooks import WebhookReceiver
 
+SECRET_FOR_FAKE = FakeVideosAPI.generate_webhook_secret()
+
 
 @asynccontextmanager
 async def receiving(receiver: WebhookReceiver) -> AsyncIterator[str]:
@@ -313,6 +315,38 @@ class TestWait:
 
 class TestFake:
     """The fake's sender, as users test their own webhook path with it."""
+
+    async def test_two_waits_on_one_job_both_finish(self) -> None:
+        async with webhooked() as s:
+            video = await s.client.create("p")
+            first, second = await asyncio.gather(
+                s.client.wait(video, timeout=10), s.client.wait(video, timeout=10)
+            )
+        assert first.status == second.status == "completed"
+        assert s.receiver._watches == {}
+
+    async def test_no_url_no_events(self) -> None:
+        """With only a secret, jobs that finish before a URL is set send nothing."""
+        async with FakeVideosAPI(speed=100.0, webhook_secret=SECRET_FOR_FAKE) as api:
+            assert api.webhook_url is None
+            async with api.client() as client:
+                await client.create_and_wait("p", timeout=10)
+            await asyncio.sleep(0.05)
+            assert api.webhook_deliveries == []
+            with pytest.raises(ValueError, match="http"):
+                api.webhook_url = "file:///tmp/x"
+
+    async def test_close_drops_events_still_waiting(self) -> None:
+        """Delayed events are cancelled when the fake closes: nothing is left running."""
+        async with webhooked(faults=WebhookFaults(delay=30)) as s:
+            await s.client.create_and_wait("p", poll_interval=0.05, timeout=10)
+        assert s.api.webhook_deliveries == []
+
+    async def test_webhook_url_needs_webhooks(self) -> None:
+        async with FakeVideosAPI() as api:
+            assert api.webhook_url is None
+            with pytest.raises(RuntimeError, match="webhook_secret"):
+                api.webhook_url = "http://127.0.0.1:9/"
 
     async def test_the_events_are_signed_standard_webhooks(self) -> None:
         """Captured on a plain aiohttp app and checked here with hmac directly."""

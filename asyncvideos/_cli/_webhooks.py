@@ -73,8 +73,8 @@ async def run(ctx: Context) -> int:
     return await listen(ctx)
 
 
-async def listen(ctx: Context, *, ready: asyncio.Future[str] | None = None) -> int:
-    """Serve until interrupted; ``ready`` (for tests) gets the URL once listening."""
+async def listen(ctx: Context) -> int:
+    """Serve until interrupted."""
     from aiohttp import web
 
     from .._errors import WebhookVerificationError
@@ -114,8 +114,6 @@ async def listen(ctx: Context, *, ready: asyncio.Future[str] | None = None) -> i
         url = f"http://{_plain(str(host))}:{port}/"
         ctx.err.write(f"# Listening for webhook events on {url} (any path); Ctrl-C stops.\n")
         ctx.err.flush()
-        if ready is not None:
-            ready.set_result(url)
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()

@@ -1,14 +1,14 @@
 """Waiting on 1,000 jobs that finish over ~5 s: ``wait_many`` by polling vs by webhooks.
 
-Run ``python -m benchmarks.webhooks_vs_polling`` (about a minute; ``--help``). A
-small warm-up run of each mode comes first and is not reported.
+Run ``python -m benchmarks.webhooks_vs_polling`` (about 1.5 minutes; ``--help``).
+A small warm-up run of each mode comes first and is not reported.
 
 Both modes run against the same ``FakeVideosAPI`` set-up, served by a child
 process on loopback (so the API does not compete with the client for its
 core): 1,000 jobs seeded in progress, the i-th finishing at
-``start + lead + spread * i / jobs`` (by default 10 s to 15 s after the start,
-which is one second after seeding begins, for the set-up:
-the jobs run a while, as real ones do for minutes, and finish over 5 s). The
+``start + lead + spread * i / jobs`` (by default 30 s to 35 s after the start,
+which is one second after seeding begins, for the set-up: the jobs run a while,
+as real ones do for minutes, and finish over 5 s; ``--lead 10`` for shorter). The
 client holds each job's ``Video`` (as a service does after ``create()``) and
 waits on all of them with one ``wait_many`` (concurrency 16, the default):
 
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks.webhooks_vs_polling", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--jobs", type=int, default=1000, help="jobs waited on (1000)")
-    parser.add_argument("--lead", type=float, default=10.0, help="s before the first ends (10)")
+    parser.add_argument("--lead", type=float, default=30.0, help="s before the first ends (30)")
     parser.add_argument("--spread", type=float, default=5.0, help="s over which they end (5)")
     parser.add_argument("--repeat", type=int, default=1, help="repetitions of both modes (1)")
     parser.add_argument(

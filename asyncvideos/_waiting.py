@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -27,6 +26,7 @@ from typing import Any, ClassVar, Literal, TypeAlias, TypeGuard
 
 import attrs
 
+from ._callbacks import call_back
 from ._errors import VideoFailedError, WaitTimeoutError
 from ._models import Video
 from ._webhooks import Watch, WebhookReceiver
@@ -123,9 +123,7 @@ class _Poller:
 
     async def _report(self, video: Video) -> None:
         if self.on_progress is not None:
-            result = self.on_progress(video)
-            if inspect.isawaitable(result):
-                await result
+            await call_back(self.on_progress, video)
 
 
 def _known_finished(start: Video | None, waiting: frozenset[str]) -> TypeGuard[Video]:

@@ -28,6 +28,7 @@ from ._errors import (
     UnprocessableEntityError,
     VideoFailedError,
     WaitTimeoutError,
+    WebhookVerificationError,
 )
 from ._models import (
     DEFAULT_WAITING_STATUSES,
@@ -40,7 +41,7 @@ from ._models import (
 from ._retry import RetryDetails
 from ._version import __version__
 from ._videos import AsyncVideos, VideosWithRawResponse, WaitOptions
-from ._waiting import WaitResult
+from ._waiting import WaitFailure, WaitResult, WaitSuccess
 
 __all__ = [
     "DEFAULT_WAITING_STATUSES",
@@ -78,7 +79,10 @@ __all__ = [
     "VideoPage",
     "VideosWithRawResponse",
     "WaitOptions",
+    "WaitFailure",
     "WaitResult",
+    "WaitSuccess",
     "WaitTimeoutError",
+    "WebhookVerificationError",
     "__version__",
 ]

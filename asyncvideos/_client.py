@@ -51,6 +51,7 @@ from ._protocol import (
 )
 from ._retry import OnRetry, RetryDetails, call_with_retries
 from ._telemetry import Telemetry, load_telemetry, status_class
+from ._webhooks import WebhookReceiver, check_fallback_interval, check_receiver
 
 logger = logging.getLogger("asyncvideos")
 DEFAULT_MAX_CONNECTIONS = 100
@@ -168,6 +169,8 @@ class BaseClient:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         on_retry: OnRetry | None = None,
+        webhooks: WebhookReceiver | None = None,
+        webhook_fallback_interval: float = 60.0,
     ) -> None:
         self._settings = resolve_settings(
             api_key=api_key,
@@ -188,6 +191,9 @@ class BaseClient:
         check.integer(max_connections, "max_connections", low=1)
         check.callback(on_retry, "on_retry")
         self._on_retry = on_retry
+        # Waits finish on this receiver's events, polling only as a fallback.
+        self._webhooks = check_receiver(webhooks)
+        self._webhook_fallback = check_fallback_interval(webhook_fallback_interval)
         self._transport = Transport(
             session=session,
             max_connections=max_connections,

@@ -22,7 +22,8 @@ asyncio are translated in ``_http.py`` and kept as ``__cause__``::
     │   ├── ResponseTooLargeError       a body over the client's size limit
     │   └── ContentMismatchError        content that is not what was asked for
     ├── WaitTimeoutError                wait() ran out of time (also a TimeoutError)
-    └── VideoFailedError                wait(raise_on_failure=True) saw a failed job
+    ├── VideoFailedError                wait(raise_on_failure=True) saw a failed job
+    └── WebhookVerificationError        a webhook that is not authentic (also a ValueError)
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ __all__ = [
     "UnprocessableEntityError",
     "VideoFailedError",
     "WaitTimeoutError",
+    "WebhookVerificationError",
 ]
 
 
@@ -237,3 +239,9 @@ class VideoFailedError(AsyncVideosError):
         super().__init__(f"Video job {video.id} failed{detail}")
         self.video = video
         self.error: VideoError | None = video.error
+
+
+class WebhookVerificationError(AsyncVideosError, ValueError):
+    """A webhook request failed verification: a missing, malformed or wrong signature,
+    a timestamp outside the tolerance, or a body that is not an event. The message
+    says which; it never contains the secret."""

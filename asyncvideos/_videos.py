@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
@@ -38,7 +38,7 @@ from ._models import (
 from ._pagination import FetchPage, iterate_items, iterate_pages
 from ._protocol import poll_after, resource_path
 from ._uploads import FileInput, check_file_input, creation_fields, read_file
-from ._waiting import Fetch, OnProgress, WaitResult, wait_for, wait_many
+from ._waiting import Fetch, Job, OnProgress, WaitResult, wait_for, wait_many
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -582,9 +582,13 @@ class AsyncVideos(BaseClient):
 
             return await self._wait_with(counted, video_id, plan, raise_on_failure, start)
 
-    @staticmethod
     async def _wait_with(
-        fetch: Fetch, video_id: str, plan: _WaitPlan, raise_on_failure: bool, start: Video | None
+        self,
+        fetch: Fetch,
+        video_id: str,
+        plan: _WaitPlan,
+        raise_on_failure: bool,
+        start: Video | None,
     ) -> Video:
         return await wait_for(
             fetch,
@@ -595,6 +599,8 @@ class AsyncVideos(BaseClient):
             on_progress=plan.on_progress,
             raise_on_failure=raise_on_failure,
             start=start,
+            webhooks=self._webhooks,
+            fallback_interval=self._webhook_fallback,
         )
 
     async def create_and_wait(
@@ -629,7 +635,7 @@ class AsyncVideos(BaseClient):
 
     def wait_many(
         self,
-        videos: Iterable[VideoRef],
+        videos: Iterable[VideoRef] | AsyncIterable[VideoRef],
         *,
         concurrency: int = DEFAULT_WAIT_CONCURRENCY,
         **wait: Unpack[WaitOptions],
@@ -641,25 +647,39 @@ class AsyncVideos(BaseClient):
         with ``result.error`` and never stops the others; when ``timeout``
         (for the whole run) passes, each unfinished job is reported with a
         ``WaitTimeoutError``. Every job given is reported exactly once.
-        Breaking out of the loop cancels the remaining polls.
+        Breaking out of the loop cancels the remaining polls. An exception
+        raised by ``on_progress`` is that job's ``result.error``. ``videos`` may
+        be an async iterable (a queue, say): each job is waited on from when it
+        arrives, and the loop ends once the iterable is exhausted and every
+        job is reported; a bad id in it raises then.
         """
-        if isinstance(videos, (str, Video)) or not isinstance(videos, Iterable):
+        source = videos if isinstance(videos, AsyncIterable) else None
+        if isinstance(videos, (str, Video)) or not isinstance(videos, (Iterable, AsyncIterable)):
             raise TypeError("videos must be an iterable of video ids or Video objects")
-        given = list(videos)
+        given = [] if isinstance(videos, AsyncIterable) else list(videos)
         ids = [check.checked_video_id(video, "videos[]") for video in given]
         plan = self._wait_plan("wait_many", wait)
         # The gate bounds each attempt, not each poll: a job waiting out a
         # Retry-After between its attempts does not hold a slot.
         gate = asyncio.Semaphore(check.integer(concurrency, "concurrency", low=1))
+
+        def job(video_id: str, video: object) -> Job:
+            return (video_id, self._poll_fetcher(video_id, plan.options, gate), _as_video(video))
+
+        async def arriving(source: AsyncIterable[object]) -> AsyncIterator[Job]:
+            async for video in source:
+                yield job(check.checked_video_id(video, "videos[]"), video)
+
         return wait_many(
-            [
-                (video_id, self._poll_fetcher(video_id, plan.options, gate), _as_video(video))
-                for video_id, video in zip(ids, given, strict=True)
-            ],
+            [job(video_id, video) for video_id, video in zip(ids, given, strict=True)]
+            if source is None
+            else arriving(source),
             waiting=plan.waiting,
             timeout=plan.timeout,
             poll_interval=plan.poll_interval,
             on_progress=plan.on_progress,
+            webhooks=self._webhooks,
+            fallback_interval=self._webhook_fallback,
         )
 
 

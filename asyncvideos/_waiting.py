@@ -1,47 +1,76 @@
-"""Polling jobs until they finish: one job, or many at once. Knows no HTTP.
+"""Waiting for jobs to finish: one job, or many at once. Knows no HTTP.
 
 ``wait_for`` polls through a ``fetch()`` function that returns the job and the
 server's ``openai-poll-after-ms`` hint. ``wait_many`` runs one such loop per
 job and reports each job's outcome, failures included, for that job alone;
 how many requests are in flight at once is the fetch functions' business
 (``AsyncVideos.wait_many`` gives them one semaphore, held per attempt).
+
+With a ``WebhookReceiver``, each loop sleeps until its job's event arrives or
+the fallback interval passes, whichever is first, and then fetches once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from typing import Any, TypeGuard
+import contextlib
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+)
+from typing import Any, ClassVar, Literal, TypeAlias, TypeGuard
 
 import attrs
 
-from ._errors import AsyncVideosError, VideoFailedError, WaitTimeoutError
+from ._callbacks import call_back
+from ._errors import VideoFailedError, WaitTimeoutError
 from ._models import Video
+from ._webhooks import Watch, WebhookReceiver
 
 Fetch = Callable[[], Awaitable[tuple[Video, "float | None"]]]
 OnProgress = Callable[[Video], Any]
+#: One job for ``wait_many``: its id, how to fetch it, and its state when known.
+Job = tuple[str, Fetch, "Video | None"]
 DEFAULT_POLL_INTERVAL = 1.0
+DEFAULT_FALLBACK_INTERVAL = 60.0
 #: A floor under every interval, so that a hint of 0 ms is not a busy loop.
 MIN_POLL_INTERVAL = 0.01
+#: Events that say a job has finished: after one, the job is polled at the
+#: normal rate until the server agrees (it may lag the event by a moment).
+FINAL_EVENTS = frozenset({"video.completed", "video.failed"})
 
 
 @attrs.frozen(slots=True)
-class WaitResult:
-    """What ``wait_many`` reports for one job.
+class WaitSuccess:
+    """A job that reached a final status (``completed``, ``failed``, ...): ``video``
+    is its final state. ``ok`` is True and ``error`` None."""
 
-    ``video`` is the final job (or, after an error, the last state seen, if
-    any); ``error`` is None when the job reached a final status.
-    """
+    video_id: str
+    video: Video
+    error: None = None
+    ok: ClassVar[Literal[True]] = True
+
+
+@attrs.frozen(slots=True)
+class WaitFailure:
+    """A job that could not be waited on to the end: ``error`` says why (a
+    ``NotFoundError``, a ``WaitTimeoutError``, an exception raised by
+    ``on_progress``, ...); ``video`` is the last state seen, if any. ``ok`` is False."""
 
     video_id: str
     video: Video | None
-    error: AsyncVideosError | None = None
+    error: Exception
+    ok: ClassVar[Literal[False]] = False
 
-    @property
-    def ok(self) -> bool:
-        """True when the job reached a final status (completed, failed, ...)."""
-        return self.error is None
+
+#: What ``wait_many`` reports for one job: ``if result.ok:`` narrows it to a
+#: ``WaitSuccess`` (for mypy; pyright narrows on ``result.error is None`` or
+#: ``isinstance(result, WaitSuccess)``).
+WaitResult: TypeAlias = WaitSuccess | WaitFailure
 
 
 @attrs.define(slots=True)
@@ -53,10 +82,19 @@ class _Poller:
     on_progress: OnProgress | None
     #: The last state seen: the ``Video`` the caller passed in, then each poll's.
     last: Video | None = None
+    watch: Watch | None = None
+    fallback_interval: float = DEFAULT_FALLBACK_INTERVAL
 
     async def run(self) -> Video:
         if self.last is not None:
             await self._report(self.last)
+        watch = self.watch
+        catching_up = False
+        if watch is not None and self.last is not None and self.last.status in self.waiting:
+            # The state is known and pending: nothing to ask the server until
+            # the job's event comes (or the fallback interval passes).
+            event = await watch.wait(self._fallback())
+            catching_up = event is not None and event.type in FINAL_EVENTS
         while True:
             video, hint = await self.fetch()
             previous, self.last = self.last, video
@@ -67,20 +105,39 @@ class _Poller:
                 await self._report(video)
             if video.status not in self.waiting:
                 return video
-            # The server's hint wins: it knows when the next state is due.
-            interval = hint if hint is not None else self.poll_interval or DEFAULT_POLL_INTERVAL
-            await asyncio.sleep(max(interval, MIN_POLL_INTERVAL))
+            if watch is None or catching_up:
+                # The server's hint wins: it knows when the next state is due.
+                interval = hint if hint is not None else self.poll_interval or DEFAULT_POLL_INTERVAL
+            else:
+                # Events say when the job is done; polls only cover lost events.
+                interval = self._fallback()
+            if watch is None:
+                await asyncio.sleep(max(interval, MIN_POLL_INTERVAL))
+            else:
+                event = await watch.wait(max(interval, MIN_POLL_INTERVAL))
+                if event is not None and event.type in FINAL_EVENTS:
+                    catching_up = True
+
+    def _fallback(self) -> float:
+        return self.poll_interval if self.poll_interval is not None else self.fallback_interval
 
     async def _report(self, video: Video) -> None:
         if self.on_progress is not None:
-            result = self.on_progress(video)
-            if inspect.isawaitable(result):
-                await result
+            await call_back(self.on_progress, video)
 
 
 def _known_finished(start: Video | None, waiting: frozenset[str]) -> TypeGuard[Video]:
     """Whether a ``Video`` the caller passed in is already final (no poll needed)."""
     return start is not None and start.status is not None and start.status not in waiting
+
+
+@contextlib.contextmanager
+def _watching(webhooks: WebhookReceiver | None, video_id: str) -> Iterator[Watch | None]:
+    if webhooks is None:
+        yield None
+        return
+    with webhooks.watch(video_id) as watch:
+        yield watch
 
 
 async def wait_for(
@@ -93,77 +150,137 @@ async def wait_for(
     on_progress: OnProgress | None,
     raise_on_failure: bool,
     start: Video | None = None,
+    webhooks: WebhookReceiver | None = None,
+    fallback_interval: float = DEFAULT_FALLBACK_INTERVAL,
 ) -> Video:
     """Poll until the job leaves ``waiting``; bounded by ``timeout`` overall."""
     poller = _Poller(fetch, video_id, waiting, poll_interval, on_progress, start)
+    poller.fallback_interval = fallback_interval
     if _known_finished(start, waiting):
         video = start
     else:
-        try:
-            video = await asyncio.wait_for(poller.run(), timeout)
-        except asyncio.TimeoutError:
-            raise WaitTimeoutError(
-                f"Video job {video_id} did not finish within {timeout} s "
-                f"(last status: {poller.last.status if poller.last else 'unknown'})",
-                video=poller.last,
-                video_id=video_id,
-            ) from None
+        with _watching(webhooks, video_id) as poller.watch:
+            try:
+                video = await asyncio.wait_for(poller.run(), timeout)
+            except asyncio.TimeoutError:
+                raise WaitTimeoutError(
+                    f"Video job {video_id} did not finish within {timeout} s "
+                    f"(last status: {poller.last.status if poller.last else 'unknown'})",
+                    video=poller.last,
+                    video_id=video_id,
+                ) from None
     if raise_on_failure and video.status == "failed":
         raise VideoFailedError(video)
     return video
 
 
+class _Fed:
+    """Put on the results queue once every job of an async source is started."""
+
+
+_FED = _Fed()
+
+
 async def wait_many(
-    jobs: Sequence[tuple[str, Fetch, Video | None]],
+    jobs: Iterable[Job] | AsyncIterable[Job],
     *,
     waiting: frozenset[str],
     timeout: float | None,
     poll_interval: float | None,
     on_progress: OnProgress | None,
+    webhooks: WebhookReceiver | None = None,
+    fallback_interval: float = DEFAULT_FALLBACK_INTERVAL,
 ) -> AsyncGenerator[WaitResult, None]:
     """Yield a ``WaitResult`` per job as each one finishes, in completion order.
 
     Each job is ``(id, fetch, start)``; a ``start`` that is already finished is
-    reported without a request.
+    reported without a request. From an async iterable, each job starts as it
+    arrives, and the run ends when the iterable is exhausted and every job is
+    reported; an exception the iterable raises ends the run with it. When
+    ``timeout`` passes, the iterable is read no further.
     """
-    if not jobs:
-        return
-    results: asyncio.Queue[WaitResult | Exception] = asyncio.Queue()
+    results: asyncio.Queue[WaitResult | _Fed | Exception] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
+    tasks: set[asyncio.Task[None]] = set()
+    launched = 0
 
     async def one(video_id: str, fetch: Fetch, start: Video | None) -> None:
         if _known_finished(start, waiting):
-            results.put_nowait(WaitResult(video_id, start))
+            results.put_nowait(WaitSuccess(video_id, start))
             return
-
         poller = _Poller(fetch, video_id, waiting, poll_interval, on_progress, start)
+        poller.fallback_interval = fallback_interval
         remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
         try:
-            video = await asyncio.wait_for(poller.run(), remaining)
+            with _watching(webhooks, video_id) as poller.watch:
+                video = await asyncio.wait_for(poller.run(), remaining)
         except asyncio.TimeoutError:
-            error: AsyncVideosError = WaitTimeoutError(
+            error = WaitTimeoutError(
                 f"Video job {video_id} did not finish within {timeout} s",
                 video=poller.last,
                 video_id=video_id,
             )
-            results.put_nowait(WaitResult(video_id, poller.last, error))
-        except AsyncVideosError as exc:
-            results.put_nowait(WaitResult(video_id, poller.last, exc))
-        except Exception as exc:  # a bug in on_progress, say: it ends the whole run
-            results.put_nowait(exc)
+            results.put_nowait(WaitFailure(video_id, poller.last, error))
+        except Exception as exc:  # an API error, or on_progress raising: this job's error
+            results.put_nowait(WaitFailure(video_id, poller.last, exc))
         else:
-            results.put_nowait(WaitResult(video_id, video))
+            results.put_nowait(WaitSuccess(video_id, video))
 
-    tasks = [asyncio.ensure_future(one(*job)) for job in jobs]
+    def launch(job: Job) -> None:
+        nonlocal launched
+        launched += 1
+        task = asyncio.ensure_future(one(*job))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    feeder: asyncio.Task[None] | None = None
+    expiry: asyncio.TimerHandle | None = None
+    if isinstance(jobs, AsyncIterable):
+        expired = False
+
+        async def feed(source: AsyncIterable[Job]) -> None:
+            try:
+                async for job in source:
+                    launch(job)
+            except asyncio.CancelledError:
+                if not expired:
+                    raise
+            except Exception as exc:  # the source failed: the caller hears of it
+                results.put_nowait(exc)
+                return
+            results.put_nowait(_FED)
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            assert feeder is not None
+            feeder.cancel()
+
+        feeder = asyncio.ensure_future(feed(jobs))
+        if deadline is not None:
+            expiry = loop.call_at(deadline, expire)
+        fed = False
+    else:
+        for job in jobs:
+            launch(job)
+        fed = True
+    reported = 0
     try:
-        for _ in tasks:
+        while not (fed and reported == launched):
             item = await results.get()
+            if isinstance(item, _Fed):
+                fed = True
+                continue
             if isinstance(item, Exception):
                 raise item
+            reported += 1
             yield item
     finally:
-        for task in tasks:
+        if expiry is not None:
+            expiry.cancel()
+        pending = [*tasks, *([feeder] if feeder is not None else [])]
+        for task in pending:
             task.cancel()
         # Wait for the cancelled polls to release their connections.
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)

@@ -626,17 +626,24 @@ class TestWaitMany:
         )
         assert {r.video_id: r.video for r in results} == last
 
-    async def test_on_progress_error_ends_the_run(
+    async def test_on_progress_error_is_that_jobs_error(
         self, frozen_api: FakeVideosAPI, frozen_client: AsyncVideos
     ) -> None:
-        """A bug in on_progress is raised out of the loop, and the other polls stop."""
+        """An exception raised by on_progress is reported as that job's error; the
+        other jobs go on, and no poll is left running."""
         ids = queued(frozen_api, 5)
 
         def broken(video: Video) -> None:
-            raise RuntimeError("bug in the callback")
+            if video.id == ids[2]:
+                raise RuntimeError("bug in the callback")
 
-        with pytest.raises(RuntimeError, match="bug in the callback"):
-            await collect(frozen_client.wait_many(ids, on_progress=broken))
+        results = frozen_client.wait_many(ids, on_progress=broken, poll_interval=0.01)
+        first = await anext(results)
+        assert (first.video_id, first.ok) == (ids[2], False)
+        assert isinstance(first.error, RuntimeError)
+        assert first.video is not None
+        assert first.video.status == "queued"
+        await results.aclose()
         sent = len(frozen_api.requests)
         await asyncio.sleep(0.05)
         assert len(frozen_api.requests) == sent

@@ -10,7 +10,6 @@ import aiohttp
 import asyncvideos
 from asyncvideos import (
     AsyncVideos,
-    AsyncVideosError,
     Character,
     DeletedVideo,
     Video,
@@ -52,9 +51,12 @@ async def public_api() -> None:
             final = await videos.create_and_wait("a cat", timeout=600)
             async for result in videos.wait_many([created, "video_2"], concurrency=8):
                 outcome: WaitResult = result
-                if result.error is not None:
-                    failure: AsyncVideosError = result.error
+                if result.ok:
+                    status: str | None = result.video.status
+                else:
+                    failure: Exception = result.error
     del item_id, finished, more, character, deleted, data, size, path, final, outcome, failure
+    del status
     print(asyncvideos.__version__)
 
 

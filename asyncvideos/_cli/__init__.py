@@ -208,6 +208,10 @@ async def _command(ctx: Any) -> int:
         from ._demo import demo
 
         return await demo(ctx)
+    if args.command == "webhooks":
+        from ._webhooks import run
+
+        return await run(ctx)
     if not (args.api_key or os.environ.get("OPENAI_API_KEY")):
         raise UsageError(
             "no API key: pass --api-key or set OPENAI_API_KEY "

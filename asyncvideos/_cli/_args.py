@@ -321,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
         const="the server's key is given as --api-key KEY",
         help=argparse.SUPPRESS,
     )
+    serve.add_argument(
+        "--webhook-url", metavar="URL", help="POST signed events there when jobs finish"
+    )
+    serve.add_argument(
+        "--webhook-secret", metavar="WHSEC", help="sign them with this (default: a new one)"
+    )
 
     demo = command(
         "demo",
@@ -341,6 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--speed", type=positive_float, default=2.0, metavar="X", help="jobs run X times faster (2)"
     )
+
+    from ._webhooks import add_parser as add_webhooks_parser
+
+    add_webhooks_parser(
+        command("webhooks", "Receive webhook events: `webhooks listen`.", options="none")
+    )
     return parser
 
 
@@ -353,7 +365,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         setattr(args, name, merged)
         if hasattr(args, name + "_after"):
             delattr(args, name + "_after")
-    ignored = {"serve": CONNECTION_OPTIONS + OUTPUT_OPTIONS, "demo": CONNECTION_OPTIONS}
+    ignored = {
+        "serve": CONNECTION_OPTIONS + OUTPUT_OPTIONS,
+        "demo": CONNECTION_OPTIONS,
+        "webhooks": CONNECTION_OPTIONS,
+    }
     for name, flag, unset in ignored.get(args.command, ()):
         if getattr(args, name) != unset:
             parser.error(f"{args.command} does not take {flag}; see {args.command} --help")

@@ -13,7 +13,14 @@ async def serve(ctx: Context) -> int:
     args = ctx.args
     # The fake's own key, never the caller's OPENAI_API_KEY: it is printed below.
     key = args.server_key or DEFAULT_API_KEY
-    api = FakeVideosAPI(api_key=key, host=args.host, port=args.port, speed=args.speed)
+    api = FakeVideosAPI(
+        api_key=key,
+        host=args.host,
+        port=args.port,
+        speed=args.speed,
+        webhook_url=args.webhook_url,
+        webhook_secret=args.webhook_secret,
+    )
     async with api:
         api.seed(args.jobs)
         out = ctx.out.stream
@@ -22,6 +29,14 @@ async def serve(ctx: Context) -> int:
             "# Point the client or the command line at it with:\n"
             f"export OPENAI_BASE_URL={api.base_url} OPENAI_API_KEY={key}\n"
         )
+        if api.webhook_secret is not None and not args.webhook_secret:
+            # A secret made for this run (never one the caller gave): shown, as it is needed.
+            out.write(
+                f"# Webhook events go to {args.webhook_url}, signed with:\n"
+                f"export OPENAI_WEBHOOK_SECRET={api.webhook_secret}\n"
+            )
+        elif api.webhook_secret is not None:
+            out.write(f"# Webhook events go to {args.webhook_url}, signed with your secret.\n")
         out.flush()
         await asyncio.Event().wait()
     return 0  # pragma: no cover - only Ctrl-C ends the wait above

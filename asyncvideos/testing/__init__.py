@@ -16,6 +16,7 @@ from ._clock import Clock, ManualClock, RealClock
 from ._faults import Fault
 from ._recording import RecordedRequest
 from ._server import DEFAULT_API_KEY, FakeVideosAPI
+from ._webhooks import WebhookDelivery, WebhookFaults, sign_webhook
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -25,5 +26,8 @@ __all__ = [
     "ManualClock",
     "RealClock",
     "RecordedRequest",
+    "WebhookDelivery",
+    "WebhookFaults",
     "no_retry_waits",
+    "sign_webhook",
 ]

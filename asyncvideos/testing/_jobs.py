@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import bisect
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -103,6 +103,8 @@ class JobStore:
         self._tombstones: dict[str, tuple[int, str]] = {}
         self._outcomes: dict[str, Outcome] = {}  # set_outcome for ids not seen yet
         self.characters: dict[str, dict[str, Any]] = {}
+        #: Called with a job's id whenever when or how it ends may have changed.
+        self.on_change: Callable[[str], None] | None = None
 
     # ids and lookups -------------------------------------------------------------------
 
@@ -239,6 +241,7 @@ class JobStore:
                 job.fields.update(expires_at=completed_at + EXPIRES_AFTER)
         else:
             job.outcome = outcome
+            self._changed(video_id)
 
     def _insert(self, job: _Job) -> None:
         self._jobs[job.id] = job
@@ -246,6 +249,20 @@ class JobStore:
             self._keys.append(job.key)  # the common case: seeding or creating in order
         else:
             bisect.insort(self._keys, job.key)
+        self._changed(job.id)
+
+    def _changed(self, video_id: str) -> None:
+        if self.on_change is not None:
+            self.on_change(video_id)
+
+    def finish(self, video_id: str) -> tuple[float, str] | None:
+        """When (clock time) and how a progressing job ends; None for an unknown job or
+        one seeded in a final status."""
+        job = self._jobs.get(video_id)
+        if job is None or job.fixed:
+            return None
+        run = self.run_seconds if job.outcome.duration is None else job.outcome.duration
+        return job.run_start + self._duration(run), job.outcome.status
 
     # reads -----------------------------------------------------------------------------
 

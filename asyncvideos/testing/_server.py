@@ -23,6 +23,13 @@ from ._faults import FaultPlan, fault_body
 from ._jobs import JobStore, Outcome, VideosView
 from ._recording import RecordedRequest, record
 from ._routes import Reply, Router, Settings
+from ._webhooks import (
+    WebhookDelivery,
+    WebhookFaults,
+    WebhookSender,
+    check_url,
+    generate_webhook_secret,
+)
 
 if TYPE_CHECKING:
     from asyncvideos import AsyncVideos
@@ -43,6 +50,13 @@ class FakeVideosAPI:
     progress, then their outcome (see ``set_outcome``), each duration divided by
     ``speed`` (timestamps stay the real time). Ids and request ids come from RNGs
     seeded with ``seed``, so runs are reproducible.
+
+    With ``webhook_url``, each job that finishes is announced by a signed
+    ``video.completed`` / ``video.failed`` event POSTed there, signed with
+    ``webhook_secret`` (one is generated when none is given: see
+    ``webhook_secret``), meeting ``webhook_faults``; ``webhook_deliveries`` lists them.
+    Given only ``webhook_secret``, events start once ``webhook_url`` is set (for a
+    receiver started after the fake).
     """
 
     def __init__(
@@ -61,6 +75,9 @@ class FakeVideosAPI:
         require_auth: bool = True,
         id_prefix: str = "video_",
         seed: int = 0,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        webhook_faults: WebhookFaults | None = None,
     ) -> None:
         if clock is not None and speed != 1.0:
             raise ValueError("speed applies to the real-time clock; not with clock=")
@@ -95,6 +112,18 @@ class FakeVideosAPI:
         self._closing = asyncio.Event()
         self._in_flight = 0
         self._max_in_flight = 0
+        self.webhook_secret = webhook_secret
+        self._webhooks: WebhookSender | None = None
+        if webhook_url is not None or webhook_secret is not None:
+            self.webhook_secret = webhook_secret or generate_webhook_secret()
+            self._webhooks = WebhookSender(
+                self._store,
+                self.clock,
+                webhook_url,
+                self.webhook_secret,
+                faults=webhook_faults,
+                seed=seed,
+            )
 
     # lifecycle -------------------------------------------------------------------------
 
@@ -117,6 +146,8 @@ class FakeVideosAPI:
         self._port = int(runner.addresses[0][1])
         self._closing.clear()
         self._runner = runner
+        if self._webhooks is not None:
+            await self._webhooks.start()
         return self
 
     async def close(self) -> None:
@@ -125,6 +156,8 @@ class FakeVideosAPI:
         if runner is None:
             return
         self._closing.set()
+        if self._webhooks is not None:
+            await self._webhooks.close()
         await runner.cleanup()
 
     async def __aenter__(self) -> FakeVideosAPI:
@@ -222,6 +255,39 @@ class FakeVideosAPI:
         if variant not in VARIANTS:
             raise ValueError(f"variant is one of {VARIANTS}, not {variant!r}")
         return self._router.content_source(video_id, variant).read()
+
+    # webhooks --------------------------------------------------------------------------
+
+    @staticmethod
+    def generate_webhook_secret() -> str:
+        """A new random signing secret (``whsec_`` + base64), for the fake and your receiver."""
+        return generate_webhook_secret()
+
+    @property
+    def webhook_url(self) -> str | None:
+        """Where events are sent (None: nowhere yet); may be set while the fake runs."""
+        return None if self._webhooks is None else self._webhooks.url
+
+    @webhook_url.setter
+    def webhook_url(self, url: str) -> None:
+        if self._webhooks is None:
+            raise RuntimeError(
+                "this FakeVideosAPI sends no webhooks: give it webhook_url= or webhook_secret="
+            )
+        self._webhooks.url = check_url(url)
+
+    @property
+    def webhook_deliveries(self) -> list[WebhookDelivery]:
+        """Every webhook event sent (or dropped by a fault), in the order sent."""
+        return [] if self._webhooks is None else self._webhooks.deliveries
+
+    def set_webhook_faults(self, faults: WebhookFaults) -> None:
+        """Apply ``faults`` to the events sent from now on."""
+        if self._webhooks is None:
+            raise RuntimeError(
+                "this FakeVideosAPI sends no webhooks: give it webhook_url= or webhook_secret="
+            )
+        self._webhooks.set_faults(faults)
 
     # requests and faults ---------------------------------------------------------------
 

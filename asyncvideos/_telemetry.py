@@ -26,6 +26,7 @@ No attribute holds a key or a URL's query string.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -133,7 +134,7 @@ class Telemetry:
                 try:
                     yield record
                     outcome = record.status or "unknown"
-                except TimeoutError:
+                except (TimeoutError, asyncio.TimeoutError):  # distinct before Python 3.11
                     outcome = "timeout"
                     raise
                 except VideoFailedError as error:

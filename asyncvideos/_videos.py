@@ -38,7 +38,7 @@ from ._models import (
 from ._pagination import FetchPage, iterate_items, iterate_pages
 from ._protocol import poll_after, resource_path
 from ._uploads import FileInput, check_file_input, creation_fields, read_file
-from ._waiting import Fetch, Job, OnProgress, WaitResult, wait_for, wait_many
+from ._waiting import Fetch, Job, Observe, OnProgress, WaitResult, wait_for, wait_many
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -566,32 +566,8 @@ class AsyncVideos(BaseClient):
     async def _wait_one(
         self, video_id: str, plan: _WaitPlan, raise_on_failure: bool, start: Video | None
     ) -> Video:
-        fetch = self._poll_fetcher(video_id, plan.options)
-        telemetry = self._telemetry and self._telemetry.live()
-        if telemetry is None:
-            return await self._wait_with(fetch, video_id, plan, raise_on_failure, start)
-        with telemetry.waiting(video_id) as record:
-            if start is not None:
-                record.status = start.status
-
-            async def counted() -> tuple[Video, float | None]:
-                video, hint = await fetch()
-                record.polls += 1
-                record.status = video.status
-                return video, hint
-
-            return await self._wait_with(counted, video_id, plan, raise_on_failure, start)
-
-    async def _wait_with(
-        self,
-        fetch: Fetch,
-        video_id: str,
-        plan: _WaitPlan,
-        raise_on_failure: bool,
-        start: Video | None,
-    ) -> Video:
         return await wait_for(
-            fetch,
+            self._poll_fetcher(video_id, plan.options),
             video_id=video_id,
             waiting=plan.waiting,
             timeout=plan.timeout,
@@ -601,7 +577,13 @@ class AsyncVideos(BaseClient):
             start=start,
             webhooks=self._webhooks,
             fallback_interval=self._webhook_fallback,
+            observe=self._observe_wait(),
         )
+
+    def _observe_wait(self) -> Observe | None:
+        """A ``videos.wait`` span per job's wait, when tracing."""
+        telemetry = self._telemetry and self._telemetry.live()
+        return None if telemetry is None else telemetry.waiting
 
     async def create_and_wait(
         self,
@@ -680,6 +662,7 @@ class AsyncVideos(BaseClient):
             on_progress=plan.on_progress,
             webhooks=self._webhooks,
             fallback_interval=self._webhook_fallback,
+            observe=self._observe_wait(),
         )
 
 

@@ -22,6 +22,7 @@ from collections.abc import (
     Iterable,
     Iterator,
 )
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar, Literal, TypeAlias, TypeGuard
 
 import attrs
@@ -29,10 +30,13 @@ import attrs
 from ._callbacks import call_back
 from ._errors import VideoFailedError, WaitTimeoutError
 from ._models import Video
+from ._telemetry import WaitRecord
 from ._webhooks import Watch, WebhookReceiver
 
 Fetch = Callable[[], Awaitable[tuple[Video, "float | None"]]]
 OnProgress = Callable[[Video], Any]
+#: A scope around one job's wait (a span, when tracing), given the job's id.
+Observe = Callable[[str], AbstractContextManager[WaitRecord]]
 #: One job for ``wait_many``: its id, how to fetch it, and its state when known.
 Job = tuple[str, Fetch, "Video | None"]
 DEFAULT_POLL_INTERVAL = 1.0
@@ -84,6 +88,7 @@ class _Poller:
     last: Video | None = None
     watch: Watch | None = None
     fallback_interval: float = DEFAULT_FALLBACK_INTERVAL
+    polls: int = 0
 
     async def run(self) -> Video:
         if self.last is not None:
@@ -97,6 +102,7 @@ class _Poller:
             catching_up = event is not None and event.type in FINAL_EVENTS
         while True:
             video, hint = await self.fetch()
+            self.polls += 1
             previous, self.last = self.last, video
             if previous is None or (previous.status, previous.progress) != (
                 video.status,
@@ -152,6 +158,7 @@ async def wait_for(
     start: Video | None = None,
     webhooks: WebhookReceiver | None = None,
     fallback_interval: float = DEFAULT_FALLBACK_INTERVAL,
+    observe: Observe | None = None,
 ) -> Video:
     """Poll until the job leaves ``waiting``; bounded by ``timeout`` overall."""
     poller = _Poller(fetch, video_id, waiting, poll_interval, on_progress, start)
@@ -161,7 +168,7 @@ async def wait_for(
     else:
         with _watching(webhooks, video_id) as poller.watch:
             try:
-                video = await asyncio.wait_for(poller.run(), timeout)
+                return await _run(poller, timeout, observe, raise_on_failure=raise_on_failure)
             except asyncio.TimeoutError:
                 raise WaitTimeoutError(
                     f"Video job {video_id} did not finish within {timeout} s "
@@ -172,6 +179,23 @@ async def wait_for(
     if raise_on_failure and video.status == "failed":
         raise VideoFailedError(video)
     return video
+
+
+async def _run(
+    poller: _Poller, timeout: float | None, observe: Observe | None, *, raise_on_failure: bool
+) -> Video:
+    """The poller's run within ``timeout``, inside ``observe``'s scope when given."""
+    scope = nullcontext(None) if observe is None else observe(poller.video_id)
+    with scope as record:
+        try:
+            video = await asyncio.wait_for(poller.run(), timeout)
+        finally:
+            if record is not None:
+                record.polls = poller.polls
+                record.status = poller.last.status if poller.last is not None else None
+        if raise_on_failure and video.status == "failed":
+            raise VideoFailedError(video)
+        return video
 
 
 class _Fed:
@@ -190,6 +214,7 @@ async def wait_many(
     on_progress: OnProgress | None,
     webhooks: WebhookReceiver | None = None,
     fallback_interval: float = DEFAULT_FALLBACK_INTERVAL,
+    observe: Observe | None = None,
 ) -> AsyncGenerator[WaitResult, None]:
     """Yield a ``WaitResult`` per job as each one finishes, in completion order.
 
@@ -214,7 +239,7 @@ async def wait_many(
         remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
         try:
             with _watching(webhooks, video_id) as poller.watch:
-                video = await asyncio.wait_for(poller.run(), remaining)
+                video = await _run(poller, remaining, observe, raise_on_failure=False)
         except asyncio.TimeoutError:
             error = WaitTimeoutError(
                 f"Video job {video_id} did not finish within {timeout} s",

@@ -306,3 +306,21 @@ class TestDownloadSpan:
         opens = spans_named(exporter, "videos.open_content")
         assert len(opens) == 2
         assert all(o.parent is not None and o.parent.span_id == span.context.span_id for o in opens)
+
+
+class TestWaitManySpans:
+    async def test_each_job_has_its_wait_span(
+        self, exporter: _Switchable, fake: FakeVideosAPI
+    ) -> None:
+        ids = fake.seed(3, status="queued")
+        async with fake.client() as videos:
+            results = [result async for result in videos.wait_many([*ids, "video_gone"])]
+        assert len(results) == 4
+        waits = spans_named(exporter, "videos.wait")
+        by_id = {dict(s.attributes or {})["asyncvideos.video.id"]: s for s in waits}
+        assert set(by_id) == {*ids, "video_gone"}
+        for video_id in ids:
+            attributes = dict(by_id[video_id].attributes or {})
+            assert attributes["asyncvideos.video.status"] == "completed"
+            assert attributes["asyncvideos.polls"] >= 1
+        assert by_id["video_gone"].status.status_code is StatusCode.ERROR

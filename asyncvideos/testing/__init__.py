@@ -14,6 +14,7 @@ from asyncvideos._retry import retry_waits_disabled as no_retry_waits
 
 from ._clock import Clock, ManualClock, RealClock
 from ._faults import Fault
+from ._ratelimit import RateLimit
 from ._recording import RecordedRequest
 from ._server import DEFAULT_API_KEY, FakeVideosAPI
 from ._webhooks import WebhookDelivery, WebhookFaults, sign_webhook
@@ -24,6 +25,7 @@ __all__ = [
     "FakeVideosAPI",
     "Fault",
     "ManualClock",
+    "RateLimit",
     "RealClock",
     "RecordedRequest",
     "WebhookDelivery",

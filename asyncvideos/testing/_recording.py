@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import json
+import time
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -45,7 +46,8 @@ class RecordedRequest:
     name, ``query_items`` all of them in order. ``headers`` has lower-cased names (repeated
     headers joined with ", "). ``json`` is the parsed body of a JSON request, ``form`` the
     fields of a multipart one: a str per text field, and for file parts a dict with
-    ``filename``, ``content_type`` and ``size``.
+    ``filename``, ``content_type`` and ``size``. ``received_at`` is ``time.monotonic()``
+    when the request arrived (the event loop's clock), for checking a client's pacing.
     """
 
     method: str
@@ -57,6 +59,7 @@ class RecordedRequest:
     body: bytes
     json: Any = None
     form: dict[str, Any] | None = None
+    received_at: float = attrs.field(default=0.0, eq=False)
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """Return a header's value by case-insensitive name."""
@@ -77,6 +80,7 @@ class RecordedRequest:
 
 async def record(request: web.Request) -> RecordedRequest:
     """Read the whole request and describe it."""
+    received_at = time.monotonic()
     body = await request.read()
     raw_path, _, raw_query = request.raw_path.partition("?")
     query_items = parse_qsl(raw_query, keep_blank_values=True)
@@ -104,6 +108,7 @@ async def record(request: web.Request) -> RecordedRequest:
         body=body,
         json=parsed_json,
         form=form,
+        received_at=received_at,
     )
 
 

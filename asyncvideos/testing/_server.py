@@ -21,6 +21,7 @@ from ._clock import Clock, RealClock
 from ._content import DEFAULT_CONTENT_SIZES, VARIANTS
 from ._faults import FaultPlan, fault_body
 from ._jobs import JobStore, Outcome, VideosView
+from ._ratelimit import Limiter, RateLimit
 from ._recording import RecordedRequest, record
 from ._routes import Reply, Router, Settings
 from ._webhooks import (
@@ -78,6 +79,7 @@ class FakeVideosAPI:
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
         webhook_faults: WebhookFaults | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         if clock is not None and speed != 1.0:
             raise ValueError("speed applies to the real-time clock; not with clock=")
@@ -87,7 +89,12 @@ class FakeVideosAPI:
         sizes.update(content_sizes or {})
         if set(sizes) != set(VARIANTS) or any(size < 0 for size in sizes.values()):
             raise ValueError(f"content_sizes maps {VARIANTS} to sizes in bytes")
+        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+            raise TypeError(f"rate_limit must be a RateLimit, got {type(rate_limit).__name__}")
         self.api_key = api_key
+        self._limiter = None if rate_limit is None else Limiter(rate_limit)
+        #: How many requests the rate limit answered with 429.
+        self.rate_limited = 0
         self.host = host
         self.clock: Clock = clock if clock is not None else RealClock(speed)
         self._port = port
@@ -329,7 +336,10 @@ class FakeVideosAPI:
         except ConnectionError:
             return web.Response(status=499)  # the client went away mid-upload
         self._requests.append(rec)
-        fault = self._faults.pick(rec.method, rec.raw_path)
+        # Over the rate limit: a 429 before any fault or endpoint (neither is used up).
+        limit = None if self._limiter is None else self._limiter.take()
+        over = limit is not None and not limit.allowed
+        fault = None if over else self._faults.pick(rec.method, rec.raw_path)
         if fault is not None and fault.delay:
             # Wakes early on close() so shutdown never waits for a long delay.
             with contextlib.suppress(asyncio.TimeoutError):
@@ -342,9 +352,14 @@ class FakeVideosAPI:
         if fault is not None and fault.status is not None:
             body, content_type = fault_body(fault, fault.status)
             reply = Reply(fault.status, body, {"Content-Type": content_type})
+        elif limit is not None and over:
+            self.rate_limited += 1
+            reply = limit.reply()
         else:
             reply = self._run(rec)
         reply.headers["x-request-id"] = f"req_{self._request_ids.getrandbits(128):032x}"
+        if limit is not None:
+            reply.headers.update(limit.headers)
         cut = stall = None
         if fault is not None:
             reply.headers.update(fault.headers)

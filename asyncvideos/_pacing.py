@@ -1,0 +1,269 @@
+"""One rate budget per client: when the next request may go. Knows no HTTP.
+
+A ``Pacer`` is shared by every request of one client, so by every task using it.
+It decides *when* a request is sent, never *whether* (that is ``_retry``'s job):
+
+- From the ``x-ratelimit-*-requests`` headers it spaces requests so that the
+  remaining budget lasts until the reset: ``reset / (remaining + 1)`` apart.
+  With a token bucket (OpenAI's kind) this settles with the bucket about half
+  full, which leaves room for requests already in flight; with a fixed window
+  it spends the window's budget exactly.
+- A 429 that is not a spent quota pauses the whole client until the server's
+  ``retry-after(-ms)`` (or the backoff wait) has passed. Requests in flight are
+  not touched; the task that met the 429 goes first when the pause ends, so its
+  retry wait and the pause overlap instead of adding up.
+- ``max_requests_per_second`` is a hard floor under the spacing.
+
+Nothing is delayed while the server sends neither limits nor 429s: the client
+then only reads ``engaged`` (False) before each request. Waiters queue in one
+FIFO that a single timer releases, one per interval, so a thousand pollers cost
+one wake-up per request, not one per waiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import weakref
+from collections import deque
+from collections.abc import Mapping
+
+import attrs
+
+from . import _errors as errors
+from . import _retry
+from ._protocol import MAX_RETRY_AFTER
+
+logger = logging.getLogger("asyncvideos")
+
+LIMIT_HEADER = "x-ratelimit-limit-requests"
+REMAINING_HEADER = "x-ratelimit-remaining-requests"
+RESET_HEADER = "x-ratelimit-reset-requests"
+
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "μs": 1e-6}
+_UNITS["ns"] = 1e-9
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_UNIT = r"(?:h|ms|m|s|us|µs|μs|ns)"
+_DURATION = re.compile(rf"(?:{_NUMBER}{_UNIT})+")
+_PART = re.compile(rf"({_NUMBER})({_UNIT})")
+#: Longer header values are junk, not something to run a regex over.
+_MAX_HEADER_CHARS = 64
+
+
+def parse_duration(text: str | None) -> float | None:
+    """Seconds from a Go-style duration (``1s``, ``6m0s``, ``20ms``, ``1h2m3.5s``).
+
+    A plain number is taken as seconds. Absent, negative, malformed or
+    non-finite values are None.
+    """
+    if text is None or len(text) > _MAX_HEADER_CHARS:
+        return None
+    text = text.strip()
+    if not text.isascii() and "µ" not in text and "μ" not in text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        if not _DURATION.fullmatch(text):
+            return None
+        seconds = sum(float(number) * _UNITS[unit] for number, unit in _PART.findall(text))
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def parse_count(text: str | None) -> int | None:
+    """A non-negative integer header value; None when absent or malformed."""
+    if text is None or len(text) > 18:
+        return None
+    text = text.strip()
+    # isascii: str.isdigit() also accepts digits like "²" that int() refuses.
+    if not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
+@attrs.frozen(slots=True)
+class Budget:
+    """The request budget a response announced: ``remaining`` until ``reset`` seconds."""
+
+    remaining: int
+    reset: float
+    limit: int | None = None
+
+    @property
+    def interval(self) -> float:
+        """Seconds between request starts so the remaining budget lasts until the reset."""
+        return self.reset / (self.remaining + 1)
+
+
+def read_budget(headers: Mapping[str, str]) -> Budget | None:
+    """The budget in a response's ``x-ratelimit-*-requests`` headers, if they make sense.
+
+    ``remaining`` and ``reset`` are needed; ``limit`` is optional but, when sent,
+    must be at least ``remaining``. A budget asking for more than 60 s between
+    requests (a day's quota, or junk) is ignored: the server's 429s will say so.
+    """
+    remaining = parse_count(headers.get(REMAINING_HEADER))
+    reset = parse_duration(headers.get(RESET_HEADER))
+    if remaining is None or reset is None:
+        return None
+    raw_limit = headers.get(LIMIT_HEADER)
+    limit = parse_count(raw_limit)
+    if raw_limit is not None and (limit is None or limit < remaining):
+        return None
+    budget = Budget(remaining, reset, limit)
+    return budget if budget.interval <= MAX_RETRY_AFTER else None
+
+
+def check_max_rate(value: object) -> float | None:
+    """Check ``max_requests_per_second``: None or a positive, finite number."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"max_requests_per_second must be a number or None, got {type(value).__name__}"
+        )
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"max_requests_per_second must be a positive number, got {value!r}")
+    return float(value)
+
+
+def throttle_wait(error: errors.APIStatusError, streak: int) -> float | None:
+    """How long a 429 pauses the client: the server's wait, else the backoff wait.
+
+    None for a 429 that no wait can help (a spent quota) or whose wait is too
+    long to sleep through (the retry module raises it at once).
+    """
+    if error.status_code != 429 or isinstance(error, errors.QuotaExceededError):
+        return None
+    if error.retry_after is None:
+        return _retry.backoff_wait(streak)
+    return error.retry_after if error.retry_after <= MAX_RETRY_AFTER else None
+
+
+class Pacer:
+    """When each request of one client may go. See the module docstring."""
+
+    def __init__(
+        self, *, max_requests_per_second: float | None = None, adaptive: bool = True
+    ) -> None:
+        self._floor = 0.0 if max_requests_per_second is None else 1.0 / max_requests_per_second
+        self._adaptive = adaptive
+        #: Whether ``before_request`` may wait: read by the client before each request.
+        self.engaged = self._floor > 0
+        self._learned = 0.0  # the spacing the last budget asked for ...
+        self._learned_until = 0.0  # ... valid until its reset
+        self._pause_until = 0.0
+        self._last = -math.inf  # when the last request went
+        self._streak = 0  # 429s since the last success, for the backoff wait
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._first: weakref.WeakSet[asyncio.Task[object]] = weakref.WeakSet()
+
+    def interval(self, now: float) -> float:
+        """The spacing between request starts in force at ``now``."""
+        learned = self._learned if now < self._learned_until else 0.0
+        return max(self._floor, learned)
+
+    def _turn(self, now: float) -> float:
+        """The earliest time the next request may go."""
+        return max(self._last + self.interval(now), self._pause_until)
+
+    async def before_request(self) -> None:
+        """Wait for this request's turn."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        task = asyncio.current_task()
+        first = task is not None and task in self._first
+        if first:
+            self._first.discard(task)  # type: ignore[arg-type]
+        if not self._waiters and now >= self._turn(now):
+            self._last = now
+            if not self._floor and now >= self._learned_until and now >= self._pause_until:
+                self.engaged = False  # nothing limits requests any more
+            return
+        waiter = loop.create_future()
+        if first:
+            self._waiters.appendleft(waiter)
+        else:
+            self._waiters.append(waiter)
+        self._schedule(loop)
+        await waiter
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Set the timer for the next release, or move it earlier if it is late."""
+        if not self._waiters:
+            return
+        when = self._turn(loop.time())
+        if self._timer is not None:
+            if self._timer.when() <= when:
+                return  # early is fine: _release sets it again
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._release, loop)
+
+    def _release(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        if now >= self._turn(now):
+            while self._waiters:
+                waiter = self._waiters.popleft()
+                if not waiter.done():  # skip the cancelled
+                    waiter.set_result(None)
+                    self._last = now
+                    break
+        self._schedule(loop)
+
+    def after_response(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        error: errors.APIStatusError | None = None,
+    ) -> None:
+        """Learn from a response: its budget headers, and a 429's wait (``error``)."""
+        if not self._adaptive:
+            return
+        if REMAINING_HEADER in headers:
+            budget = read_budget(headers)
+            if budget is not None:
+                self._learn(budget)
+        if status == 429 and error is not None:
+            self._throttled(error)
+        elif status < 400:
+            self._streak = 0
+
+    def _learn(self, budget: Budget) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._learned = budget.interval
+        self._learned_until = now + budget.reset
+        if self._learned > 0:
+            self.engaged = True
+        self._schedule(loop)  # a shorter spacing may release the next waiter sooner
+
+    def _throttled(self, error: errors.APIStatusError) -> None:
+        wait = throttle_wait(error, self._streak)
+        if wait is None:
+            return
+        self._streak += 1
+        # The retry module owns this switch: a pause is a retry wait for every task.
+        if not _retry._waits_enabled:
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._first.add(task)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        until = now + wait
+        if until <= self._pause_until:
+            return
+        if self._pause_until <= now:
+            # Once per pause, not once per task that meets a 429 during it.
+            cause = "the server's retry-after" if error.retry_after is not None else "backoff"
+            logger.info(
+                "Rate limited (HTTP 429): pausing every request of this client for %.3f s (%s)",
+                wait,
+                cause,
+            )
+        self._pause_until = until
+        self.engaged = True

@@ -215,29 +215,28 @@ class Pacer:
         self._schedule(loop)
 
     def after_response(
-        self,
-        status: int,
-        headers: Mapping[str, str],
-        error: errors.APIStatusError | None = None,
+        self, headers: Mapping[str, str], error: errors.APIStatusError | None = None
     ) -> None:
-        """Learn from a response: its budget headers, and a 429's wait (``error``)."""
+        """Learn from a response: its budget headers, and the wait of a 429 (``error``)."""
         if not self._adaptive:
             return
         if REMAINING_HEADER in headers:
             budget = read_budget(headers)
             if budget is not None:
                 self._learn(budget)
-        if status == 429 and error is not None:
-            self._throttled(error)
-        elif status < 400:
+        if error is None:
             self._streak = 0
+        elif error.status_code == 429:
+            self._throttled(error)
 
     def _learn(self, budget: Budget) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
         self._learned = budget.interval
         self._learned_until = now + budget.reset
-        if self._learned > 0:
+        if self._learned > 0 and not self.engaged:
+            # The requests so far went unpaced, untimed: count from this answer.
+            self._last = max(self._last, now)
             self.engaged = True
         self._schedule(loop)  # a shorter spacing may release the next waiter sooner
 
@@ -250,7 +249,7 @@ class Pacer:
         if not _retry._waits_enabled:
             return
         task = asyncio.current_task()
-        if task is not None:
+        if task is not None:  # pragma: no branch - responses are read in a task
             self._first.add(task)
         loop = asyncio.get_running_loop()
         now = loop.time()

@@ -53,6 +53,16 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def rate_limit(text: str) -> object:
+    """argparse type: ``REQUESTS/DURATION`` such as ``300/60s``, as the fake's ``RateLimit``."""
+    from ..testing._ratelimit import RateLimit  # the fake is imported only for serve
+
+    try:
+        return RateLimit.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer of 1 or more."""
     value = non_negative_int(text)
@@ -326,6 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--webhook-secret", metavar="WHSEC", help="sign them with this (default: a new one)"
+    )
+    serve.add_argument(
+        "--rate-limit",
+        type=rate_limit,
+        metavar="N/TIME",
+        help="answer 429 beyond N requests per TIME, e.g. 300/60s (default: no limit)",
     )
 
     demo = command(

@@ -20,12 +20,16 @@ async def serve(ctx: Context) -> int:
         speed=args.speed,
         webhook_url=args.webhook_url,
         webhook_secret=args.webhook_secret,
+        rate_limit=args.rate_limit,
     )
     async with api:
         api.seed(args.jobs)
         out = ctx.out.stream
+        limit = args.rate_limit
+        limited = f", limited to {limit.requests} requests per {limit.per:g} s" if limit else ""
         out.write(
-            f"# Fake Videos API on {api.base_url} with {args.jobs} jobs; Ctrl-C stops it.\n"
+            f"# Fake Videos API on {api.base_url} with {args.jobs} jobs{limited}; "
+            "Ctrl-C stops it.\n"
             "# Point the client or the command line at it with:\n"
             f"export OPENAI_BASE_URL={api.base_url} OPENAI_API_KEY={key}\n"
         )

@@ -48,6 +48,15 @@ _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _UNIT = r"(?:h|ms|m|s|us|µs|μs|ns)"
 _DURATION = re.compile(rf"(?:{_NUMBER}{_UNIT})+")
 _PART = re.compile(rf"({_NUMBER})({_UNIT})")
+#: Without budget headers, the estimated spacing halves over this many seconds
+#: without a 429 (about +7% rate per second), and is dropped below _NEGLIGIBLE.
+_HALF_LIFE = 10.0
+_NEGLIGIBLE = 1e-4
+_MIN_WINDOW = 0.5
+_FIRST_GUESS = 0.1
+_BACK_OFF = 1.5
+#: Send a little under the rate that got through, so a bucket can refill.
+_MARGIN = 1.1
 #: Longer header values are junk, not something to run a regex over.
 _MAX_HEADER_CHARS = 64
 
@@ -157,14 +166,32 @@ class Pacer:
         self._pause_until = 0.0
         self._last = -math.inf  # when the last request went
         self._streak = 0  # 429s since the last success, for the backoff wait
+        # Without budget headers: the rate that got through between 429s, as a
+        # spacing set at ``_estimated_at`` and halving every ``_HALF_LIFE`` s.
+        self._answered = 0
+        self._mark: tuple[float, int] | None = None
+        self._estimated = 0.0
+        self._estimated_at = 0.0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._first: weakref.WeakSet[asyncio.Task[object]] = weakref.WeakSet()
 
     def interval(self, now: float) -> float:
         """The spacing between request starts in force at ``now``."""
-        learned = self._learned if now < self._learned_until else 0.0
-        return max(self._floor, learned)
+        if now < self._learned_until:
+            return max(self._floor, self._learned)
+        if self._estimated:
+            # Probe for more as time passes without a 429: the next one re-measures.
+            estimated: float = self._estimated * 0.5 ** ((now - self._estimated_at) / _HALF_LIFE)
+            if estimated >= _NEGLIGIBLE:
+                return max(self._floor, estimated)
+            self._estimated = 0.0
+        return self._floor
+
+    @property
+    def paused_until(self) -> float:
+        """The loop time the current 429 pause lasts until (in the past when none)."""
+        return self._pause_until
 
     def _turn(self, now: float) -> float:
         """The earliest time the next request may go."""
@@ -180,7 +207,7 @@ class Pacer:
             self._first.discard(task)  # type: ignore[arg-type]
         if not self._waiters and now >= self._turn(now):
             self._last = now
-            if not self._floor and now >= self._learned_until and now >= self._pause_until:
+            if not self.interval(now) and now >= self._pause_until:
                 self.engaged = False  # nothing limits requests any more
             return
         waiter = loop.create_future()
@@ -220,14 +247,14 @@ class Pacer:
         """Learn from a response: its budget headers, and the wait of a 429 (``error``)."""
         if not self._adaptive:
             return
-        if REMAINING_HEADER in headers:
-            budget = read_budget(headers)
-            if budget is not None:
-                self._learn(budget)
+        self._answered += 1
+        budget = read_budget(headers) if REMAINING_HEADER in headers else None
+        if budget is not None:
+            self._learn(budget)
         if error is None:
             self._streak = 0
         elif error.status_code == 429:
-            self._throttled(error)
+            self._throttled(error, estimate=budget is None)
 
     def _learn(self, budget: Budget) -> None:
         loop = asyncio.get_running_loop()
@@ -240,7 +267,7 @@ class Pacer:
             self.engaged = True
         self._schedule(loop)  # a shorter spacing may release the next waiter sooner
 
-    def _throttled(self, error: errors.APIStatusError) -> None:
+    def _throttled(self, error: errors.APIStatusError, *, estimate: bool) -> None:
         wait = throttle_wait(error, self._streak)
         if wait is None:
             return
@@ -248,15 +275,17 @@ class Pacer:
         # The retry module owns this switch: a pause is a retry wait for every task.
         if not _retry._waits_enabled:
             return
+        now = asyncio.get_running_loop().time()
         task = asyncio.current_task()
         if task is not None:  # pragma: no branch - responses are read in a task
             self._first.add(task)
-        loop = asyncio.get_running_loop()
-        now = loop.time()
         until = now + wait
         if until <= self._pause_until:
             return
         if self._pause_until <= now:
+            # A new pause, not a request in flight meeting the same limit.
+            if estimate:
+                self._estimate(now, wait)
             # Once per pause, not once per task that meets a 429 during it.
             cause = "the server's retry-after" if error.retry_after is not None else "backoff"
             logger.info(
@@ -266,3 +295,29 @@ class Pacer:
             )
         self._pause_until = until
         self.engaged = True
+
+    def _estimate(self, now: float, wait: float) -> None:
+        """Space requests at the rate that got through since the previous 429.
+
+        For servers that send no budget: once 429s come in a row, the requests
+        answered between them are about what the server allows. Measured over at
+        least ``_MIN_WINDOW`` s, so a burst right after a pause does not count alone.
+        Until the first measure, the server's wait is the guess (a refilling
+        bucket asks to wait for about one request's worth), at most
+        ``_FIRST_GUESS`` s, and each new pause before the measure slows it down.
+        """
+        self.engaged = True
+        current = self.interval(now)
+        self._estimated_at = now
+        if self._mark is None:
+            self._mark = (now, self._answered)
+            self._estimated = min(wait, _FIRST_GUESS)
+            return
+        since, answered = self._mark
+        if now - since < _MIN_WINDOW:
+            self._estimated = max(current, min(_BACK_OFF * max(current, wait), _FIRST_GUESS))
+            return
+        self._mark = (now, self._answered)
+        # Less the 429 just answered; at least one, so a spacing is always finite.
+        got_through = max(self._answered - answered - 1, 1)
+        self._estimated = min(_MARGIN * (now - since) / got_through, MAX_RETRY_AFTER)

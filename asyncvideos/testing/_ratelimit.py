@@ -43,10 +43,15 @@ def _positive_seconds(_inst: object, attr: attrs.Attribute[float], value: object
 
 @attrs.frozen(kw_only=True)
 class RateLimit:
-    """At most ``requests`` requests per ``per`` seconds (a burst of ``requests`` at most)."""
+    """At most ``requests`` requests per ``per`` seconds (a burst of ``requests`` at most).
+
+    ``headers=False`` leaves out the ``x-ratelimit-*`` headers (the 429's
+    ``retry-after-ms`` stays): a gateway that enforces a limit without telling it.
+    """
 
     requests: int = attrs.field(validator=_positive_int)
     per: float = attrs.field(validator=_positive_seconds)
+    headers: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
 
     @classmethod
     def parse(cls, text: str) -> RateLimit:
@@ -114,11 +119,12 @@ class Limiter:
         allowed = self._tokens >= 1
         if allowed:
             self._tokens -= 1
-        headers = {
-            "x-ratelimit-limit-requests": str(capacity),
-            "x-ratelimit-remaining-requests": str(math.floor(self._tokens)),
-            "x-ratelimit-reset-requests": format_duration((capacity - self._tokens) / self._rate),
-        }
+        headers: dict[str, str] = {}
+        if self.limit.headers:
+            headers["x-ratelimit-limit-requests"] = str(capacity)
+            headers["x-ratelimit-remaining-requests"] = str(math.floor(self._tokens))
+            reset = format_duration((capacity - self._tokens) / self._rate)
+            headers["x-ratelimit-reset-requests"] = reset
         if not allowed:
             wait_ms = math.ceil((1 - self._tokens) / self._rate * 1000)
             headers["retry-after-ms"] = str(max(wait_ms, 1))

@@ -6,10 +6,12 @@ with ``retry-after-ms`` beyond it, ``x-ratelimit-*`` headers on every response).
 jobs are queued when each run starts and finish 5 s later; the fake asks for a poll
 every second (``openai-poll-after-ms: 1000``), so the pollers want ten times the limit.
 
-Three clients, one after the other, against the same server process:
+Four runs, one after the other, against the same server process:
 
 - asyncvideos with pacing (the default);
 - asyncvideos with ``pacing=False`` (each task meets its own 429s, as before);
+- asyncvideos with pacing against a second fake in the same process that enforces the
+  same limit but sends no ``x-ratelimit-*`` headers (a gateway that only answers 429);
 - the official ``openai`` client: ``client.videos.retrieve`` in one task per job, 64
   calls in flight, a 1 s sleep between polls (it does not read the poll hint).
 
@@ -57,47 +59,45 @@ END = "<!-- /rate_limited -->"
 
 
 async def _serve() -> None:
-    """The fake with its limit, and a control app (new jobs, counters) on another port."""
+    """Two fakes with the same limit, with and without its headers, and a control app
+    (new jobs, counters) on another port."""
     from asyncvideos.testing import FakeVideosAPI, RateLimit
 
-    api = FakeVideosAPI(
-        rate_limit=RateLimit(requests=LIMIT, per=1.0),
-        queue_seconds=QUEUE_SECONDS,
-        run_seconds=RUN_SECONDS,
-        poll_after_ms=int(POLL_SECONDS * 1000),
-    )
+    fakes = {
+        headers: FakeVideosAPI(
+            rate_limit=RateLimit(requests=LIMIT, per=1.0, headers=headers),
+            queue_seconds=QUEUE_SECONDS,
+            run_seconds=RUN_SECONDS,
+            poll_after_ms=int(POLL_SECONDS * 1000),
+        )
+        for headers in (True, False)
+    }
 
     async def new_jobs(request: web.Request) -> web.Response:
+        api = fakes[request.query["headers"] == "1"]
         api.clear_requests()
         api.rate_limited = 0
         n = int(request.query["n"])
         # Whole seconds, as the API's created_at: the jobs end 5 s after that second.
         now = int(api.clock.now())
         jobs = api.add_videos(*({"status": "queued", "created_at": now},) * n)
-        return web.json_response([job["id"] for job in jobs])
+        ids = [job["id"] for job in jobs]
+        return web.json_response({"base_url": api.base_url, "key": api.api_key, "ids": ids})
 
-    async def stats(_request: web.Request) -> web.Response:
+    async def stats(request: web.Request) -> web.Response:
+        api = fakes[request.query["headers"] == "1"]
         return web.json_response({"requests": len(api.requests), "rate_limited": api.rate_limited})
 
     control = web.Application()
     control.router.add_post("/jobs", new_jobs)
     control.router.add_get("/stats", stats)
     runner = web.AppRunner(control, access_log=None)
-    async with api:
+    async with fakes[True], fakes[False]:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = runner.addresses[0][1]
-        print(
-            json.dumps(
-                {
-                    "base_url": api.base_url,
-                    "key": api.api_key,
-                    "control": f"http://127.0.0.1:{port}",
-                }
-            ),
-            flush=True,
-        )
+        print(json.dumps({"control": f"http://127.0.0.1:{port}"}), flush=True)
         # Until the parent closes our stdin.
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
         await runner.cleanup()
@@ -143,20 +143,31 @@ async def _openai(base_url: str, key: str, ids: list[str]) -> int:
 
 
 Client = Callable[[str, str, list[str]], Coroutine[Any, Any, int]]
+#: Name, the client, and whether the server sends its x-ratelimit-* headers.
+Variant = tuple[str, Client, bool]
 
 
-def _clients() -> dict[str, Client]:
-    clients: dict[str, Client] = {
-        "asyncvideos (pacing)": lambda u, k, i: _asyncvideos(u, k, i, pacing=True),
-        "asyncvideos (pacing=False)": lambda u, k, i: _asyncvideos(u, k, i, pacing=False),
-    }
+async def _paced(base_url: str, key: str, ids: list[str]) -> int:
+    return await _asyncvideos(base_url, key, ids, pacing=True)
+
+
+async def _unpaced(base_url: str, key: str, ids: list[str]) -> int:
+    return await _asyncvideos(base_url, key, ids, pacing=False)
+
+
+def _variants() -> list[Variant]:
+    variants: list[Variant] = [
+        ("asyncvideos (pacing)", _paced, True),
+        ("asyncvideos (pacing=False)", _unpaced, True),
+        ("asyncvideos (pacing), no x-ratelimit headers", _paced, False),
+    ]
     try:
         import openai  # noqa: F401
     except ImportError:
         print("openai is not installed: skipped (pip install openai)", file=sys.stderr)
     else:
-        clients["openai"] = _openai
-    return clients
+        variants.append(("openai", _openai, True))
+    return variants
 
 
 class _PauseCounter(logging.Handler):
@@ -172,10 +183,12 @@ class _PauseCounter(logging.Handler):
 
 
 async def _one_run(
-    session: aiohttp.ClientSession, server: dict[str, str], client: Client, jobs: int
+    session: aiohttp.ClientSession, control: str, variant: Variant, jobs: int
 ) -> dict[str, float]:
-    async with session.post(f"{server['control']}/jobs", params={"n": str(jobs)}) as response:
-        ids = await response.json()
+    _, client, headers = variant
+    which = {"headers": "1" if headers else "0"}
+    async with session.post(f"{control}/jobs", params={"n": str(jobs), **which}) as response:
+        server = await response.json()
     await asyncio.sleep(1.2)  # the bucket refills (1 s) after the previous run
     pauses = _PauseCounter()
     logger = logging.getLogger("asyncvideos")
@@ -183,11 +196,11 @@ async def _one_run(
     logger.setLevel(logging.INFO)
     began = time.perf_counter()
     try:
-        errors = await client(server["base_url"], server["key"], ids)
+        errors = await client(server["base_url"], server["key"], server["ids"])
     finally:
         wall = time.perf_counter() - began
         logger.removeHandler(pauses)
-    async with session.get(f"{server['control']}/stats") as response:
+    async with session.get(f"{control}/stats", params=which) as response:
         seen = await response.json()
     useful = seen["requests"] - seen["rate_limited"]
     ideal = useful / LIMIT
@@ -197,6 +210,7 @@ async def _one_run(
         "rate_limited": seen["rate_limited"],
         "share": seen["rate_limited"] / seen["requests"],
         "errors": errors,
+        "rate": useful / wall,
         "ideal": ideal,
         "ratio": wall / ideal,
         "pauses": pauses.count,
@@ -204,17 +218,17 @@ async def _one_run(
 
 
 async def _bench(
-    server: dict[str, str], reps: int, jobs: int, only: list[str] | None
+    control: str, reps: int, jobs: int, only: list[str] | None
 ) -> dict[str, list[dict[str, float]]]:
-    clients = {name: run for name, run in _clients().items() if not only or name.split()[0] in only}
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in clients}
+    variants = [v for v in _variants() if not only or v[0].split()[0] in only]
+    results: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in variants}
     async with aiohttp.ClientSession() as session:
         for rep in range(reps):
-            for name, run in clients.items():
-                result = await _one_run(session, server, run, jobs)
-                results[name].append(result)
+            for variant in variants:
+                result = await _one_run(session, control, variant, jobs)
+                results[variant[0]].append(result)
                 print(
-                    f"rep {rep + 1}/{reps} {name}: {result['wall']:.2f} s, "
+                    f"rep {rep + 1}/{reps} {variant[0]}: {result['wall']:.2f} s, "
                     f"{int(result['requests'])} requests, {result['share']:.1%} 429, "
                     f"{int(result['errors'])} jobs in error, {result['ratio']:.2f}x ideal",
                     file=sys.stderr,
@@ -224,7 +238,7 @@ async def _bench(
 
 
 def _run(reps: int, jobs: int, only: list[str] | None) -> dict[str, list[dict[str, float]]]:
-    """Start the server process, run every client against it, stop it."""
+    """Start the server process, run every variant against it, stop it."""
     server_process = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.rate_limited", "--serve"],
         stdin=subprocess.PIPE,
@@ -234,8 +248,8 @@ def _run(reps: int, jobs: int, only: list[str] | None) -> dict[str, list[dict[st
     assert server_process.stdout is not None
     assert server_process.stdin is not None
     try:
-        server = json.loads(server_process.stdout.readline())
-        return asyncio.run(_bench(server, reps, jobs, only))
+        control = json.loads(server_process.stdout.readline())["control"]
+        return asyncio.run(_bench(control, reps, jobs, only))
     finally:
         server_process.stdin.close()
         server_process.wait(10)
@@ -253,8 +267,6 @@ def _cell(values: list[float], fmt: str) -> str:
 
 def report(results: dict[str, list[dict[str, float]]], jobs: int, seconds: float) -> str:
     """The Markdown section for RESULTS.md."""
-    import aiohttp as aiohttp_module
-
     from asyncvideos import __version__
 
     try:
@@ -271,17 +283,19 @@ def report(results: dict[str, list[dict[str, float]]], jobs: int, seconds: float
         f"- date: {time.strftime('%Y-%m-%d')}; whole run: {seconds:.0f} s; "
         f"{reps} repetition(s), cells are median (min-max)",
         f"- machine: {platform.machine()}, Python {platform.python_version()}, "
-        f"aiohttp {aiohttp_module.__version__}, openai {openai_version}, asyncvideos {__version__}",
+        f"aiohttp {aiohttp.__version__}, openai {openai_version}, asyncvideos {__version__}",
         "- command: `python -m benchmarks.rate_limited --output benchmarks/RESULTS.md`",
         f"- {jobs:,} jobs queued at the start and done 5 s later, poll hint 1 s, "
         f"{CONCURRENCY} polls in flight; the fake (one process for the whole run) allows "
-        f"{LIMIT} requests/s in a token bucket of {LIMIT}; each client's default retries (2).",
+        f"{LIMIT} requests/s in a token bucket of {LIMIT}; a second fake in the same process "
+        "enforces the same limit without x-ratelimit headers; each client's default "
+        "retries (2).",
         "- ideal = requests not answered 429 / limit; wall / ideal is what the "
         "client made of the budget.",
         "",
-        "| client | wall s | requests | 429 share | jobs in error | wall / ideal "
-        "| pause log lines |",
-        "|---|---|---|---|---|---|---|",
+        "| client | wall s | requests | 429 share | jobs in error | useful req/s "
+        "| wall / ideal | pause log lines |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, runs in results.items():
 
@@ -291,8 +305,8 @@ def report(results: dict[str, list[dict[str, float]]], jobs: int, seconds: float
         lines.append(
             f"| {name} | {_cell(col('wall'), '.2f')} | {_cell(col('requests'), ',.0f')} "
             f"| {_cell([100 * s for s in col('share')], '.1f')} % "
-            f"| {_cell(col('errors'), '.0f')} | {_cell(col('ratio'), '.2f')} "
-            f"| {_cell(col('pauses'), '.0f')} |"
+            f"| {_cell(col('errors'), '.0f')} | {_cell(col('rate'), '.0f')} "
+            f"| {_cell(col('ratio'), '.2f')} | {_cell(col('pauses'), '.0f')} |"
         )
     paced = results.get("asyncvideos (pacing)")
     if paced:

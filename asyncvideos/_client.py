@@ -39,6 +39,7 @@ from ._config import (
 )
 from ._convert import structure
 from ._http import MAX_ERROR_BODY, Response, StreamedResponse, Transport
+from ._pacing import Pacer, check_max_rate
 from ._protocol import (
     FormFile,
     Request,
@@ -171,6 +172,8 @@ class BaseClient:
         on_retry: OnRetry | None = None,
         webhooks: WebhookReceiver | None = None,
         webhook_fallback_interval: float = 60.0,
+        max_requests_per_second: float | None = None,
+        pacing: bool = True,
     ) -> None:
         self._settings = resolve_settings(
             api_key=api_key,
@@ -194,6 +197,11 @@ class BaseClient:
         # Waits finish on this receiver's events, polling only as a fallback.
         self._webhooks = check_receiver(webhooks)
         self._webhook_fallback = check_fallback_interval(webhook_fallback_interval)
+        # One rate budget for every request and task of this client (see _pacing).
+        self._pacer = Pacer(
+            max_requests_per_second=check_max_rate(max_requests_per_second),
+            adaptive=check.boolean(pacing, "pacing"),
+        )
         self._transport = Transport(
             session=session,
             max_connections=max_connections,
@@ -390,10 +398,10 @@ class BaseClient:
                 form_files=form_files,
             )
             if gate is None:
-                response = await self._transport.send(request, options.timeout)
+                response = await self._send(request, options.timeout)
             else:
                 async with gate:
-                    response = await self._transport.send(request, options.timeout)
+                    response = await self._send(request, options.timeout)
             return decipher(response.status, response.headers, response.body), response
 
         call = _Call(method, path, operation, video_id)
@@ -438,7 +446,7 @@ class BaseClient:
             nonlocal key
             key = await self._api_key()
             request = self._prepare("GET", path, options, key, query=query)
-            response = await self._transport.send(request, options.timeout)
+            response = await self._send(request, options.timeout)
             if not 200 <= response.status < 300:
                 raise status_error(response.status, response.headers, response.body)
             if check is not None:
@@ -448,6 +456,14 @@ class BaseClient:
         call = _Call("GET", path, operation, video_id)
         body, _ = await self._retried(attempt, call, options, lambda: key)
         return body
+
+    async def _send(self, request: Request, timeout: aiohttp.ClientTimeout) -> Response:
+        """Send one attempt when the pacer gives it its turn (at once when nothing limits)."""
+        if self._pacer.engaged:
+            await self._pacer.before_request()
+        response = await self._transport.send(request, timeout)
+        self._pacer.after_response(response.status, response.headers, response.body)
+        return response
 
     async def _retried(
         self,
@@ -561,13 +577,17 @@ class BaseClient:
             request = self._prepare(
                 "GET", path, options, key, query=query, range_start=range_start, if_range=if_range
             )
+            if self._pacer.engaged:
+                await self._pacer.before_request()
             response = await self._transport.open(request, timeout, stall_limit)
             if not 200 <= response.status < 300:
                 try:
                     body = await response.read(MAX_ERROR_BODY)
                 finally:
                     response.release()
+                self._pacer.after_response(response.status, response.headers, body)
                 raise status_error(response.status, response.headers, body)
+            self._pacer.after_response(response.status, response.headers)
             return response, response
 
         call = _Call("GET", path, "open_content", video_id)

@@ -34,7 +34,8 @@ import attrs
 
 from . import _errors as errors
 from . import _retry
-from ._protocol import MAX_RETRY_AFTER
+from ._protocol import status_error
+from ._retry import MAX_RETRY_AFTER
 
 logger = logging.getLogger("asyncvideos")
 
@@ -241,20 +242,19 @@ class Pacer:
                     break
         self._schedule(loop)
 
-    def after_response(
-        self, headers: Mapping[str, str], error: errors.APIStatusError | None = None
-    ) -> None:
-        """Learn from a response: its budget headers, and the wait of a 429 (``error``)."""
+    def after_response(self, status: int, headers: Mapping[str, str], body: bytes = b"") -> None:
+        """Learn from a response: its budget headers, and a 429's wait (``body`` tells a
+        spent quota)."""
         if not self._adaptive:
             return
         self._answered += 1
         budget = read_budget(headers) if REMAINING_HEADER in headers else None
         if budget is not None:
             self._learn(budget)
-        if error is None:
+        if status == 429:
+            self._throttled(status_error(status, headers, body), estimate=budget is None)
+        elif status < 400:
             self._streak = 0
-        elif error.status_code == 429:
-            self._throttled(error, estimate=budget is None)
 
     def _learn(self, budget: Budget) -> None:
         loop = asyncio.get_running_loop()

@@ -1,4 +1,4 @@
-"""One rate budget per client: when the next request may go. Knows no HTTP.
+"""One rate budget per client: when the next request may go. Does no I/O.
 
 A ``Pacer`` is shared by every request of one client, so by every task using it.
 It decides *when* a request is sent, never *whether* (that is ``_retry``'s job):
@@ -12,6 +12,8 @@ It decides *when* a request is sent, never *whether* (that is ``_retry``'s job):
   ``retry-after(-ms)`` (or the backoff wait) has passed. Requests in flight are
   not touched; the task that met the 429 goes first when the pause ends, so its
   retry wait and the pause overlap instead of adding up.
+- Without budget headers, the rate that got through between two 429s (a
+  little under it) becomes the spacing, probed upward as time passes.
 - ``max_requests_per_second`` is a hard floor under the spacing.
 
 Nothing is delayed while the server sends neither limits nor 429s: the client

@@ -470,7 +470,8 @@ class TestWaitMany:
         """The concurrency gate is held per attempt: while one job sleeps through a
         Retry-After, another job's poll goes ahead."""
         api.add_videos({"id": "video_slowpoke"}, {"id": "video_quick"})
-        api.inject(Fault(status=429, headers={"retry-after-ms": "500"}), times=1, path="slowpoke")
+        # A 503, not a 429: a 429 pauses the whole client (see test_pacing_http.py).
+        api.inject(Fault(status=503, headers={"retry-after-ms": "500"}), times=1, path="slowpoke")
         with retry_waits_enabled():
             start = time.monotonic()
             results = client.wait_many(["video_slowpoke", "video_quick"], concurrency=1)

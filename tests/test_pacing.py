@@ -69,6 +69,11 @@ class TestParseDuration:
             "\uff11s",  # a full-width digit
             "1s" * 40,  # longer than any real value
             "1h-2m",
+            "1e3",
+            "1_000",
+            "1_000s",
+            "+5",
+            "0x10",
         ],
     )
     def test_junk_is_none(self, text: str | None) -> None:

@@ -10,6 +10,8 @@ import aiohttp
 import asyncvideos
 from asyncvideos import (
     AsyncVideos,
+    RawResponse,
+    RetryDetails,
     Character,
     DeletedVideo,
     Video,
@@ -17,6 +19,7 @@ from asyncvideos import (
     WaitResult,
 )
 from asyncvideos.testing import FakeVideosAPI, Fault, ManualClock
+from asyncvideos.webhooks import WebhookReceiver
 
 
 async def public_api() -> None:
@@ -49,6 +52,14 @@ async def public_api() -> None:
             path: Path = await videos.download(created, "out/v.mp4", overwrite=True)
             final: Video = await videos.wait(created, timeout=60, poll_interval=2.0)
             final = await videos.create_and_wait("a cat", timeout=600)
+            raw: RawResponse[Video] = await videos.with_raw_response.retrieve("video_1")
+            request_id: str | None = raw.request_id
+            parsed: Video = raw.parse()
+            await videos.create("a cat", extra_body={"custom_llm_provider": "vertex"})
+            async with videos.open_content(created, variant="thumbnail") as body:
+                length: int | None = body.content_length
+                async for piece in body:
+                    size = len(piece)
             async for result in videos.wait_many([created, "video_2"], concurrency=8):
                 outcome: WaitResult = result
                 if result.ok:
@@ -56,7 +67,18 @@ async def public_api() -> None:
                 else:
                     failure: Exception = result.error
     del item_id, finished, more, character, deleted, data, size, path, final, outcome, failure
-    del status
+    del status, request_id, parsed, length
+    seen: list[RetryDetails] = []
+    paced = AsyncVideos(
+        api_key="sk-x",
+        max_requests_per_second=5.0,
+        pacing=True,
+        on_retry=seen.append,
+        max_response_bytes=1 << 20,
+        webhooks=WebhookReceiver(FakeVideosAPI.generate_webhook_secret()),
+        webhook_fallback_interval=30.0,
+    )
+    await paced.close()
     print(asyncvideos.__version__)
 
 

@@ -10,10 +10,10 @@ import aiohttp
 import asyncvideos
 from asyncvideos import (
     AsyncVideos,
-    RawResponse,
-    RetryDetails,
     Character,
     DeletedVideo,
+    RawResponse,
+    RetryDetails,
     Video,
     VideoPage,
     WaitResult,

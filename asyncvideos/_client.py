@@ -131,6 +131,9 @@ class _Seen:
     headers: Mapping[str, str] = attrs.field(factory=dict)
     retries: int = 0
 
+    def record(self, response: Response | StreamedResponse, retries: int) -> None:
+        self.status, self.headers, self.retries = response.status, response.headers, retries
+
 
 _raw_capture: ContextVar[_Seen | None] = ContextVar("asyncvideos_raw_capture", default=None)
 
@@ -382,11 +385,10 @@ class BaseClient:
         body = self._body(options, json_body)
         if form_fields is not None and options.extra_body:
             form_fields = {**form_fields, **_form_values(options.extra_body)}
-        key = ""
+        call = _Call(method, path, operation, video_id, options)
 
         async def attempt() -> tuple[Any, Response]:
-            nonlocal key
-            key = await self._api_key()
+            key = call.key = await self._api_key()
             request = self._prepare(
                 method,
                 path,
@@ -404,8 +406,7 @@ class BaseClient:
                     response = await self._send(request, options.timeout)
             return decipher(response.status, response.headers, response.body), response
 
-        call = _Call(method, path, operation, video_id)
-        data, response = await self._retried(attempt, call, options, lambda: key)
+        data, response = await self._retried(attempt, call)
         return data, response.headers
 
     async def _call(
@@ -440,11 +441,10 @@ class BaseClient:
     ) -> bytes:
         """A GET whose 2xx body is returned as bytes (within the size limit);
         ``check`` may refuse a 2xx response by raising."""
-        key = ""
+        call = _Call("GET", path, operation, video_id, options)
 
         async def attempt() -> tuple[bytes, Response]:
-            nonlocal key
-            key = await self._api_key()
+            key = call.key = await self._api_key()
             request = self._prepare("GET", path, options, key, query=query)
             response = await self._send(request, options.timeout)
             if not 200 <= response.status < 300:
@@ -453,8 +453,7 @@ class BaseClient:
                 check(response)
             return response.body, response
 
-        call = _Call("GET", path, operation, video_id)
-        body, _ = await self._retried(attempt, call, options, lambda: key)
+        body, _ = await self._retried(attempt, call)
         return body
 
     async def _send(self, request: Request, timeout: aiohttp.ClientTimeout) -> Response:
@@ -469,8 +468,6 @@ class BaseClient:
         self,
         attempt: Callable[[], Awaitable[tuple[T, R]]],
         call: _Call,
-        options: CallOptions,
-        key: Callable[[], str],
     ) -> tuple[T, R]:
         """Run ``attempt`` under the retry policy: in the call's span when tracing,
         logged at DEBUG, and captured for ``with_raw_response``; every error
@@ -478,7 +475,7 @@ class BaseClient:
         seen = _raw_capture.get()
         telemetry = self._telemetry and self._telemetry.live()
         if telemetry is None and seen is None and not logger.isEnabledFor(logging.DEBUG):
-            return await self._attempts(attempt, call, options, key, self._on_retry)
+            return await self._attempts(attempt, call, self._on_retry)
         tally = _Tally(self._on_retry, telemetry)
         started = time.monotonic()
         outcome: Response | StreamedResponse | errors.AsyncVideosError | None = None
@@ -490,9 +487,8 @@ class BaseClient:
         try:
             with span_context as span:
                 try:
-                    result, response = await self._attempts(
-                        tally.timed(attempt, call.method), call, options, key, tally
-                    )
+                    timed = tally.timed(attempt, call.method)
+                    result, response = await self._attempts(timed, call, tally)
                     outcome = response
                 except errors.AsyncVideosError as error:
                     outcome = error
@@ -503,33 +499,25 @@ class BaseClient:
         finally:
             _log_request(call, outcome, tally.retries, time.monotonic() - started)
         if seen is not None:
-            seen.status, seen.headers, seen.retries = (
-                response.status,
-                response.headers,
-                tally.retries,
-            )
+            seen.record(response, tally.retries)
         return result, response
 
+    @staticmethod
     async def _attempts(
-        self,
-        attempt: Callable[[], Awaitable[tuple[T, R]]],
-        call: _Call,
-        options: CallOptions,
-        key: Callable[[], str],
-        on_retry: OnRetry | None,
+        attempt: Callable[[], Awaitable[tuple[T, R]]], call: _Call, on_retry: OnRetry | None
     ) -> tuple[T, R]:
         try:
             return await call_with_retries(
                 attempt,
-                max_retries=options.max_retries,
+                max_retries=call.options.max_retries,
                 idempotent=call.method != "POST",
                 method=call.method,
                 path=call.path,
                 on_retry=on_retry,
             )
         except errors.AsyncVideosError as error:
-            error.idempotency_key = options.idempotency_key
-            raise redact(error, key()) from error.__cause__
+            error.idempotency_key = call.options.idempotency_key
+            raise redact(error, call.key) from error.__cause__
 
     def _span(self, operation: str, video_id: str | None = None) -> AbstractContextManager[Any]:
         """A span around a call made of several requests (None when not tracing)."""
@@ -569,11 +557,10 @@ class BaseClient:
         # aiohttp's per-read timer), so a slow but moving download is not cut.
         stall_limit = options.timeout.sock_read or options.timeout.total
         timeout = attrs.evolve(options.timeout, total=None, sock_read=None)
-        key = ""
+        call = _Call("GET", path, "open_content", video_id, options)
 
         async def attempt() -> tuple[StreamedResponse, StreamedResponse]:
-            nonlocal key
-            key = await self._api_key()
+            key = call.key = await self._api_key()
             request = self._prepare(
                 "GET", path, options, key, query=query, range_start=range_start, if_range=if_range
             )
@@ -590,12 +577,11 @@ class BaseClient:
             self._pacer.after_response(response.status, response.headers)
             return response, response
 
-        call = _Call("GET", path, "open_content", video_id)
-        response, _ = await self._retried(attempt, call, options, lambda: key)
+        response, _ = await self._retried(attempt, call)
         try:
             yield response
         except errors.AsyncVideosError as error:
-            raise redact(error, key) from error.__cause__
+            raise redact(error, call.key) from error.__cause__
         finally:
             response.release()
 
@@ -644,14 +630,17 @@ def _form_values(extra: Mapping[str, object]) -> dict[str, str]:
     return fields
 
 
-@attrs.frozen(slots=True)
+@attrs.define(slots=True)
 class _Call:
-    """What one request is, for its span and its log line."""
+    """One request: what it is (for its span and log line), its options, and the
+    key its last attempt was sent with (to mask in any error)."""
 
     method: str
     path: str
     operation: str
     video_id: str | None
+    options: CallOptions
+    key: str = ""
 
 
 @attrs.define(slots=True)

@@ -12,7 +12,7 @@ import os
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
 
 import attrs
 
@@ -43,6 +43,7 @@ from ._waiting import Fetch, Job, Observe, OnProgress, WaitResult, wait_for, wai
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+T = TypeVar("T")
 Order = Literal["asc", "desc"]
 Variant = Literal["video", "thumbnail", "spritesheet"]
 VideoRef = str | Video
@@ -119,11 +120,7 @@ class AsyncVideos(BaseClient):
         **options: Unpack[RequestOptions],
     ) -> Video:
         """``GET /videos/{id}``: the job's current state."""
-        video_id = check.video_id(video)
-        call = self._options("retrieve", options)
-        return await self._call(
-            "GET", check.video_path(video_id), call, Video, "retrieve", video_id=video_id
-        )
+        return await self._on_job("GET", "retrieve", video, options, Video)
 
     def list(
         self,
@@ -345,11 +342,16 @@ class AsyncVideos(BaseClient):
         **options: Unpack[RequestOptions],
     ) -> DeletedVideo:
         """``DELETE /videos/{id}``: remove a job and its stored assets."""
+        return await self._on_job("DELETE", "delete", video, options, DeletedVideo)
+
+    async def _on_job(
+        self, method: str, operation: str, video: object, options: Mapping[str, Any], model: type[T]
+    ) -> T:
+        """A request to ``/videos/{id}`` for the public method ``operation``."""
         video_id = check.video_id(video)
-        call = self._options("delete", options)
-        return await self._call(
-            "DELETE", check.video_path(video_id), call, DeletedVideo, "delete", video_id=video_id
-        )
+        call = self._options(operation, options)
+        path = check.video_path(video_id)
+        return await self._call(method, path, call, model, operation, video_id=video_id)
 
     # -- content -----------------------------------------------------------
 

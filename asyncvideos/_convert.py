@@ -17,14 +17,16 @@ What cannot be read at all raises ``APIResponseValidationError`` through
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
+from . import _speedups
 from ._errors import APIResponseValidationError
 from ._models import Character, DeletedVideo, Video, VideoError, VideoPage
+from ._protocol import decode_json
 
 if TYPE_CHECKING:
     import cattrs
@@ -118,38 +120,6 @@ def structure_video_error(value: object, _: object = None) -> VideoError | None:
     return VideoError(code=_text(obj, "code"), message=_text(obj, "message"))
 
 
-def structure_video(value: object, _: object = None) -> Video:
-    """Read one job; this runs once per listed item, so it is written out by hand."""
-    # json.loads gives plain dicts and strs: those skip the ABC isinstance
-    # checks and the helper calls, which cost more than the rest of the job.
-    obj = value if type(value) is dict else _object(value, "a video")
-    get = obj.get
-    video_id = get("id")
-    if type(video_id) is not str:
-        raise _ShapeError("a video has no string 'id'")
-    error = get("error")
-    # Positional, in the field order _VIDEO_FIELDS pins: about half the cost
-    # of keywords for a 14-field frozen class.
-    return Video(
-        video_id,
-        o if type(o := get("object")) is str and o else (_text(obj, "object") or "video"),
-        m if type(m := get("model")) is str or m is None else _text(obj, "model"),
-        s if type(s := get("status")) is str or s is None else _text(obj, "status"),
-        p if type(p := get("progress")) is int or p is None else _integer(obj, "progress"),
-        _timestamp(obj, "created_at"),
-        _timestamp(obj, "completed_at"),
-        _timestamp(obj, "expires_at"),
-        t if type(t := get("prompt")) is str or t is None else _text(obj, "prompt"),
-        z if type(z := get("size")) is str or z is None else _text(obj, "size"),
-        d if type(d := get("seconds")) is str or d is None else _text(obj, "seconds"),
-        r
-        if type(r := get("remixed_from_video_id")) is str or r is None
-        else _text(obj, "remixed_from_video_id"),
-        None if error is None else structure_video_error(error),
-        obj,
-    )
-
-
 _VIDEO_FIELDS = [
     "id",
     "object",
@@ -166,8 +136,88 @@ _VIDEO_FIELDS = [
     "error",
     "raw",
 ]
-if tuple(f.name for f in attrs.fields(Video)) != tuple(_VIDEO_FIELDS):  # pragma: no cover
-    raise ImportError("structure_video passes Video's fields by position: update it")
+if (  # pragma: no cover
+    tuple(f.name for f in attrs.fields(Video)) != tuple(_VIDEO_FIELDS)
+    or any(f.validator or f.converter for f in attrs.fields(Video))
+    or hasattr(Video, "__attrs_post_init__")
+    or hasattr(Video, "__attrs_pre_init__")
+):
+    raise ImportError("structure_video sets Video's slots, bypassing __init__: update it")
+
+
+# Each Video is built with ``object.__new__`` and its slots' own descriptors,
+# which skips the frozen attrs ``__init__`` (it routes every field through
+# ``object.__setattr__``): about a third of the cost of building a job.
+# Correct only while Video has no validators, converters or post-init hook,
+# which the import-time check above pins.
+_new = object.__new__
+(
+    _set_id,
+    _set_object,
+    _set_model,
+    _set_status,
+    _set_progress,
+    _set_created_at,
+    _set_completed_at,
+    _set_expires_at,
+    _set_prompt,
+    _set_size,
+    _set_seconds,
+    _set_remixed_from,
+    _set_error,
+    _set_raw,
+) = (Video.__dict__[name].__set__ for name in _VIDEO_FIELDS)
+
+
+def structure_video(value: object, _: object = None) -> Video:
+    """Read one job; this runs once per listed item, so it is written out by hand."""
+    # json.loads gives plain dicts and strs: those skip the ABC isinstance
+    # checks and the helper calls, which cost more than the rest of the job.
+    obj = value if type(value) is dict else _object(value, "a video")
+    get = obj.get
+    video_id = get("id")
+    if type(video_id) is not str:
+        raise _ShapeError("a video has no string 'id'")
+    video = _new(Video)
+    _set_id(video, video_id)
+    v = get("object")
+    _set_object(video, v if type(v) is str and v else (_text(obj, "object") or "video"))
+    v = get("model")
+    _set_model(video, v if type(v) is str or v is None else _text(obj, "model"))
+    v = get("status")
+    _set_status(video, v if type(v) is str or v is None else _text(obj, "status"))
+    v = get("progress")
+    _set_progress(video, v if type(v) is int or v is None else _integer(obj, "progress"))
+    # Timestamps: an int inside the range a datetime holds cannot fail.
+    v = get("created_at")
+    if type(v) is int and _MIN_UNIX <= v <= _MAX_UNIX:
+        _set_created_at(video, _from_unix(v, _UTC))
+    else:
+        _set_created_at(video, None if v is None else _to_datetime(v, "created_at"))
+    v = get("completed_at")
+    if type(v) is int and _MIN_UNIX <= v <= _MAX_UNIX:
+        _set_completed_at(video, _from_unix(v, _UTC))
+    else:
+        _set_completed_at(video, None if v is None else _to_datetime(v, "completed_at"))
+    v = get("expires_at")
+    if type(v) is int and _MIN_UNIX <= v <= _MAX_UNIX:
+        _set_expires_at(video, _from_unix(v, _UTC))
+    else:
+        _set_expires_at(video, None if v is None else _to_datetime(v, "expires_at"))
+    v = get("prompt")
+    _set_prompt(video, v if type(v) is str or v is None else _text(obj, "prompt"))
+    v = get("size")
+    _set_size(video, v if type(v) is str or v is None else _text(obj, "size"))
+    v = get("seconds")
+    _set_seconds(video, v if type(v) is str or v is None else _text(obj, "seconds"))
+    v = get("remixed_from_video_id")
+    _set_remixed_from(
+        video, v if type(v) is str or v is None else _text(obj, "remixed_from_video_id")
+    )
+    v = get("error")
+    _set_error(video, None if v is None else structure_video_error(v))
+    _set_raw(video, obj)
+    return video
 
 
 def structure_page(value: object, _: object = None) -> VideoPage:
@@ -207,15 +257,27 @@ def structure_character(value: object, _: object = None) -> Character:
     )
 
 
+#: The five models' readers, called directly: a cattrs dispatch per response
+#: costs more than reading a small job. cattrs stays for every other type.
+_READERS: dict[type[Any], Callable[[object], Any]] = {
+    Video: structure_video,
+    VideoPage: structure_page,
+    VideoError: structure_video_error,
+    DeletedVideo: structure_deleted,
+    Character: structure_character,
+}
+
+
 def configure_converter(converter: cattrs.Converter) -> cattrs.Converter:
     """Register every model's wire reading on ``converter``."""
-    converter.register_structure_hook(Video, structure_video)
-    converter.register_structure_hook(VideoPage, structure_page)
-    converter.register_structure_hook(VideoError, structure_video_error)
-    converter.register_structure_hook(DeletedVideo, structure_deleted)
-    converter.register_structure_hook(Character, structure_character)
+    for cls, reader in _READERS.items():
+        converter.register_structure_hook(cls, _hook(reader))
     converter.register_structure_hook(datetime, lambda v, _: _to_datetime(v, "timestamp"))
     return converter
+
+
+def _hook(reader: Callable[[object], T]) -> Callable[[object, object], T]:
+    return lambda value, _: reader(value)
 
 
 @functools.cache
@@ -228,8 +290,12 @@ def converter() -> cattrs.Converter:
 
 
 def structure(data: object, cls: type[T], *, status_code: int | None = None) -> T:
-    """Read ``data`` as ``cls``, or raise ``APIResponseValidationError``."""
+    """Read ``data`` (parsed JSON) as ``cls``, or raise ``APIResponseValidationError``."""
     try:
+        reader = _READERS.get(cls)
+        if reader is not None:
+            result: T = reader(data)
+            return result
         return converter().structure(data, cls)
     # OverflowError: ``Infinity`` or 1e300 where a number or timestamp belongs.
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
@@ -238,3 +304,37 @@ def structure(data: object, cls: type[T], *, status_code: int | None = None) -> 
             body=data,
             status_code=status_code,
         ) from exc
+
+
+_NO_HEADERS: Mapping[str, str] = {}
+
+
+def decode(
+    body: bytes,
+    cls: type[T],
+    *,
+    status_code: int = 200,
+    headers: Mapping[str, str] = _NO_HEADERS,
+) -> T:
+    """Read a 2xx response body (JSON bytes) as ``cls``.
+
+    The same as ``structure(decode_json(status_code, headers, body), cls)``,
+    result and errors alike; with the ``speedups`` extra installed (msgspec),
+    faster. A body that is not JSON raises ``decode_json``'s
+    ``APIResponseValidationError``; a shape that cannot be read, ``structure``'s.
+    """
+    fast = _speedups.current()
+    if fast is None:
+        data = decode_json(status_code, headers, body)
+    else:
+        try:
+            data = fast.loads(body)
+        except Exception:
+            # What msgspec refuses, json.loads may still read (NaN, a lone
+            # surrogate, a byte-order mark, 1e400) or reject with our error.
+            data = decode_json(status_code, headers, body)
+        else:
+            model: T | None = fast.read(body, data, cls)
+            if model is not None:
+                return model
+    return structure(data, cls, status_code=status_code)

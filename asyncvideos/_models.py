@@ -8,13 +8,15 @@ was read from stays reachable as ``raw`` for fields the model does not know.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import attrs
 
 __all__ = [
+    "COMPLETED_STATUSES",
     "DEFAULT_WAITING_STATUSES",
+    "FAILED_STATUSES",
     "Character",
     "DeletedVideo",
     "Video",
@@ -28,7 +30,23 @@ DEFAULT_WAITING_STATUSES: frozenset[str] = frozenset(
     {"queued", "in_progress", "pending", "preprocessing", "running", "processing"}
 )
 
+#: Statuses of a job that finished successfully: OpenAI's, and the word some
+#: gateways use for it.
+COMPLETED_STATUSES: frozenset[str] = frozenset({"completed", "succeeded"})
+
+#: Statuses of a job that finished without a video: failed, and the ends
+#: gateways report for jobs that were cancelled or timed out upstream.
+FAILED_STATUSES: frozenset[str] = frozenset({"failed", "expired", "cancelled"})
+
 _EMPTY: Mapping[str, Any] = {}
+_TIMESTAMPS = ("created_at", "completed_at", "expires_at")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    # Read timestamps are UTC already; one built by hand may carry another zone.
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 @attrs.frozen(slots=True)
@@ -76,13 +94,48 @@ class Video:
 
     @property
     def is_completed(self) -> bool:
-        """True when the job finished successfully and its content can be downloaded."""
-        return self.status == "completed"
+        """True when the job finished successfully and its content can be downloaded
+        (``completed``, or ``succeeded`` as some gateways say)."""
+        return self.status in COMPLETED_STATUSES
 
     @property
     def is_failed(self) -> bool:
-        """True when the job finished with an error (see ``error``)."""
-        return self.status == "failed"
+        """True when the job finished without a video: ``failed`` (see ``error``),
+        ``expired`` or ``cancelled``."""
+        return self.status in FAILED_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job as a JSON-ready dict: fields the server sent that this model
+        does not know (from ``raw``), then every field of the model, with
+        timestamps as ISO 8601 UTC strings (``2025-10-09T08:53:20Z``).
+
+        ``json.dumps(video.to_dict())`` always works for a job read from a
+        server; it is the form the CLI prints as JSON lines.
+        """
+        data: dict[str, Any] = dict(self.raw)
+        data["id"] = self.id
+        data["object"] = self.object
+        data["model"] = self.model
+        data["status"] = self.status
+        data["progress"] = self.progress
+        for name in _TIMESTAMPS:
+            data[name] = _iso(getattr(self, name))
+        data["prompt"] = self.prompt
+        data["size"] = self.size
+        data["seconds"] = self.seconds
+        data["remixed_from_video_id"] = self.remixed_from_video_id
+        error = self.error
+        if error is None:
+            data["error"] = None
+        else:
+            # Keep what a server said beside code and message (``param``, ...).
+            sent = data.get("error")
+            data["error"] = {
+                **(sent if isinstance(sent, Mapping) else {}),
+                "code": error.code,
+                "message": error.message,
+            }
+        return data
 
 
 @attrs.frozen(slots=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import json
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import attrs
@@ -136,6 +137,24 @@ class TestVideo:
         with pytest.raises(APIResponseValidationError, match="Unexpected response shape"):
             structure(data, Video)
 
+    @pytest.mark.parametrize("status", ["failed", "expired", "cancelled"])
+    def test_failed_statuses(self, status: str) -> None:
+        """Gateways end jobs as expired or cancelled: finished, failed, not completed."""
+        video = structure({"id": "v", "status": status}, Video)
+        assert (video.is_finished, video.is_failed, video.is_completed) == (True, True, False)
+
+    @pytest.mark.parametrize("status", ["completed", "succeeded"])
+    def test_completed_statuses(self, status: str) -> None:
+        video = structure({"id": "v", "status": status}, Video)
+        assert (video.is_finished, video.is_failed, video.is_completed) == (True, False, True)
+
+    @pytest.mark.parametrize("status", ["archived", "", None])
+    def test_unknown_statuses_are_neither(self, status: str | None) -> None:
+        """An unknown status is kept as it is, finished but neither completed nor failed."""
+        video = structure({"id": "v", "status": status}, Video)
+        assert video.status == status
+        assert (video.is_finished, video.is_failed, video.is_completed) == (True, False, False)
+
     def test_models_are_frozen_and_slotted(self) -> None:
         video = Video(id="v")
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
@@ -189,3 +208,51 @@ class TestOtherModels:
     def test_datetime_hook_on_the_converter(self) -> None:
         """The converter reads a bare timestamp as a UTC datetime."""
         assert structure(0, datetime) == datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class TestToDict:
+    def test_json_ready_with_iso_timestamps(self) -> None:
+        """Every field, timestamps in ISO 8601 UTC, fields the model lacks kept from raw."""
+        data = {**FULL, "usage": {"seconds": 8}, "expires_at": 1_760_086_400}
+        result = structure(data, Video).to_dict()
+        assert json.loads(json.dumps(result)) == result
+        assert result == {
+            **FULL,
+            "usage": {"seconds": 8},
+            "created_at": "2025-10-09T08:53:20Z",
+            "completed_at": "2025-10-09T08:54:20Z",
+            "expires_at": "2025-10-10T08:53:20Z",
+        }
+        assert list(result)[: len(FULL)] == list(FULL)  # the server's order
+
+    def test_values_are_the_models(self) -> None:
+        """Loose values come out as the model reads them; every known key is there."""
+        data = {"id": "v", "seconds": 8, "progress": 42.6}
+        data["created_at"] = "2025-10-09T10:53:20+02:00"
+        result = structure(data, Video).to_dict()
+        assert result["seconds"] == "8"
+        assert result["progress"] == 43
+        assert result["created_at"] == "2025-10-09T08:53:20Z"
+        assert result["object"] == "video"
+        assert result["prompt"] is None
+        assert set(result) == {a.name for a in attrs.fields(Video)} - {"raw"}
+
+    def test_error_keeps_what_the_server_added(self) -> None:
+        data = {"id": "v", "error": {"code": "moderation", "message": "no", "param": "prompt"}}
+        assert structure(data, Video).to_dict()["error"] == data["error"]
+        lax = structure({"id": "v", "error": "boom"}, Video).to_dict()
+        assert lax["error"] == {"code": None, "message": "boom"}
+
+    def test_a_video_built_by_hand(self) -> None:
+        """No raw: the model's fields; a timestamp in another zone is written in UTC."""
+        moment = datetime(2025, 10, 9, 10, 53, 20, tzinfo=timezone(timedelta(hours=2)))
+        video = Video(id="v", created_at=moment, error=VideoError(code="c"))
+        result = video.to_dict()
+        assert result["created_at"] == "2025-10-09T08:53:20Z"
+        assert result["error"] == {"code": "c", "message": None}
+        assert result["object"] == "video"
+
+    def test_a_changed_video_says_what_changed(self) -> None:
+        """``attrs.evolve`` keeps the old raw: the model's values win over it."""
+        video = attrs.evolve(structure(FULL, Video), status="failed", error=None)
+        assert video.to_dict()["status"] == "failed"

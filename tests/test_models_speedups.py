@@ -1,0 +1,309 @@
+"""The msgspec reader (``asyncvideos[speedups]``) gives exactly what the tolerant one gives.
+
+Both readers run in this one process (``_speedups.use``), over generated job
+objects and pages that mix what the spec allows with what gateways and
+hostile servers send: float and string timestamps, ISO strings with offsets
+or none, empty strings, a ``raw`` key, NaN and infinities, huge integers,
+lone surrogates, duplicate keys. For each body, either both return models
+with the same fields (the same reprs, so the same time zones) and the same
+``raw``, or both raise the same ``APIResponseValidationError``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from asyncvideos import (
+    APIResponseValidationError,
+    Character,
+    DeletedVideo,
+    Video,
+    VideoPage,
+    _speedups,
+)
+from asyncvideos._convert import decode, structure
+
+msgspec = pytest.importorskip("msgspec")
+
+many = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+FIRST = int(datetime(1, 1, 2, tzinfo=timezone.utc).timestamp())
+LAST = int(datetime(9999, 12, 30, tzinfo=timezone.utc).timestamp())
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.sampled_from(["", "\ud800", "x\udfff", "\U0001f600", "\x00"]),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=5,
+)
+# Values msgspec reads without complaint, some of them differently from the
+# tolerant reader (an ISO time with an offset, a numeric string, an empty
+# ``object``): these are what the per-item check must catch.
+TIMESTAMP_EDGES = st.sampled_from(
+    [
+        "2025-10-09T08:53:20Z",
+        "2025-10-09T08:53:20+02:00",
+        "2025-10-09T08:53:20",
+        "2025-10-09T08:53:20.5-05:30",
+        "1760000000",
+        "1760000000.25",
+        1_760_000_000.5,
+        1_760_000_000.0000005,
+        0.1,
+        -1,
+        0,
+    ]
+)
+timestamps = st.one_of(
+    TIMESTAMP_EDGES,
+    st.integers(FIRST, LAST),
+    st.floats(FIRST, LAST),
+    st.integers(0, 2_000_000_000).map(str),
+    st.floats(0, 2e9).map(repr),
+    st.integers(-(2**70), 2**70),
+    scalars,
+)
+texts = st.one_of(
+    st.none(), st.text(max_size=12), st.sampled_from(["", "\ud800", "\U0001f600"]), scalars
+)
+FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "object": st.one_of(st.just(""), st.just("video"), texts),
+    "model": texts,
+    "status": st.one_of(st.sampled_from(["cancelled", "succeeded"]), texts),
+    "progress": st.one_of(
+        st.sampled_from([42.6, 50.0, "7", " 7", "1e2", 2.5, 1e20, 2**64, True, ""]),
+        st.integers(-(2**70), 2**70),
+        scalars,
+    ),
+    "created_at": timestamps,
+    "completed_at": timestamps,
+    "expires_at": timestamps,
+    "prompt": texts,
+    "size": texts,
+    "seconds": st.one_of(st.integers(0, 20), st.floats(0, 20), texts),
+    "remixed_from_video_id": texts,
+    "error": st.one_of(
+        st.fixed_dictionaries({}, optional={"code": texts, "message": texts, "param": json_values}),
+        st.text(max_size=8),
+        scalars,
+    ),
+    "raw": st.one_of(st.dictionaries(st.text(max_size=4), json_values), json_values),
+    "usage": json_values,
+}
+plain_text = st.none() | st.text(max_size=12)
+plain_stamp = st.none() | st.integers(FIRST, LAST)
+#: Jobs as the spec describes them, which msgspec reads, before any change.
+PLAIN: dict[str, st.SearchStrategy[Any]] = {
+    "object": st.just("video"),
+    "model": plain_text,
+    "status": st.sampled_from(["queued", "in_progress", "completed", "failed"]),
+    "progress": st.none() | st.integers(0, 100),
+    "created_at": plain_stamp,
+    "completed_at": plain_stamp,
+    "expires_at": plain_stamp,
+    "prompt": plain_text,
+    "size": plain_text,
+    "seconds": plain_text,
+    "remixed_from_video_id": plain_text,
+    "error": st.none()
+    | st.fixed_dictionaries({}, optional={"code": plain_text, "message": plain_text}),
+}
+# One or two fields changed, the timestamps (three of them) as often as the rest.
+changes = st.lists(
+    st.sampled_from(sorted(FIELDS)) | st.sampled_from(["created_at", "expires_at"]),
+    min_size=1,
+    max_size=2,
+).flatmap(lambda keys: st.fixed_dictionaries({key: FIELDS[key] for key in keys}))
+jobs = st.builds(
+    lambda job_id, plain, changed, extra: {
+        **extra,
+        **plain,
+        **changed,
+        **({} if job_id is None else {"id": job_id}),
+    },
+    # Mostly readable, so that most bodies reach the msgspec path's checks.
+    st.one_of(st.just("video_1"), st.text(min_size=1, max_size=10), st.just("v"), scalars),
+    st.fixed_dictionaries({}, optional=PLAIN),
+    st.one_of(st.just({}), changes, changes),
+    st.one_of(st.just({}), st.dictionaries(st.text(max_size=4), json_values, max_size=2)),
+)
+pages = st.fixed_dictionaries(
+    {"data": st.lists(jobs, max_size=4)},
+    optional={
+        "object": st.just("list"),
+        "first_id": texts,
+        "last_id": texts,
+        "has_more": st.one_of(st.booleans(), scalars),
+    },
+) | st.fixed_dictionaries({}, optional={"data": json_values, "has_more": scalars})
+
+
+@st.composite
+def bodies(draw: st.DrawFn, documents: st.SearchStrategy[Any]) -> bytes:
+    """A document as a server might encode it: escaped or raw UTF-8 (where a lone
+    surrogate makes invalid bytes), sometimes with a key sent twice."""
+    document = draw(documents)
+    text = json.dumps(document, ensure_ascii=draw(st.booleans()))
+    if isinstance(document, dict) and document and draw(st.booleans()):
+        key = draw(st.sampled_from(sorted(document)))
+        # A duplicate key first, so the document's own value is the last one.
+        text = "{" + json.dumps(key) + ": " + json.dumps(draw(json_values)) + ", " + text[1:]
+    return text.encode("utf-8", "surrogatepass")
+
+
+@pytest.fixture(autouse=True)
+def _restore_default() -> Iterator[None]:
+    yield
+    _speedups.use(True)
+
+
+def outcome(body: bytes, cls: type[Any], *, fast: bool) -> tuple[str, ...]:
+    """What reading ``body`` gives on one path, in a form that compares exactly."""
+    _speedups.use(fast)
+    assert (_speedups.current() is not None) is fast
+    try:
+        model = decode(body, cls, status_code=200)
+    except APIResponseValidationError as exc:
+        return ("error", str(exc), repr(exc.body))
+    if isinstance(model, VideoPage):
+        items = [(repr(v), repr(v.raw), repr(v.error)) for v in model.data]
+        return ("page", repr(model), repr(items))
+    return ("model", repr(model), repr(getattr(model, "raw", None)))
+
+
+@many
+@given(bodies(jobs))
+def test_jobs_read_identically_with_and_without_msgspec(body: bytes) -> None:
+    assert outcome(body, Video, fast=True) == outcome(body, Video, fast=False)
+
+
+@many
+@given(bodies(pages))
+def test_pages_read_identically_with_and_without_msgspec(body: bytes) -> None:
+    assert outcome(body, VideoPage, fast=True) == outcome(body, VideoPage, fast=False)
+
+
+@settings(max_examples=100, deadline=None)
+@given(bodies(jobs))
+def test_other_models_read_identically_with_and_without_msgspec(body: bytes) -> None:
+    for cls in (DeletedVideo, Character):
+        assert outcome(body, cls, fast=True) == outcome(body, cls, fast=False)
+
+
+JOB = {
+    "id": "video_1",
+    "object": "video",
+    "model": "sora-2",
+    "status": "completed",
+    "progress": 100,
+    "created_at": 1_760_000_000,
+    "completed_at": 1_760_000_090,
+    "expires_at": None,
+    "prompt": "a cat",
+    "size": "1280x720",
+    "seconds": "8",
+    "remixed_from_video_id": None,
+    "error": None,
+    "usage": {"seconds": 8},
+}
+
+
+def fast_read(document: object, cls: type[Any]) -> Any:
+    """What the msgspec path alone makes of ``document``: None where it defers."""
+    fast = _speedups.load()
+    assert fast is not None
+    body = json.dumps(document).encode()
+    return fast.read(body, fast.loads(body), cls)
+
+
+class TestFastPath:
+    def test_a_plain_job_and_page_are_read_by_msgspec(self) -> None:
+        """The property tests above compare something: the common case takes the fast path."""
+        video = fast_read(JOB, Video)
+        assert video == structure(JOB, Video)
+        assert video.raw == JOB
+        assert video.created_at.tzinfo is timezone.utc
+        page = fast_read(
+            {"object": "list", "data": [JOB, {"id": "v2"}], "has_more": True}, VideoPage
+        )
+        assert [v.raw for v in page.data] == [JOB, {"id": "v2"}]
+        assert page.has_more is True
+
+    @pytest.mark.parametrize(
+        ("key", "value"),
+        [
+            ("created_at", "2025-10-09T08:53:20+02:00"),  # offset: the tolerant reader makes UTC
+            ("created_at", "2025-10-09T08:53:20"),  # naive: read as UTC
+            ("completed_at", "1760000000"),
+            ("expires_at", 1_760_000_000.5),
+            ("progress", 42.6),
+            ("progress", "7"),
+            ("object", ""),
+            ("seconds", 8),
+            ("error", "boom"),
+            ("raw", 1),
+            ("created_at", 10**20),
+        ],
+    )
+    def test_what_msgspec_reads_differently_is_left_to_the_tolerant_reader(
+        self, key: str, value: object
+    ) -> None:
+        assert fast_read({**JOB, key: value}, Video) is None
+        assert fast_read({"data": [{**JOB, key: value}]}, VideoPage) is None
+
+    @pytest.mark.parametrize(
+        "page",
+        [{"data": [], "has_more": "true"}, {"has_more": False}, [], {"data": {}}],
+    )
+    def test_pages_the_tolerant_reader_rejects_are_left_to_it(self, page: object) -> None:
+        assert fast_read(page, VideoPage) is None
+
+    def test_other_models_are_left_to_the_tolerant_reader(self) -> None:
+        assert fast_read({"id": "v", "deleted": True}, DeletedVideo) is None
+        assert fast_read([JOB], Video) is None
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b'{"id":"v","x":NaN}',
+            b'{"id":"v","x":1e400}',
+            b'{"id":"\\ud800"}',
+            b'\xef\xbb\xbf{"id":"v"}',
+        ],
+    )
+    def test_what_msgspec_cannot_parse_is_parsed_by_json_loads(self, body: bytes) -> None:
+        _speedups.use(True)
+        fast = _speedups.current()
+        assert fast is not None
+        with pytest.raises(msgspec.DecodeError):
+            fast.loads(body)
+        assert decode(body, Video).raw == json.loads(body)
+
+    def test_a_body_that_is_not_json_raises_the_same_error_on_both_paths(self) -> None:
+        for fast in (True, False):
+            _speedups.use(fast)
+            with pytest.raises(APIResponseValidationError, match="Expected a JSON body"):
+                decode(b"<html>", Video, status_code=200, headers={"content-type": "text/html"})
+
+
+def test_without_msgspec_there_is_no_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "msgspec", None)  # import msgspec raises ImportError
+    assert _speedups.load() is None
+    _speedups.use(True)
+    assert _speedups.current() is None
+    assert decode(json.dumps(JOB).encode(), Video) == structure(JOB, Video)

@@ -1,8 +1,13 @@
-"""The three clients under test, each doing the same work the way its users would.
+"""The clients under test, each doing the same work the way its users would.
 
 - ``floor``: raw aiohttp and ``json.loads`` into dicts, no models: the least
-  work any client on this stack can do;
-- ``asyncvideos``: the library, through its public API;
+  work any client on this stack can do (the baseline);
+- ``floor-typed``: raw aiohttp and msgspec decoding the bytes straight into
+  typed ``msgspec.Struct`` jobs with datetimes: the limit typed models can
+  reach (needs msgspec);
+- ``asyncvideos``: the library, through its public API, without its extras
+  (the runner hides msgspec from that process);
+- ``asyncvideos+speedups``: the same with ``asyncvideos[speedups]`` (msgspec);
 - ``openai``: the official ``openai`` package's ``AsyncOpenAI(...).videos``.
 
 Every operation is a coroutine function that opens its own client, does the
@@ -25,15 +30,19 @@ API_KEY = "sk-bench-not-a-real-key"
 PAGE_SIZE = 100
 WAITING = frozenset({"queued", "in_progress"})
 
-#: Names of the clients, in the order they run within a repetition.
-ALL_CLIENTS = ("floor", "asyncvideos", "openai")
+#: Names of the clients, in the order of the first repetition (later ones rotate it).
+ALL_CLIENTS = ("floor", "floor-typed", "asyncvideos", "asyncvideos+speedups", "openai")
+#: What each optional client needs installed.
+NEEDS = {"floor-typed": "msgspec", "asyncvideos+speedups": "msgspec", "openai": "openai"}
 
 
 def available_clients() -> tuple[str, ...]:
-    """The clients that can run here (``openai`` is optional)."""
-    if importlib.util.find_spec("openai") is None:
-        return ALL_CLIENTS[:2]
-    return ALL_CLIENTS
+    """The clients that can run here (msgspec and openai are optional)."""
+    return tuple(
+        name
+        for name in ALL_CLIENTS
+        if name not in NEEDS or importlib.util.find_spec(NEEDS[name]) is not None
+    )
 
 
 def prefetch_supported() -> bool:
@@ -159,6 +168,64 @@ class Floor:
                     file.write(chunk)
 
 
+class TypedFloor(Floor):
+    """The floor's loops, with msgspec reading bytes straight into typed Structs."""
+
+    name = "floor-typed"
+
+    def __init__(self) -> None:
+        super().__init__()
+        from benchmarks import _typed
+
+        self._job, self._page = _typed.decode_job, _typed.decode_page
+
+    async def list_all(self, base_url: str, work_us: float = 0.0) -> int:
+        work = per_item_work(work_us)
+        count = 0
+        url = base_url + "/videos"
+        params = {"limit": str(PAGE_SIZE), "order": "asc"}
+        async with self._session() as session:
+            while True:
+                async with session.get(url, params=params) as resp:
+                    resp.raise_for_status()
+                    page = self._page(await resp.read())
+                for _item in page.data:
+                    count += 1
+                    if work is not None:
+                        await work()
+                if not page.has_more:
+                    return count
+                params = {**params, "after": page.last_id}
+
+    async def retrieve(self, base_url: str, calls: int, inflight: int) -> int:
+        async with self._session() as session:
+
+            async def call(i: int) -> None:
+                async with session.get(f"{base_url}/videos/video_{i:08d}") as resp:
+                    resp.raise_for_status()
+                    job = self._job(await resp.read())
+                assert job.id
+
+            return await _workers(inflight, calls, call)
+
+    async def wait_many(self, base_url: str, ids: list[str], concurrency: int) -> int:
+        gate = asyncio.Semaphore(concurrency)
+        async with self._session() as session:
+
+            async def wait(video_id: str) -> Any:
+                while True:
+                    async with gate, session.get(f"{base_url}/videos/{video_id}") as resp:
+                        resp.raise_for_status()
+                        job = self._job(await resp.read())
+                        hint = resp.headers.get("openai-poll-after-ms")
+                    if job.status not in WAITING:
+                        return job
+                    await asyncio.sleep(int(hint) / 1000 if hint else 1.0)
+
+            jobs = await asyncio.gather(*(wait(i) for i in ids))
+        return len(jobs)
+
+
 class Library:
     """asyncvideos, as its README tells users to use it."""
 
@@ -270,10 +337,22 @@ class _Quiet(warnings.catch_warnings):
         warnings.simplefilter("ignore", DeprecationWarning)
 
 
+def without_speedups() -> None:
+    """Hide msgspec from this process before asyncvideos is imported, so that
+    the ``asyncvideos`` client measures the library without its extras."""
+    import sys
+
+    if "asyncvideos" in sys.modules:  # pragma: no cover - a harness bug
+        raise RuntimeError("asyncvideos was imported before its extras were hidden")
+    sys.modules["msgspec"] = None  # type: ignore[assignment]
+
+
 def make(name: str, *, prefetch: int = 0) -> Client:
     if name == "floor":
         return Floor()
-    if name == "asyncvideos":
+    if name == "floor-typed":
+        return TypedFloor()
+    if name in ("asyncvideos", "asyncvideos+speedups"):
         return Library(prefetch=prefetch)
     if name == "openai":
         return OpenAI()

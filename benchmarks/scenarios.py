@@ -1,9 +1,14 @@
 """The scenarios: what each measures, at which sizes, and the targets.
 
 A scenario's ``measure(ctx, client)`` runs one client once and returns its
-metrics; the runner interleaves the clients (floor, asyncvideos, openai,
-floor, ...) repetition by repetition, so ratios are computed pair by pair
-within the same moment of a noisy machine.
+metrics. Every measured run is a fresh subprocess (``run_child``): it imports
+its client, warms it up on a small run of the same work, then collects and
+freezes the garbage collector's generations (``gc.freeze()``) so that only
+the garbage of the measured run itself is collected during it, and reports
+its own CPU time (``time.process_time()``, the primary figure) and wall time.
+No client's imports, warm-up or garbage are billed to another. The runner
+rotates the client order every repetition, so no client always runs right
+after the same other one on a noisy machine.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ import asyncio
 import gc
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,9 +45,9 @@ class Sizes:
     memory_jobs: int = 1_000_000
     work_jobs: int = 20_000
     work_us: float = 20.0
-    reps: int = 5
+    reps: int = 9
     warmup: int = 1
-    memory_reps: int = 2
+    memory_reps: int = 3
     download_reps: int = 5
     import_reps: int = 15
 
@@ -107,6 +114,8 @@ class Scenario:
     variants: tuple[str, ...] = ()
     reps: Callable[[Sizes], int] = lambda sizes: sizes.reps
     warmup: Callable[[Sizes], int] = lambda sizes: sizes.warmup
+    #: The standard clients that apply (None: all available).
+    clients: tuple[str, ...] | None = None
 
 
 def _client(name: str) -> clients.Client:
@@ -115,72 +124,12 @@ def _client(name: str) -> clients.Client:
     return clients.make(name)
 
 
-def _in_process(ctx: Context, run: Callable[[], Any]) -> tuple[Any, Metrics]:
-    """Run a coroutine in a fresh event loop; measure wall, client CPU, server CPU."""
-    gc.collect()
-    server_before = ctx.server.stats()["cpu"]
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    result = asyncio.run(run())
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    server_cpu = ctx.server.stats()["cpu"] - server_before
-    return result, {"wall": wall, "cpu": cpu, "server_cpu": server_cpu}
-
-
 def _check(what: str, got: int, expected: int) -> None:
     if got != expected:
         raise RuntimeError(f"{what}: expected {expected}, got {got}")
 
 
-# -- list_all ------------------------------------------------------------------
-
-
-def measure_list_all(ctx: Context, name: str) -> Metrics:
-    n = ctx.sizes.list_jobs
-    client = _client(name)
-    count, m = _in_process(ctx, lambda: client.list_all(ctx.server.base_url(n)))
-    _check(f"{name} list_all", count, n)
-    return {"rate": n / m["wall"], "cpu": m["cpu"], "server_cpu": m["server_cpu"]}
-
-
-def measure_list_work(ctx: Context, name: str) -> Metrics:
-    n, work = ctx.sizes.work_jobs, ctx.sizes.work_us
-    client = _client(name)
-    count, m = _in_process(ctx, lambda: client.list_all(ctx.server.base_url(n), work))
-    _check(f"{name} list_all_work", count, n)
-    return {"rate": n / m["wall"], "cpu": m["cpu"]}
-
-
-# -- retrieve ------------------------------------------------------------------
-
-
-def measure_retrieve(ctx: Context, name: str) -> Metrics:
-    calls, inflight = ctx.sizes.retrieve_calls, ctx.sizes.inflight
-    client = _client(name)
-    done, m = _in_process(ctx, lambda: client.retrieve(ctx.server.base_url(1), calls, inflight))
-    _check(f"{name} retrieve", done, calls)
-    return {"rate": calls / m["wall"], "cpu": m["cpu"], "server_cpu": m["server_cpu"]}
-
-
-# -- wait_many -----------------------------------------------------------------
-
-
-def measure_wait_many(ctx: Context, name: str) -> Metrics:
-    ctx.run_id += 1
-    jobs, concurrency = ctx.sizes.wait_jobs, ctx.sizes.wait_concurrency
-    ids = [f"wait_{ctx.run_id}_{i}" for i in range(jobs)]
-    client = _client(name)
-    ctx.server.reset()
-    done, m = _in_process(ctx, lambda: client.wait_many(ctx.server.base_url(1), ids, concurrency))
-    _check(f"{name} wait_many", done, jobs)
-    stats = ctx.server.stats()
-    return {
-        "wall": m["wall"],
-        "requests": stats["poll_requests"],
-        "cpu": m["cpu"],
-    }
-
-
-# -- subprocess measurements (download, memory) ----------------------------------
+# -- one measured run, in a subprocess --------------------------------------------
 
 
 def _child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -203,39 +152,71 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _server_call(origin: str, method: str, path: str) -> dict[str, Any]:
+    req = urllib.request.Request(origin + path, method=method)
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        result: dict[str, Any] = json.loads(resp.read())
+        return result
+
+
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
-    """Inside the child: one measurement with ru_maxrss before and after."""
+    """Inside the child: a warm-up run, then one measured run of ``spec['op']``."""
     import resource
 
-    client = _client(spec["client"])
+    name = spec["client"]
+    if name in ("asyncvideos", "asyncvideos+prefetch"):
+        clients.without_speedups()
+    client = _client(name)
+    op = spec["op"]
     path = Path(spec["path"]) if spec.get("path") else None
 
-    async def go(base_url: str, target: Path | None) -> int:
-        if target is not None:
-            await client.download(base_url, target)
+    async def go(base_url: str, warm: bool) -> int:
+        if op == "download":
+            assert path is not None
+            await client.download(base_url, Path(str(path) + ".warm") if warm else path)
             return 0
-        return await client.list_all(base_url)
+        if op == "retrieve":
+            calls = min(spec["calls"], 200) if warm else spec["calls"]
+            return await client.retrieve(base_url, calls, spec["inflight"])
+        if op == "wait_many":
+            ids = [f"wait_warm_{i}" for i in range(20)] if warm else spec["ids"]
+            return await client.wait_many(base_url, ids, spec["concurrency"])
+        return await client.list_all(base_url, spec.get("work_us", 0.0))
 
-    # A tiny run first, so the one-off costs (lazy imports, the SSL context a
-    # connector loads, the loop) are not counted as growth due to the work.
-    warm = Path(str(path) + ".warm") if path is not None else None
-    asyncio.run(go(spec["warmup_url"], warm))
-    if warm is not None:
-        warm.unlink()
+    # A small run of the same work first, so the one-off costs (lazy imports,
+    # the SSL context a connector loads, the loop) are not measured.
+    asyncio.run(go(spec["warmup_url"], True))
+    if path is not None:
+        Path(str(path) + ".warm").unlink()
+    origin = spec["origin"]
+    if op == "wait_many":
+        _server_call(origin, "POST", "/_reset")  # count the measured polls only
+    server_before = _server_call(origin, "GET", "/_stats")["cpu"]
+    # Whatever the imports and the warm-up left is collected now and frozen
+    # out of later collections: the measured run pays for its own garbage.
     gc.collect()
+    gc.freeze()
     before = _current_rss_kib()
     peak_resettable = _reset_peak_rss()
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    count = asyncio.run(go(spec["base_url"], path))
+    count = asyncio.run(go(spec["base_url"], False))
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     # The peak of this run alone where Linux can reset it (VmHWM); otherwise the
     # process's lifetime peak, which imports and the warm-up may have set.
     peak = (
         _peak_rss_kib() if peak_resettable else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     )
+    stats = _server_call(origin, "GET", "/_stats")
     if path is not None:
         count = path.stat().st_size
-    return {"count": count, "wall": wall, "cpu": cpu, "rss_growth": max(peak - before, 0) / 1024}
+    return {
+        "count": count,
+        "wall": wall,
+        "cpu": cpu,
+        "server_cpu": stats["cpu"] - server_before,
+        "poll_requests": stats["poll_requests"],
+        "rss_growth": max(peak - before, 0) / 1024,
+    }
 
 
 def _reset_peak_rss() -> bool:
@@ -265,33 +246,67 @@ def _current_rss_kib() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
+def _spec(ctx: Context, op: str, name: str, base_url: str, warmup_url: str, **more: Any) -> Any:
+    return {
+        "op": op,
+        "client": name,
+        "origin": ctx.server.origin,
+        "base_url": base_url,
+        "warmup_url": warmup_url,
+        **more,
+    }
+
+
+# -- the scenarios' measurements ---------------------------------------------------
+
+
+def measure_list_all(ctx: Context, name: str) -> Metrics:
+    n = ctx.sizes.list_jobs
+    url, warm = ctx.server.base_url(n), ctx.server.base_url(500)
+    r = _child(_spec(ctx, "list_all", name, url, warm))
+    _check(f"{name} list_all", r["count"], n)
+    return {"cpu": r["cpu"], "rate": n / r["wall"], "server_cpu": r["server_cpu"]}
+
+
+def measure_list_work(ctx: Context, name: str) -> Metrics:
+    n, work = ctx.sizes.work_jobs, ctx.sizes.work_us
+    url, warm = ctx.server.base_url(n), ctx.server.base_url(200)
+    r = _child(_spec(ctx, "list_all", name, url, warm, work_us=work))
+    _check(f"{name} list_all_work", r["count"], n)
+    return {"rate": n / r["wall"], "cpu": r["cpu"]}
+
+
+def measure_retrieve(ctx: Context, name: str) -> Metrics:
+    calls, inflight = ctx.sizes.retrieve_calls, ctx.sizes.inflight
+    url = ctx.server.base_url(1)
+    r = _child(_spec(ctx, "retrieve", name, url, url, calls=calls, inflight=inflight))
+    _check(f"{name} retrieve", r["count"], calls)
+    return {"cpu": r["cpu"], "rate": calls / r["wall"], "server_cpu": r["server_cpu"]}
+
+
+def measure_wait_many(ctx: Context, name: str) -> Metrics:
+    ctx.run_id += 1
+    jobs, concurrency = ctx.sizes.wait_jobs, ctx.sizes.wait_concurrency
+    ids = [f"wait_{ctx.run_id}_{i}" for i in range(jobs)]
+    url = ctx.server.base_url(1)
+    r = _child(_spec(ctx, "wait_many", name, url, url, ids=ids, concurrency=concurrency))
+    _check(f"{name} wait_many", r["count"], jobs)
+    return {"cpu": r["cpu"], "wall": r["wall"], "requests": r["poll_requests"]}
+
+
 def measure_download(ctx: Context, name: str) -> Metrics:
     size = ctx.sizes.download_bytes
     with tempfile.TemporaryDirectory(dir=ctx.tmp) as tmp:
         path = Path(tmp) / "video.mp4"
-        r = _child(
-            {
-                "op": "download",
-                "client": name,
-                "base_url": ctx.server.base_url(size),
-                "warmup_url": ctx.server.base_url(64 * 1024),
-                "path": str(path),
-            }
-        )
+        url, warm = ctx.server.base_url(size), ctx.server.base_url(64 * 1024)
+        r = _child(_spec(ctx, "download", name, url, warm, path=str(path)))
     _check(f"{name} download", r["count"], size)
     return {"rate": size / r["wall"] / 1e6, "rss": r["rss_growth"], "cpu": r["cpu"]}
 
 
 def measure_memory(ctx: Context, name: str) -> Metrics:
     n = ctx.sizes.memory_jobs
-    r = _child(
-        {
-            "op": "memory",
-            "client": name,
-            "base_url": ctx.server.base_url(n),
-            "warmup_url": ctx.server.base_url(200),
-        }
-    )
+    r = _child(_spec(ctx, "memory", name, ctx.server.base_url(n), ctx.server.base_url(200)))
     _check(f"{name} memory", r["count"], n)
     return {"rss": r["rss_growth"], "rate": n / r["wall"]}
 
@@ -299,14 +314,31 @@ def measure_memory(ctx: Context, name: str) -> Metrics:
 # -- import ----------------------------------------------------------------------
 
 IMPORTS = {"floor": "aiohttp", "asyncvideos": "asyncvideos", "openai": "openai"}
+_IMPORT_LINE = re.compile(r"import time:\s*(\d+)\s*\|\s*(\d+)\s*\|(\s*)(\S+)")
+
+
+def import_cost_ms(module: str) -> float:
+    """``-X importtime``'s cumulative time for ``module``, in ms: what importing
+    it and everything it pulls in costs, without the interpreter's start-up."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    for line in proc.stderr.splitlines():
+        match = _IMPORT_LINE.match(line)
+        if match and match.group(4) == module and len(match.group(3)) == 1:
+            return int(match.group(2)) / 1000
+    raise RuntimeError(f"no -X importtime line for {module}")
 
 
 def measure_import(ctx: Context, name: str) -> Metrics:
-    module = IMPORTS[name]
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", f"import {module}"], check=True, cwd=ROOT)
-    return {"wall": (time.perf_counter() - t0) * 1000}
+    return {"cumulative": import_cost_ms(IMPORTS[name])}
 
+
+CPU = Metric("cpu", "client CPU s", False, "{:.2f}")
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
@@ -315,8 +347,8 @@ SCENARIOS: dict[str, Scenario] = {
             "list_all",
             "list(all=True) over {list_jobs:,} jobs, pages of 100",
             (
-                Metric("rate", "jobs/s", True),
-                Metric("cpu", "client CPU s", False, "{:.2f}"),
+                CPU,
+                Metric("rate", "jobs/s (wall)", True),
                 Metric("server_cpu", "server CPU s", False, "{:.2f}"),
             ),
             measure_list_all,
@@ -324,16 +356,17 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "list_all_work",
             "list(all=True) over {work_jobs:,} jobs, {work_us:.0f} µs of work + a yield per job",
-            (Metric("rate", "jobs/s", True), Metric("cpu", "client CPU s", False, "{:.2f}")),
+            (Metric("rate", "jobs/s (wall)", True), CPU),
             measure_list_work,
             variants=("asyncvideos+prefetch",),
+            clients=("floor", "asyncvideos", "openai"),
         ),
         Scenario(
             "retrieve",
             "{retrieve_calls:,} retrieve() calls, {inflight} in flight",
             (
-                Metric("rate", "calls/s", True),
-                Metric("cpu", "client CPU s", False, "{:.2f}"),
+                CPU,
+                Metric("rate", "calls/s (wall)", True),
                 Metric("server_cpu", "server CPU s", False, "{:.2f}"),
             ),
             measure_retrieve,
@@ -343,41 +376,44 @@ SCENARIOS: dict[str, Scenario] = {
             "{wait_jobs:,} jobs done at poll " + str(DONE_AT) + ", poll-after 50 ms, "
             "{wait_concurrency} polls in flight",
             (
+                CPU,
                 Metric("wall", "wall s", False, "{:.2f}"),
                 Metric("requests", "requests", False),
-                Metric("cpu", "client CPU s", False, "{:.2f}"),
             ),
             measure_wait_many,
         ),
         Scenario(
             "download",
-            "one {download_mib} MiB body to a file (subprocess per run)",
+            "one {download_mib} MiB body to a file",
             (
                 Metric("rate", "MB/s", True),
                 Metric("rss", "peak RSS growth MiB", False, "{:,.1f}"),
-                Metric("cpu", "client CPU s", False, "{:.2f}"),
+                CPU,
             ),
             measure_download,
             reps=lambda sizes: sizes.download_reps,
             warmup=lambda sizes: 0,
+            clients=("floor", "asyncvideos", "openai"),
         ),
         Scenario(
             "memory",
-            "stream {memory_jobs:,} jobs (subprocess per run)",
+            "stream {memory_jobs:,} jobs",
             (
                 Metric("rss", "peak RSS growth MiB", False, "{:,.1f}"),
-                Metric("rate", "jobs/s", True),
+                Metric("rate", "jobs/s (wall)", True),
             ),
             measure_memory,
             reps=lambda sizes: sizes.memory_reps,
             warmup=lambda sizes: 0,
+            clients=("floor", "asyncvideos", "asyncvideos+speedups", "openai"),
         ),
         Scenario(
             "import",
-            "python -c 'import X' (asyncvideos vs aiohttp (floor) vs openai)",
-            (Metric("wall", "ms", False, "{:.0f}"),),
+            "-X importtime, cumulative ms for the package (asyncvideos, aiohttp (floor), openai)",
+            (Metric("cumulative", "ms", False, "{:.1f}"),),
             measure_import,
             reps=lambda sizes: sizes.import_reps,
+            clients=("floor", "asyncvideos", "openai"),
         ),
     )
 }

@@ -2,14 +2,16 @@
 
 Nothing here looks at a timing: benchmarks are never timed tests. It checks
 that every scenario runs every available client against the load server
-(``openai`` only where it is installed) and yields well-formed numbers, and
-that the report renders a verdict for each target.
+(``openai`` and the msgspec clients only where those are installed) and
+yields well-formed numbers, that the client order rotates, and that the
+report renders a verdict for each target whose clients ran.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +24,7 @@ if str(ROOT) not in sys.path:
 from benchmarks import clients, run, scenarios  # noqa: E402
 
 HAS_OPENAI = importlib.util.find_spec("openai") is not None
+HAS_MSGSPEC = importlib.util.find_spec("msgspec") is not None
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +34,28 @@ def smoke() -> run.Run:
 
 def test_available_clients_follow_what_is_installed() -> None:
     names = clients.available_clients()
-    assert names[:2] == ("floor", "asyncvideos")
+    assert {"floor", "asyncvideos"} <= set(names)
     assert ("openai" in names) is HAS_OPENAI
+    assert ("floor-typed" in names) is HAS_MSGSPEC
+    assert ("asyncvideos+speedups" in names) is HAS_MSGSPEC
+
+
+def test_the_client_order_rotates() -> None:
+    names = ["a", "b", "c"]
+    firsts = [run.rotated(names, rep)[0] for rep in range(3)]
+    assert firsts == names
+    assert sorted(run.rotated(names, 4)) == names
 
 
 def test_every_scenario_runs_every_client(smoke: run.Run) -> None:
     assert set(smoke.results) == set(scenarios.SCENARIOS)
-    expected = set(clients.available_clients())
     for name, scenario in scenarios.SCENARIOS.items():
         by_client = smoke.results[name]
+        expected = {
+            client
+            for client in clients.available_clients()
+            if scenario.clients is None or client in scenario.clients
+        }
         assert expected <= set(by_client), name
         for client, metrics in by_client.items():
             for metric in scenario.metrics:
@@ -54,12 +70,39 @@ def test_wait_many_counts_the_polls_the_schedule_needs(smoke: run.Run) -> None:
     assert requests == [scenarios.SMOKE.wait_jobs * scenarios.DONE_AT]
 
 
+def test_the_clients_without_extras_run_without_msgspec() -> None:
+    """The ``asyncvideos`` client measures the library without its speedups."""
+    probe = (
+        "import sys, json; from benchmarks import clients; clients.without_speedups(); "
+        "import asyncvideos._speedups as s; print(json.dumps(s.current() is None))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert out.stdout.strip() == "true"
+
+
 def test_report_has_a_verdict_for_each_target(smoke: run.Run) -> None:
     text = run.report(smoke, "python -m benchmarks --smoke")
     verdicts = [line for line in text.splitlines() if line.endswith(("PASS |", "MISS |"))]
-    assert len(verdicts) == len(run.targets(scenarios.SMOKE)) - (0 if HAS_OPENAI else 2)
+    available = set(clients.available_clients())
+    expected = [t for t in run.targets(scenarios.SMOKE) if set(t.clients) <= available]
+    assert len(verdicts) == len(expected)
     for name in scenarios.SCENARIOS:
         assert f"### {name}:" in text
+
+
+def test_import_time_is_read_from_importtime() -> None:
+    """The import figure is the package's cumulative -X importtime, not process start-up."""
+    cost = scenarios.import_cost_ms("json")
+    assert 0 < cost < 10_000
+
+
+def test_other_benchmark_modules_are_listed(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run.main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    for name in scenarios.SCENARIOS:
+        assert f"{name}:" in listed
 
 
 def test_report_keeps_notes_below_the_marker(smoke: run.Run, tmp_path: Path) -> None:

@@ -294,6 +294,13 @@ class TestFastPath:
             fast.loads(body)
         assert decode(body, Video).raw == json.loads(body)
 
+    def test_nesting_near_the_recursion_limit_reads_the_same(self) -> None:
+        """Where json.loads gives up on a deep body, msgspec has given up first."""
+        limit = sys.getrecursionlimit()
+        for depth in range(limit - 120, limit + 5):
+            body = ('{"id":"v","x":' + "[" * depth + "]" * depth + "}").encode()
+            assert outcome(body, Video, fast=True) == outcome(body, Video, fast=False), depth
+
     def test_a_body_that_is_not_json_raises_the_same_error_on_both_paths(self) -> None:
         for fast in (True, False):
             _speedups.use(fast)

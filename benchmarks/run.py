@@ -10,6 +10,7 @@ Markdown (text after a ``<!-- notes -->`` line in that file is kept).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -392,6 +393,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SIZE=N",
+        help="override one size, e.g. --set reps=3 --set list_jobs=20000",
+    )
+    parser.add_argument(
         "--clients", help="comma-separated subset of " + ",".join(clients.ALL_CLIENTS)
     )
     parser.add_argument("--output", type=Path, help="write the Markdown report here")
@@ -411,6 +419,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; --list shows them")
     sizes = scenarios.QUICK if args.quick else scenarios.FULL
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in sizes.__dataclass_fields__ or not value:
+            parser.error(f"--set {item}: expected SIZE=N with SIZE one of {sorted(sizes.__dict__)}")
+        sizes = dataclasses.replace(sizes, **{key: type(getattr(sizes, key))(value)})
     names = args.clients.split(",") if args.clients else None
     run = run_all(sizes, args.only, names)
     command = "python -m benchmarks" + " ".join(["", *(argv if argv is not None else sys.argv[1:])])

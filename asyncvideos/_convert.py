@@ -50,10 +50,9 @@ def _text(obj: Mapping[str, Any], key: str) -> str | None:
     raise _ShapeError(f"{key!r} should be a string, got {type(value).__name__}")
 
 
-def _integer(obj: Mapping[str, Any], key: str) -> int | None:
+def _integer(obj: Mapping[str, Any], key: str) -> int:
+    """The slow path of an integer field: for a value that is not an int or null."""
     value = obj.get(key)
-    if value is None or type(value) is int:
-        return value
     if isinstance(value, float) and value == value:  # not NaN
         return round(value)
     if isinstance(value, str):

@@ -414,6 +414,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, scenario in every.items():
             default = "" if name in SCENARIOS else "  (only with --only)"
             print(f"{name}: {scenarios.title(scenario, scenarios.FULL)}{default}")
+        for module in extra_modules():
+            if not hasattr(module, "SCENARIOS"):
+                short = module.__name__.rsplit(".", 1)[-1]
+                print(f"{short}: standalone, python -m {module.__name__}")
         return 0
     unknown = [name for name in args.only if name not in every]
     if unknown:

@@ -114,6 +114,7 @@ class TestVideo:
         assert failed.error == VideoError(code="moderation", message="no")
         assert failed.is_failed
         assert structure({"id": "v", "error": "boom"}, Video).error == VideoError(message="boom")
+        assert structure(None, VideoError) is None
 
     @pytest.mark.parametrize(
         "data",

@@ -308,6 +308,12 @@ class TestFastPath:
                 decode(b"<html>", Video, status_code=200, headers={"content-type": "text/html"})
 
 
+def test_the_decoders_are_loaded_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_speedups, "_current", _speedups._UNSET)
+    assert isinstance(_speedups.current(), _speedups.Speedups)
+    assert _speedups.current() is _speedups.current()
+
+
 def test_without_msgspec_there_is_no_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "msgspec", None)  # import msgspec raises ImportError
     assert _speedups.load() is None

@@ -86,7 +86,10 @@ class TestVideoStatus:
             ("processing", True, False, False),
             ("completed", False, True, False),
             ("failed", False, False, True),
-            ("cancelled", False, False, False),
+            ("succeeded", False, True, False),
+            ("expired", False, False, True),
+            ("cancelled", False, False, True),
+            ("archived", False, False, False),
         ],
     )
     def test_status_properties(

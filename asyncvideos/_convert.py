@@ -26,7 +26,7 @@ import attrs
 from . import _speedups
 from ._errors import APIResponseValidationError
 from ._models import Character, DeletedVideo, Video, VideoError, VideoPage
-from ._protocol import decode_json
+from ._protocol import decipher
 
 if TYPE_CHECKING:
     import cattrs
@@ -315,23 +315,24 @@ def decode(
     status_code: int = 200,
     headers: Mapping[str, str] = _NO_HEADERS,
 ) -> T:
-    """Read a 2xx response body (JSON bytes) as ``cls``.
+    """A response's body read as ``cls``: the same as
+    ``structure(decipher(status_code, headers, body), cls, status_code=status_code)``,
+    result and errors alike, and faster with the ``speedups`` extra (msgspec).
 
-    The same as ``structure(decode_json(status_code, headers, body), cls)``,
-    result and errors alike; with the ``speedups`` extra installed (msgspec),
-    faster. A body that is not JSON raises ``decode_json``'s
-    ``APIResponseValidationError``; a shape that cannot be read, ``structure``'s.
+    A non-2xx status raises ``decipher``'s typed error; a 2xx body that is not
+    JSON, its ``APIResponseValidationError``; a shape that cannot be read,
+    ``structure``'s.
     """
     fast = _speedups.current()
-    if fast is None:
-        data = decode_json(status_code, headers, body)
+    if fast is None or not 200 <= status_code < 300:
+        data = decipher(status_code, headers, body)
     else:
         try:
             data = fast.loads(body)
         except Exception:
             # What msgspec refuses, json.loads may still read (NaN, a lone
             # surrogate, a byte-order mark, 1e400) or reject with our error.
-            data = decode_json(status_code, headers, body)
+            data = decipher(status_code, headers, body)
         else:
             model: T | None = fast.read(body, data, cls)
             if model is not None:

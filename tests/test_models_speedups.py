@@ -25,6 +25,7 @@ from asyncvideos import (
     APIResponseValidationError,
     Character,
     DeletedVideo,
+    NotFoundError,
     Video,
     VideoPage,
     _speedups,
@@ -306,6 +307,13 @@ class TestFastPath:
             _speedups.use(fast)
             with pytest.raises(APIResponseValidationError, match="Expected a JSON body"):
                 decode(b"<html>", Video, status_code=200, headers={"content-type": "text/html"})
+
+    def test_an_error_status_raises_its_typed_error_on_both_paths(self) -> None:
+        body = json.dumps({"error": {"message": "no such job", "code": "not_found"}}).encode()
+        for fast in (True, False):
+            _speedups.use(fast)
+            with pytest.raises(NotFoundError, match="no such job"):
+                decode(body, Video, status_code=404)
 
 
 def test_the_decoders_are_loaded_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -13,11 +14,13 @@ from asyncvideos import (
     APIResponseValidationError,
     Character,
     DeletedVideo,
+    NotFoundError,
     Video,
     VideoError,
     VideoPage,
+    _speedups,
 )
-from asyncvideos._convert import structure
+from asyncvideos._convert import decode, structure
 
 FULL: dict[str, Any] = {
     "id": "video_fb4e",
@@ -257,3 +260,25 @@ class TestToDict:
         """``attrs.evolve`` keeps the old raw: the model's values win over it."""
         video = attrs.evolve(structure(FULL, Video), status="failed", error=None)
         assert video.to_dict()["status"] == "failed"
+
+
+class TestDecode:
+    """``decode(body, cls)``: bytes to a model, the same with or without msgspec."""
+
+    def test_without_msgspec_there_is_no_fast_path(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setitem(sys.modules, "msgspec", None)  # import msgspec raises ImportError
+        monkeypatch.setattr(_speedups, "_current", _speedups._UNSET)
+        assert _speedups.load() is None
+        assert _speedups.current() is None
+        assert decode(json.dumps(FULL).encode(), Video) == structure(FULL, Video)
+        page = {"data": [FULL], "has_more": False}
+        assert decode(json.dumps(page).encode(), VideoPage) == structure(page, VideoPage)
+
+    def test_errors_without_msgspec(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(_speedups, "_current", None)
+        with pytest.raises(APIResponseValidationError, match="Expected a JSON body"):
+            decode(b"<html>", Video, headers={"content-type": "text/html"})
+        with pytest.raises(APIResponseValidationError, match="Unexpected response shape"):
+            decode(b'{"id": 5}', Video)
+        with pytest.raises(NotFoundError):
+            decode(b'{"error": {"message": "gone"}}', Video, status_code=404)

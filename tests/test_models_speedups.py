@@ -320,11 +320,3 @@ def test_the_decoders_are_loaded_on_first_use(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(_speedups, "_current", _speedups._UNSET)
     assert isinstance(_speedups.current(), _speedups.Speedups)
     assert _speedups.current() is _speedups.current()
-
-
-def test_without_msgspec_there_is_no_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "msgspec", None)  # import msgspec raises ImportError
-    assert _speedups.load() is None
-    _speedups.use(True)
-    assert _speedups.current() is None
-    assert decode(json.dumps(JOB).encode(), Video) == structure(JOB, Video)

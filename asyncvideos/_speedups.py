@@ -123,13 +123,30 @@ class Speedups:
         return page
 
 
+#: msgspec before 0.19 misread some integers above 64 bits (and before
+#: 0.18.5 could not decode frozen slotted attrs classes): older ones are unused.
+MIN_MSGSPEC = (0, 19)
+
+
 def load() -> Speedups | None:
-    """The decoders, or None when msgspec is not installed."""
+    """The decoders, or None when msgspec is not installed (or too old)."""
     try:
         import msgspec
     except ImportError:
         return None
+    if _version(getattr(msgspec, "__version__", "")) < MIN_MSGSPEC:
+        return None
     return Speedups(msgspec)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """``"0.19.0"`` as ``(0, 19, 0)``; what cannot be read counts as too old."""
+    parts = []
+    for part in text.split(".")[:2]:
+        if not part.isdigit():
+            return ()
+        parts.append(int(part))
+    return tuple(parts)
 
 
 _UNSET: Any = object()

@@ -320,3 +320,17 @@ def test_the_decoders_are_loaded_on_first_use(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(_speedups, "_current", _speedups._UNSET)
     assert isinstance(_speedups.current(), _speedups.Speedups)
     assert _speedups.current() is _speedups.current()
+
+
+@pytest.mark.parametrize("version", ["0.18.6", "0.9", "", "1.0.0rc1", "unknown"])
+def test_a_msgspec_older_than_0_19_is_not_used(
+    monkeypatch: pytest.MonkeyPatch, version: str
+) -> None:
+    """Before 0.19 msgspec misread some integers above 64 bits."""
+    monkeypatch.setattr(msgspec, "__version__", version)
+    expected = version == "1.0.0rc1"  # 1.0 reads as new enough
+    assert (_speedups.load() is not None) is expected
+
+
+def test_the_installed_msgspec_is_used() -> None:
+    assert _speedups.load() is not None

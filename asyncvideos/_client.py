@@ -37,13 +37,12 @@ from ._config import (
     TimeoutSetting,
     resolve_settings,
 )
-from ._convert import structure
+from ._convert import decode
 from ._http import MAX_ERROR_BODY, Response, StreamedResponse, Transport
 from ._pacing import Pacer, check_max_rate
 from ._protocol import (
     FormFile,
     Request,
-    decipher,
     dumps,
     mask_secret,
     redact,
@@ -212,6 +211,7 @@ class BaseClient:
         )
         self._identity_headers = self._build_identity_headers()
         self._telemetry = load_telemetry()
+        self._telemetry_checked = 0.0
         server = URL(self._settings.base_url)
         self._server_attributes = {"server.address": server.host, "server.port": server.port}
         self._default_options = CallOptions(
@@ -363,11 +363,12 @@ class BaseClient:
 
     # -- sending -----------------------------------------------------------
 
-    async def _json(
+    async def _fetch(
         self,
         method: str,
         path: str,
         options: CallOptions,
+        model: type[T],
         operation: str,
         *,
         video_id: str | None = None,
@@ -376,8 +377,9 @@ class BaseClient:
         form_fields: Mapping[str, str] | None = None,
         form_files: tuple[FormFile, ...] = (),
         gate: asyncio.Semaphore | None = None,
-    ) -> tuple[Any, Mapping[str, str]]:
-        """Send one request under the retry policy; return its JSON and headers.
+    ) -> tuple[T, Mapping[str, str]]:
+        """Send one request under the retry policy; return its body read as
+        ``model``, and its headers.
 
         ``operation`` (the public method) names the call's span; ``gate``, when
         given, is held around each attempt, not across the waits between them.
@@ -387,7 +389,7 @@ class BaseClient:
             form_fields = {**form_fields, **_form_values(options.extra_body)}
         call = _Call(method, path, operation, video_id, options)
 
-        async def attempt() -> tuple[Any, Response]:
+        async def attempt() -> tuple[T, Response]:
             key = call.key = await self._api_key()
             request = self._prepare(
                 method,
@@ -404,7 +406,8 @@ class BaseClient:
             else:
                 async with gate:
                     response = await self._send(request, options.timeout)
-            return decipher(response.status, response.headers, response.body), response
+            status, headers = response.status, response.headers
+            return decode(response.body, model, status_code=status, headers=headers), response
 
         data, response = await self._retried(attempt, call)
         return data, response.headers
@@ -418,16 +421,9 @@ class BaseClient:
         operation: str,
         **request: Any,
     ) -> T:
-        """``_json`` read into ``model``."""
-        data, _ = await self._json(method, path, options, operation, **request)
-        return await self._structured(data, model)
-
-    async def _structured(self, data: Any, model: type[T]) -> T:
-        """``data`` read into ``model``; a conversion error is masked like any other."""
-        try:
-            return structure(data, model)
-        except errors.AsyncVideosError as error:
-            raise redact(error, await self._api_key()) from None
+        """``_fetch`` without the headers."""
+        data, _ = await self._fetch(method, path, options, model, operation, **request)
+        return data
 
     async def _bytes(
         self,
@@ -473,7 +469,7 @@ class BaseClient:
         logged at DEBUG, and captured for ``with_raw_response``; every error
         leaves with the key masked."""
         seen = _raw_capture.get()
-        telemetry = self._telemetry and self._telemetry.live()
+        telemetry = self._live_telemetry()
         if telemetry is None and seen is None and not logger.isEnabledFor(logging.DEBUG):
             return await self._attempts(attempt, call, self._on_retry)
         tally = _Tally(self._on_retry, telemetry)
@@ -519,9 +515,24 @@ class BaseClient:
             error.idempotency_key = call.options.idempotency_key
             raise redact(error, call.key) from error.__cause__
 
+    def _live_telemetry(self) -> Telemetry | None:
+        """The telemetry, once the application has set a provider.
+
+        Until then the check is repeated at most once a second per client: it
+        costs more than the rest of a request's bookkeeping.
+        """
+        telemetry = self._telemetry
+        if telemetry is None or telemetry.is_live:
+            return telemetry
+        now = time.monotonic()
+        if now < self._telemetry_checked:
+            return None
+        self._telemetry_checked = now + 1.0
+        return telemetry.live()
+
     def _span(self, operation: str, video_id: str | None = None) -> AbstractContextManager[Any]:
         """A span around a call made of several requests (None when not tracing)."""
-        telemetry = self._telemetry and self._telemetry.live()
+        telemetry = self._live_telemetry()
         if telemetry is None:
             return nullcontext(None)
         attributes = {} if video_id is None else {"asyncvideos.video.id": video_id}

@@ -70,7 +70,7 @@ class Telemetry:
         # measurements would go nowhere, so the client skips them (see ``live``).
         meters = metrics.get_meter_provider()
         self._proxy_meters = meters if "Proxy" in type(meters).__name__ else None
-        self._live = False
+        self.is_live = False
         self._tracer = trace.get_tracer("asyncvideos", __version__)
         meter = metrics.get_meter("asyncvideos", __version__)
         self.request_duration = meter.create_histogram(
@@ -92,7 +92,7 @@ class Telemetry:
 
         A provider can be set only once, so a live ``Telemetry`` stays live.
         """
-        if not self._live:
+        if not self.is_live:
             traced = not isinstance(
                 self._trace.get_tracer_provider(), self._trace.ProxyTracerProvider
             )
@@ -100,7 +100,7 @@ class Telemetry:
             measured = proxy is None or self._metrics.get_meter_provider() is not proxy
             if not (traced or measured):
                 return None
-            self._live = True
+            self.is_live = True
         return self
 
     @contextmanager

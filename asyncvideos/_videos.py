@@ -517,10 +517,10 @@ class AsyncVideos(BaseClient):
         path = check.video_path(video_id)
 
         async def fetch() -> tuple[Video, float | None]:
-            data, headers = await self._json(
-                "GET", path, options, "retrieve", video_id=video_id, gate=gate
+            video, headers = await self._fetch(
+                "GET", path, options, Video, "retrieve", video_id=video_id, gate=gate
             )
-            return await self._structured(data, Video), poll_after(headers)
+            return video, poll_after(headers)
 
         return fetch
 
@@ -584,7 +584,7 @@ class AsyncVideos(BaseClient):
 
     def _observe_wait(self) -> Observe | None:
         """A ``videos.wait`` span per job's wait, when tracing."""
-        telemetry = self._telemetry and self._telemetry.live()
+        telemetry = self._live_telemetry()
         return None if telemetry is None else telemetry.waiting
 
     async def create_and_wait(

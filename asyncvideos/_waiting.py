@@ -176,7 +176,7 @@ async def wait_for(
                     video=poller.last,
                     video_id=video_id,
                 ) from None
-    if raise_on_failure and video.status == "failed":
+    if raise_on_failure and video.is_failed:
         raise VideoFailedError(video)
     return video
 
@@ -193,7 +193,7 @@ async def _run(
             if record is not None:
                 record.polls = poller.polls
                 record.status = poller.last.status if poller.last is not None else None
-        if raise_on_failure and video.status == "failed":
+        if raise_on_failure and video.is_failed:
             raise VideoFailedError(video)
         return video
 

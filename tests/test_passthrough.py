@@ -20,6 +20,7 @@ from asyncvideos import (
     RawResponse,
     RetryDetails,
     Video,
+    VideoFailedError,
 )
 from asyncvideos.testing import FakeVideosAPI, Fault
 
@@ -214,3 +215,22 @@ class TestOnRetry:
     def test_on_retry_must_be_callable(self) -> None:
         with pytest.raises(TypeError, match="on_retry"):
             AsyncVideos(api_key=KEY, on_retry="print")  # type: ignore[arg-type]
+
+
+class TestGatewayStatuses:
+    @pytest.mark.parametrize(
+        ("status", "fails"),
+        [("expired", True), ("cancelled", True), ("succeeded", False), ("archived", False)],
+    )
+    async def test_statuses_seen_in_the_wild(
+        self, client: AsyncVideos, api: FakeVideosAPI, status: str, fails: bool
+    ) -> None:
+        """``expired``/``cancelled`` are failures for ``raise_on_failure``; others are not."""
+        api.inject(Fault(status=200, body={"id": "video_gw", "object": "video", "status": status}))
+        if fails:
+            with pytest.raises(VideoFailedError):
+                await client.wait("video_gw", raise_on_failure=True, timeout=5)
+        else:
+            video = await client.wait("video_gw", raise_on_failure=True, timeout=5)
+            assert video.status == status
+            assert video.is_completed is (status == "succeeded")

@@ -13,7 +13,7 @@ import asyncio
 import enum
 import zlib
 from collections.abc import AsyncGenerator, Iterator, Mapping
-from contextlib import aclosing, contextmanager
+from contextlib import aclosing
 from typing import Any
 
 import aiohttp
@@ -65,7 +65,7 @@ class _Decoder:
         self._inflate = zlib.decompressobj(self._wbits)
         self._raw_deflate = encoding == "deflate"
 
-    def feed(self, data: bytes, piece: int, url: str) -> Iterator[bytes]:
+    def feed(self, data: bytes, piece: int, url: URL) -> Iterator[bytes]:
         """The decoded bytes of ``data``, in pieces of at most ``piece`` bytes."""
         try:
             while data:
@@ -85,7 +85,7 @@ class _Decoder:
                 yield from self.feed(data, piece, url)
                 return
             raise errors.APIResponseValidationError(
-                f"The body of {url} is not validly compressed"
+                f"The body of {shown_url(url)} is not validly compressed"
             ) from None
 
 
@@ -157,24 +157,37 @@ class _StallWatch:
         )
 
 
-@contextmanager
-def _translated(request: Request, url: str, watch: _StallWatch | None = None) -> Iterator[None]:
+class _Translated:
     """The one place where aiohttp's and asyncio's failures become the exception tree.
 
-    The original stays as ``__cause__``, scrubbed of the request's headers
-    (aiohttp puts them, credentials included, in ``request_info``).
+    Used as ``with _Translated(request, url):``. The original stays as
+    ``__cause__``, scrubbed of the request's headers (aiohttp puts them,
+    credentials included, in ``request_info``). A class, not a generator:
+    it is entered twice per request.
     """
-    try:
-        yield
-    except asyncio.CancelledError:
-        if watch is not None:
-            error = watch.timed_out(request.method, url)
-            if error is not None:
-                raise error from None
-        raise
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        _scrub(exc, request)
-        raise _translate(exc, request.method, url) from exc
+
+    __slots__ = ("_request", "_url", "_watch")
+
+    def __init__(self, request: Request, url: URL, watch: _StallWatch | None = None) -> None:
+        self._request = request
+        self._url = url
+        self._watch = watch
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            return
+        method = self._request.method
+        if isinstance(exc, asyncio.CancelledError):
+            if self._watch is not None:
+                error = self._watch.timed_out(method, shown_url(self._url))
+                if error is not None:
+                    raise error from None
+        elif isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError)):
+            _scrub(exc, self._request)
+            raise _translate(exc, method, shown_url(self._url)) from exc
 
 
 def _translate(exc: BaseException, method: str, url: str) -> errors.AsyncVideosError:
@@ -259,7 +272,7 @@ class StreamedResponse:
         self,
         response: aiohttp.ClientResponse,
         request: Request,
-        url: str,
+        url: URL,
         watch: _StallWatch | None,
     ) -> None:
         self.status = response.status
@@ -295,7 +308,7 @@ class StreamedResponse:
         """The (decoded) body as it arrives, in pieces of at most ``size`` bytes."""
         reader = self._response.content
         watch = self._watch
-        with _translated(self._request, self._url, watch):
+        with _Translated(self._request, self._url, watch):
             decoder = _decoder(self.headers)
             while True:
                 if watch is not None:
@@ -379,15 +392,14 @@ class Transport:
 
     async def _open(
         self, request: Request, timeout: aiohttp.ClientTimeout, watch: _StallWatch | None
-    ) -> tuple[aiohttp.ClientResponse, str]:
+    ) -> tuple[aiohttp.ClientResponse, URL]:
         """Send ``request`` and follow its redirects; return the final response and the
         URL to name in messages. Credentials never leave the request's origin."""
         session = self._get_session()
         url = URL(request.url, encoded=True)
         headers = request.headers
-        shown = shown_url(url)
         for _ in range(MAX_REDIRECTS + 1):
-            with _translated(request, shown, watch):
+            with _Translated(request, url, watch):
                 if watch is not None:
                     watch.waiting()
                 response = await session.request(
@@ -402,7 +414,7 @@ class Transport:
                 if watch is not None:
                     watch.received()
             if response.status not in REDIRECT_STATUSES:
-                return response, shown
+                return response, url
             response.release()
             if request.method != "GET":
                 raise _refused(response, f"a redirect of a {request.method} request")
@@ -412,7 +424,6 @@ class Transport:
             if not same:
                 # Another origin: none of the client's credential or identity headers.
                 headers = request.portable_headers
-            shown = shown_url(url)
         raise _refused(response, f"more than {MAX_REDIRECTS} redirects (last: {origin(url)})")
 
     async def send(self, request: Request, timeout: aiohttp.ClientTimeout) -> Response:
@@ -428,7 +439,7 @@ class Transport:
         return Response(response.status, response.headers, body)
 
     async def _read_body(
-        self, response: aiohttp.ClientResponse, request: Request, shown: str
+        self, response: aiohttp.ClientResponse, request: Request, shown: URL
     ) -> bytes:
         ok = 200 <= response.status < 300
         limit = self._max_response_bytes if ok else MAX_ERROR_BODY
@@ -437,7 +448,7 @@ class Transport:
         plain = "content-encoding" not in headers
         if plain and declared.isdigit() and int(declared) <= limit:
             # The common case: aiohttp reads exactly the declared length.
-            with _translated(request, shown):
+            with _Translated(request, shown):
                 return await response.read()
         if ok and plain and declared.isdigit():
             raise _too_large(request, shown, limit, int(declared))
@@ -479,10 +490,10 @@ def _refused(response: aiohttp.ClientResponse, what: str) -> errors.RedirectErro
 
 
 def _too_large(
-    request: Request, url: str, limit: int, declared: int | None
+    request: Request, url: URL, limit: int, declared: int | None
 ) -> errors.ResponseTooLargeError:
     size = f"{declared} bytes" if declared is not None else "more"
     return errors.ResponseTooLargeError(
-        f"The response to {request.method} {url} is {size}, over the client's "
+        f"The response to {request.method} {shown_url(url)} is {size}, over the client's "
         f"max_response_bytes={limit}; the connection was closed"
     )

@@ -239,10 +239,12 @@ def structure_page(value: object, _: object = None) -> VideoPage:
 def structure_deleted(value: object, _: object = None) -> DeletedVideo:
     obj = _object(value, "a deletion")
     deleted = obj.get("deleted", True)
+    if type(deleted) is not bool:  # bool("false") is True: a string cannot say "not deleted"
+        raise _ShapeError(f"'deleted' should be a boolean, got {type(deleted).__name__}")
     return DeletedVideo(
         id=_required_id(obj, "a deletion"),
         object=_text(obj, "object") or "video.deleted",
-        deleted=bool(deleted),
+        deleted=deleted,
     )
 
 

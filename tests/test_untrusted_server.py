@@ -703,3 +703,19 @@ def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         env={**os.environ},
     )
     return cert, key
+
+
+class TestDeletedIsABoolean:
+    @pytest.mark.parametrize("value", ["false", 0, None, "true"])
+    async def test_a_non_boolean_deleted_is_a_typed_error(
+        self, servers: Callable[[], Server], value: object
+    ) -> None:
+        api = servers()
+
+        async def deleted(request: web.Request) -> web.Response:
+            return json_response({"id": "video_1", "object": "video.deleted", "deleted": value})
+
+        api.route("DELETE", "/v1/videos/video_1", deleted)
+        async with client(await api.start()) as videos:
+            with pytest.raises(APIResponseValidationError, match="'deleted' should be a boolean"):
+                await videos.delete("video_1")

@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict, TypeVar
 
 import attrs
 
 from . import _validate as check
-from ._client import BaseClient, CallOptions, PostOptions, RequestOptions, with_raw
+from ._client import BaseClient, CallOptions, PostOptions, RawResponse, RequestOptions, with_raw
 from ._config import NOT_GIVEN, NotGiven, TimeoutSetting
 from ._download import (
     ContentStream,
@@ -44,6 +52,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 T = TypeVar("T")
+_Raw: TypeAlias = Callable[..., Awaitable[RawResponse[T]]]
 Order = Literal["asc", "desc"]
 Variant = Literal["video", "thumbnail", "spritesheet"]
 VideoRef = str | Video
@@ -671,17 +680,19 @@ class AsyncVideos(BaseClient):
 class VideosWithRawResponse:
     """``AsyncVideos.with_raw_response``: each request method returns a ``RawResponse``."""
 
+    # Each takes the plain method's arguments. The attributes are declared with
+    # ``...`` for the arguments, so that every type checker reads one type.
     def __init__(self, videos: AsyncVideos) -> None:
-        self.retrieve = with_raw(videos.retrieve)
-        self.list_page = with_raw(videos.list_page)
-        self.create = with_raw(videos.create)
-        self.remix = with_raw(videos.remix)
-        self.edit = with_raw(videos.edit)
-        self.extend = with_raw(videos.extend)
-        self.create_character = with_raw(videos.create_character)
-        self.retrieve_character = with_raw(videos.retrieve_character)
-        self.delete = with_raw(videos.delete)
-        self.download_content = with_raw(videos.download_content)
+        self.retrieve: _Raw[Video] = with_raw(videos.retrieve)
+        self.list_page: _Raw[VideoPage] = with_raw(videos.list_page)
+        self.create: _Raw[Video] = with_raw(videos.create)
+        self.remix: _Raw[Video] = with_raw(videos.remix)
+        self.edit: _Raw[Video] = with_raw(videos.edit)
+        self.extend: _Raw[Video] = with_raw(videos.extend)
+        self.create_character: _Raw[Character] = with_raw(videos.create_character)
+        self.retrieve_character: _Raw[Character] = with_raw(videos.retrieve_character)
+        self.delete: _Raw[DeletedVideo] = with_raw(videos.delete)
+        self.download_content: _Raw[bytes] = with_raw(videos.download_content)
 
 
 async def _one_page(fetch: FetchPage, after: str | None) -> AsyncGenerator[Video, None]:

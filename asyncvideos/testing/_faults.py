@@ -166,7 +166,11 @@ class _RandomRule:
 
 
 class FaultPlan:
-    """The faults waiting to hit requests; one per fake server, so fakes never interfere."""
+    """The faults waiting to hit requests; one per fake server, so fakes never interfere.
+
+    ``FakeVideosAPI`` is a ``FaultPlan``: ``inject``, ``inject_random`` and
+    ``clear_faults`` are called on the fake itself.
+    """
 
     def __init__(self) -> None:
         self._scheduled: list[_Scheduled] = []
@@ -205,12 +209,12 @@ class FaultPlan:
         rule = _RandomRule(rate, tuple(faults), random.Random(seed), _make_filter(method, path))
         self._random.append(rule)
 
-    def clear(self) -> None:
+    def clear_faults(self) -> None:
         """Forget every scheduled fault and random rule."""
         self._scheduled.clear()
         self._random.clear()
 
-    def pick(self, method: str, path: str) -> Fault | None:
+    def pick_fault(self, method: str, path: str) -> Fault | None:
         """Return the fault for a request (consuming it), or None; ``path`` is the raw path."""
         for entry in self._scheduled:
             if entry.where.matches(method, path):

@@ -42,7 +42,7 @@ DEFAULT_API_KEY = "sk-fake-0123456789abcdef"
 _MAX_REQUEST_BYTES = 512 * 1024 * 1024
 
 
-class FakeVideosAPI:
+class FakeVideosAPI(FaultPlan):
     """A fake OpenAI Videos API served over real HTTP on ``host:port``.
 
     Use it as an async context manager (or call ``start()`` and ``close()``). Jobs
@@ -94,7 +94,7 @@ class FakeVideosAPI:
         self.api_key = api_key
         self._limiter = None if rate_limit is None else Limiter(rate_limit)
         #: How many requests the rate limit answered with 429.
-        self.rate_limited = 0
+        self.rate_limited: int = 0
         self.host = host
         self.clock: Clock = clock if clock is not None else RealClock(speed)
         self._port = port
@@ -107,11 +107,7 @@ class FakeVideosAPI:
         )
         settings = Settings(api_key, require_auth, poll_after_ms, sizes, accept_ranges)
         self._router = Router(self._store, settings)
-        self._faults = FaultPlan()
-        # The fault plan's own methods: their signatures and docs are written once.
-        self.inject = self._faults.inject
-        self.inject_random = self._faults.inject_random
-        self.clear_faults = self._faults.clear
+        FaultPlan.__init__(self)
         self._requests: list[RecordedRequest] = []
         self._idempotent: dict[tuple[str, str], Reply] = {}
         self._request_ids = random.Random(f"{seed}:request-ids")
@@ -339,7 +335,7 @@ class FakeVideosAPI:
         # Over the rate limit: a 429 before any fault or endpoint (neither is used up).
         limit = None if self._limiter is None else self._limiter.take()
         over = limit is not None and not limit.allowed
-        fault = None if over else self._faults.pick(rec.method, rec.raw_path)
+        fault = None if over else self.pick_fault(rec.method, rec.raw_path)
         if fault is not None and fault.delay:
             # Wakes early on close() so shutdown never waits for a long delay.
             with contextlib.suppress(asyncio.TimeoutError):

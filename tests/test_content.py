@@ -68,24 +68,6 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir())
 
 
-# Bad per-call options, shared by the content methods: (kwargs, exception, words).
-BAD_OPTIONS: list[tuple[dict[str, Any], type[Exception], str]] = [
-    ({"timeout": 0}, ValueError, "timeout"),
-    ({"timeout": "1"}, TypeError, "timeout"),
-    ({"max_retries": -1}, ValueError, "max_retries"),
-    ({"extra_headers": {"a": 1}}, TypeError, "extra_headers"),
-    ({"extra_query": 5}, TypeError, "extra_query"),
-]
-BAD_CONTENT_ARGS: list[tuple[Any, dict[str, Any], type[Exception], str]] = [
-    (5, {}, TypeError, "video"),
-    ("", {}, ValueError, "video"),
-    ("..", {}, ValueError, "video"),
-    ("video_1", {"variant": "hd"}, ValueError, "variant"),
-    ("video_1", {"variant": None}, TypeError, "variant"),
-    *[("video_1", kw, exc, words) for kw, exc, words in BAD_OPTIONS],
-]
-
-
 class TestDownloadContent:
     """``download_content()``: the whole body in memory."""
 
@@ -141,21 +123,6 @@ class TestDownloadContent:
         with pytest.raises(NotFoundError) as info:
             await client.download_content(video)
         assert info.value.code == "video_not_ready"
-
-    @pytest.mark.parametrize(("video", "kwargs", "exc", "words"), BAD_CONTENT_ARGS)
-    async def test_bad_arguments_raise_before_any_request(
-        self,
-        api: FakeVideosAPI,
-        client: AsyncVideos,
-        video: Any,
-        kwargs: dict[str, Any],
-        exc: type[Exception],
-        words: str,
-    ) -> None:
-        """Each bad argument raises an error naming it, and nothing is sent."""
-        with pytest.raises(exc, match=words):
-            await client.download_content(video, **kwargs)
-        assert api.requests == []
 
 
 class TestStalls:
@@ -300,28 +267,6 @@ class TestIterContent:
         async for _ in client.iter_content(video_id, chunk_size=1024):
             break
         assert await client.download_content(video_id, variant="thumbnail")
-
-    @pytest.mark.parametrize(
-        ("video", "kwargs", "exc", "words"),
-        [
-            *BAD_CONTENT_ARGS,
-            ("video_1", {"chunk_size": 0}, ValueError, "chunk_size"),
-            ("video_1", {"chunk_size": "1"}, TypeError, "chunk_size"),
-        ],
-    )
-    async def test_bad_arguments_raise_when_called(
-        self,
-        api: FakeVideosAPI,
-        client: AsyncVideos,
-        video: Any,
-        kwargs: dict[str, Any],
-        exc: type[Exception],
-        words: str,
-    ) -> None:
-        """Bad arguments raise at the call, before iteration and before any request."""
-        with pytest.raises(exc, match=words):
-            client.iter_content(video, **kwargs)
-        assert api.requests == []
 
 
 class TestDownload:
@@ -602,37 +547,6 @@ class TestDownload:
         (video,) = api.seed(1, status="queued", start=int(api.clock.now()) + 3600)
         with pytest.raises(NotFoundError):
             await client.download(video, tmp_path / "clip.mp4")
-        assert leftovers(tmp_path) == []
-
-    @pytest.mark.parametrize(
-        ("video", "kwargs", "exc", "words"),
-        [
-            *BAD_CONTENT_ARGS,
-            ("video_1", {"path": 5}, TypeError, "path"),
-            ("video_1", {"path": ""}, ValueError, "path"),
-            ("video_1", {"path": "  "}, ValueError, "path"),
-            ("video_1", {"overwrite": "yes"}, TypeError, "overwrite"),
-            ("video_1", {"overwrite": None}, TypeError, "overwrite"),
-            ("video_1", {"on_progress": 5}, TypeError, "on_progress"),
-            ("video_1", {"chunk_size": 0}, ValueError, "chunk_size"),
-            ("video_1", {"chunk_size": 1.5}, TypeError, "chunk_size"),
-        ],
-    )
-    async def test_bad_arguments_raise_before_any_request(
-        self,
-        api: FakeVideosAPI,
-        client: AsyncVideos,
-        tmp_path: Path,
-        video: Any,
-        kwargs: dict[str, Any],
-        exc: type[Exception],
-        words: str,
-    ) -> None:
-        """Each bad argument raises an error naming it; nothing is sent or written."""
-        arguments = {"path": tmp_path / "out" / "clip.mp4", **kwargs}
-        with pytest.raises(exc, match=words):
-            await client.download(video, **arguments)
-        assert api.requests == []
         assert leftovers(tmp_path) == []
 
     async def test_directory_path_raises_before_any_request(

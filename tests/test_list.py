@@ -58,44 +58,6 @@ class TestOnePage:
         await iterator.aclose()
         await single.aclose()
 
-    @pytest.mark.parametrize(
-        ("kwargs", "exc", "name"),
-        [
-            ({"limit": 0}, ValueError, "limit"),
-            ({"limit": 101}, ValueError, "limit"),
-            ({"limit": True}, TypeError, "limit"),
-            ({"limit": "5"}, TypeError, "limit"),
-            ({"order": "newest"}, ValueError, "order"),
-            ({"order": None}, TypeError, "order"),
-            ({"after": ""}, ValueError, "after"),
-            ({"after": 5}, TypeError, "after"),
-            ({"all": "yes"}, TypeError, "all"),
-            ({"max_retries": 101}, ValueError, "max_retries"),
-            ({"timeout": 0}, ValueError, "timeout"),
-            ({"extra_query": {"a": 1}}, TypeError, "extra_query"),
-        ],
-    )
-    def test_bad_arguments_fail_at_call_time(
-        self,
-        client: AsyncVideos,
-        api: FakeVideosAPI,
-        kwargs: dict[str, object],
-        exc: type[Exception],
-        name: str,
-    ) -> None:
-        """Bad arguments raise when list() is called, not later, and nothing is sent."""
-        with pytest.raises(exc, match=name):
-            client.list(**kwargs)  # type: ignore[arg-type]
-        if "all" not in kwargs:
-            with pytest.raises(exc, match=name):
-                client.pages(**kwargs)  # type: ignore[arg-type]
-        assert not api.requests
-
-    async def test_list_page_bad_limit(self, client: AsyncVideos, api: FakeVideosAPI) -> None:
-        with pytest.raises(ValueError, match="limit"):
-            await client.list_page(limit=500)
-        assert not api.requests
-
 
 class TestAll:
     async def test_every_job_across_pages(self, client: AsyncVideos, api: FakeVideosAPI) -> None:

@@ -116,17 +116,6 @@ async def test_pages_with_prefetch_match_pages_without(
     assert [len(page.data) for page in eager] == [4, 4, 1]
 
 
-@pytest.mark.parametrize(("value", "error"), [(2, ValueError), (-1, ValueError), (True, TypeError)])
-async def test_prefetch_is_checked_before_any_request(
-    api: FakeVideosAPI, client: AsyncVideos, value: object, error: type[Exception]
-) -> None:
-    with pytest.raises(error, match="prefetch"):
-        client.list(all=True, prefetch=value)  # type: ignore[arg-type]
-    with pytest.raises(error, match="prefetch"):
-        client.pages(prefetch=value)  # type: ignore[arg-type]
-    assert api.requests == []
-
-
 def test_prefetch_needs_all(api: FakeVideosAPI, client: AsyncVideos) -> None:
     """A single page has nothing to look ahead to: asking for it is an error, not ignored."""
     with pytest.raises(ValueError, match="prefetch"):

@@ -1,22 +1,30 @@
-"""pytest plugin (entry point ``pytest11``): the ``fake_videos_api`` and ``videos_client`` fixtures.
+"""pytest plugin (entry point ``pytest11``): fixtures for tests of code that uses asyncvideos.
 
-- ``fake_videos_api``: a started :class:`~asyncvideos.testing.FakeVideosAPI` with default
-  options, closed after the test.
+- ``fake_videos_api``: a started :class:`~asyncvideos.testing.FakeVideosAPI`, closed
+  after the test. By default its jobs run on the real clock: 1 s ``queued``, then
+  5 s ``in_progress``, so a ``wait()`` in your test takes about 6 s. Override
+  ``fake_videos_api_options`` to change that.
+- ``fake_videos_api_options``: the keyword arguments ``fake_videos_api`` is built
+  with (default: none). Override it in a conftest or a test module, e.g. to drive
+  jobs by hand with ``manual_clock``::
+
+      @pytest.fixture
+      def fake_videos_api_options(manual_clock):
+          return {"clock": manual_clock}
+
+  or ``{"speed": 100.0, "poll_after_ms": 10}`` for jobs that finish in about 60 ms.
+- ``manual_clock``: a :class:`~asyncvideos.testing.ManualClock`; jobs move only when
+  the test calls ``manual_clock.advance(seconds)``.
 - ``videos_client``: an ``AsyncVideos`` from ``fake_videos_api.client()``, closed after
   the test.
 
-Both are function-scoped async fixtures and need pytest-asyncio; without it they fail
-with a clear message when used, and the plugin never breaks a run that does not use them.
+The async fixtures are function-scoped and need pytest-asyncio; without it they fail
+with a clear message when used, and the plugin never breaks a run that does not use
+them. Tests written as ``async def`` also need pytest-asyncio's
+``asyncio_mode = "auto"`` (or ``@pytest.mark.asyncio`` on each test).
 
-To pass options (a ``ManualClock``, sizes, ...), build your own fixture, e.g.::
-
-    @pytest_asyncio.fixture
-    async def fake_videos_api():
-        async with FakeVideosAPI(clock=ManualClock(), run_seconds=10) as api:
-            yield api
-
-A fixture defined in your conftest with the same name overrides this one, and
-``videos_client`` then uses yours.
+A fixture defined in your conftest with the name ``fake_videos_api`` overrides this
+one entirely, and ``videos_client`` then uses yours.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pytest
+
+from ._clock import ManualClock
 
 if TYPE_CHECKING:
     from asyncvideos import AsyncVideos
@@ -59,12 +69,29 @@ def _async_fixture(func: _F) -> _F:
     return cast(_F, pytest.fixture(name=func.__name__)(unavailable))
 
 
+@pytest.fixture
+def manual_clock() -> ManualClock:
+    """A ManualClock: jobs on a fake that uses it move only when the test advances it."""
+    return ManualClock()
+
+
+@pytest.fixture
+def fake_videos_api_options() -> dict[str, Any]:
+    """Keyword arguments for ``fake_videos_api`` (none: 1 s queued + 5 s running, real time).
+
+    Override this fixture to pass ``clock=``, ``speed=``, sizes, faults' defaults...
+    """
+    return {}
+
+
 @_async_fixture
-async def fake_videos_api() -> AsyncIterator[FakeVideosAPI]:
-    """A started FakeVideosAPI with default options, closed after the test."""
+async def fake_videos_api(
+    fake_videos_api_options: dict[str, Any],
+) -> AsyncIterator[FakeVideosAPI]:
+    """A started FakeVideosAPI built with ``fake_videos_api_options``, closed after the test."""
     from ._server import FakeVideosAPI
 
-    async with FakeVideosAPI() as api:
+    async with FakeVideosAPI(**fake_videos_api_options) as api:
         yield api
 
 

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 import yarl
+from conditions import until
 
 from asyncvideos.testing import FakeVideosAPI, Fault, ManualClock, RecordedRequest
 from asyncvideos.testing._content import parse_range
@@ -117,12 +118,16 @@ class TestLifecycle:
             FakeVideosAPI(run_seconds=-1)
 
     async def test_speed_scales_real_time(self) -> None:
-        """speed=100 makes a 1 s queue pass in about 10 ms of real time."""
+        """speed=100 makes 2 s of queue and run pass in about 20 ms of real time."""
         async with FakeVideosAPI(speed=100.0, queue_seconds=1.0, run_seconds=1.0) as fake:
             (job,) = fake.add_videos({"status": "queued"})
             assert fake.videos[job["id"]]["status"] == "queued"
-            await asyncio.sleep(0.05)
-            assert fake.videos[job["id"]]["status"] == "completed"
+            # Well under the 2 s the job takes at speed 1.
+            await until(
+                lambda: fake.videos[job["id"]]["status"] == "completed",
+                "the job completing",
+                timeout=1.0,
+            )
 
 
 class TestAuth:
@@ -1013,7 +1018,7 @@ class TestFaults:
         fake.inject(Fault(delay=60))
         async with aiohttp.ClientSession() as session:
             pending = asyncio.ensure_future(session.get(f"{fake.base_url}/videos"))
-            await asyncio.sleep(0.2)  # let the request reach the fake and start its delay
+            await until(lambda: fake.in_flight == 1, "the request reaching the fake's delay")
             assert len(fake.requests) == 1
             began = time.perf_counter()
             await fake.close()

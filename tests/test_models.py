@@ -195,7 +195,9 @@ class TestPage:
             structure(data, VideoPage)
 
 
-class TestOtherModels:
+class TestDeletedVideoAndCharacter:
+    """DeletedVideo and Character, and the converter's datetime hook."""
+
     def test_deleted(self) -> None:
         assert structure(
             {"id": "v", "object": "video.deleted", "deleted": True}, DeletedVideo

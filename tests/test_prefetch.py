@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
+from conditions import tasks_started_since, until
 
 from asyncvideos import AsyncVideos, InternalServerError
 from asyncvideos.testing import FakeVideosAPI, Fault
@@ -16,14 +16,6 @@ def list_afters(api: FakeVideosAPI) -> list[str | None]:
     return [
         r.query.get("after") for r in api.requests if r.method == "GET" and r.path == "/v1/videos"
     ]
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    for _ in range(200):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
 
 
 async def test_next_page_is_requested_while_the_current_one_is_consumed(
@@ -43,8 +35,10 @@ async def test_default_stays_lazy(api: FakeVideosAPI, client: AsyncVideos) -> No
     ids = api.seed(5)
     jobs = client.list(all=True, limit=2)
     assert (await anext(jobs)).id == ids[0]
+    before = asyncio.all_tasks()
     assert (await anext(jobs)).id == ids[1]
-    await asyncio.sleep(0.05)  # time for a look-ahead to show, were there one
+    # No look-ahead task was started, so no request can show later.
+    assert tasks_started_since(before) == set()
     assert list_afters(api) == [None]
     await jobs.aclose()
 
@@ -84,7 +78,7 @@ async def test_breaking_out_of_a_for_loop_leaves_nothing_running(
     assert len(look_ahead) == 1
     await pages.aclose()
     assert all(task.done() for task in look_ahead)
-    await asyncio.sleep(0.05)
+    assert tasks_started_since(before) == set()
     assert len(list_afters(api)) <= 2
 
 

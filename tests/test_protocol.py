@@ -169,7 +169,9 @@ class TestRetryAfter:
         assert parse_retry_after(headers) is None
 
 
-class TestSmallRules:
+class TestRetryHeadersStatusesAndBodies:
+    """x-should-retry, the retryable statuses, openai-poll-after-ms, and JSON decoding."""
+
     def test_should_retry_header(self) -> None:
         assert should_retry_header({"x-should-retry": "true"}) is True
         assert should_retry_header({"x-should-retry": "false"}) is False

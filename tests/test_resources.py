@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from conditions import tasks_started_since, until
 
 from asyncvideos import AsyncVideos, Video, WaitResult
 from asyncvideos.testing import FakeVideosAPI, Fault
@@ -109,7 +110,7 @@ def test_the_leak_detector_can_fail() -> None:
             raise RuntimeError("lost")
 
         task = asyncio.ensure_future(boom())
-        await asyncio.sleep(0.01)
+        await asyncio.wait({task})  # done, its exception never retrieved
         del task
 
     shown, handler_calls = run_in_debug_loop(leaky)
@@ -304,6 +305,7 @@ class TestCancellation:
         done = slow_api.seed(1)
         ids = done + [j["id"] for j in slow_api.add_videos(*({"status": "queued"},) * 10)]
         async with slow_api.client() as videos:
+            before = asyncio.all_tasks()
             first: list[Video | None] = []
             results = videos.wait_many(ids)
             async for result in results:
@@ -311,7 +313,7 @@ class TestCancellation:
                 break
             await results.aclose()  # type: ignore[attr-defined]
             assert [v.id for v in first if v] == done
-            polls = len(slow_api.requests)
-            await asyncio.sleep(0.05)
-            assert len(slow_api.requests) == polls  # nothing polls any more
+            # Nothing is left that could poll.
+            await until(lambda: not tasks_started_since(before), "the pollers ending")
+            assert slow_api.in_flight == 0
             await self._check_pool_and_reuse(slow_api, videos)

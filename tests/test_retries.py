@@ -42,8 +42,8 @@ def video(api: FakeVideosAPI) -> str:
     return api.seed(1)[0]
 
 
-class TestPSOpenAICases:
-    """The retry cases of PSOpenAI's own suite."""
+class TestRetryDecisionsByStatusAndHeader:
+    """Which answers are retried and which are not (the cases PSOpenAI's suite checks)."""
 
     async def test_404_is_not_retried(self, client: AsyncVideos, api: FakeVideosAPI) -> None:
         with pytest.raises(NotFoundError):
@@ -106,6 +106,8 @@ class TestPSOpenAICases:
 
 
 class TestWhatIsRetried:
+    """Retryable statuses, connection errors and timeouts are retried up to max_retries."""
+
     @pytest.mark.parametrize("status", [408, 409, 502, 503, 504])
     async def test_retryable_statuses(
         self, client: AsyncVideos, api: FakeVideosAPI, video: str, status: int
@@ -174,7 +176,9 @@ class TestWhatIsRetried:
         assert len(api.requests) == 1
 
 
-class TestWaits:
+class TestRetryWaits:
+    """How long a retry waits: Retry-After, backoff, and the switch that turns waits off."""
+
     async def test_long_retry_after_is_not_slept_through(
         self, api: FakeVideosAPI, video: str
     ) -> None:
@@ -238,7 +242,9 @@ class TestWaits:
         assert retry._waits_enabled is False
 
 
-class TestNotRetriedLocally:
+class TestServerRejections:
+    """A request the server rejects is raised with the details it sent, not retried."""
+
     async def test_bad_request_has_details(self, client: AsyncVideos, api: FakeVideosAPI) -> None:
         """A 400 from the server carries the API's param and message."""
         with pytest.raises(BadRequestError) as info:

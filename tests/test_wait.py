@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from conditions import tasks_started_since, until
 
 from asyncvideos import (
     AsyncVideos,
@@ -523,13 +524,12 @@ class TestWaitMany:
         """After a break, the remaining polls stop and their connections are released."""
         (done,) = frozen_api.seed(1)
         stuck = queued(frozen_api, 10)
+        before = asyncio.all_tasks()
         async for result in frozen_client.wait_many([*stuck, done]):
             assert result.video_id == done
             break
-        await asyncio.sleep(0.05)  # the generator's cleanup runs on the loop
-        sent = len(frozen_api.requests)
-        await asyncio.sleep(0.1)  # ten intervals of the fake's 10 ms hint
-        assert len(frozen_api.requests) == sent
+        # The generator's cleanup runs on the loop: then no poller is left to poll.
+        await until(lambda: not tasks_started_since(before), "the pollers ending")
         assert frozen_api.in_flight == 0
 
     async def test_closing_early_cancels_the_polls_at_once(
@@ -538,12 +538,13 @@ class TestWaitMany:
         """With aclosing(), the polls are cancelled when the block exits."""
         (done,) = frozen_api.seed(1)
         stuck = queued(frozen_api, 10)
+        before = asyncio.all_tasks()
         async with contextlib.aclosing(frozen_client.wait_many([done, *stuck])) as results:
             async for _ in results:
                 break
-        sent = len(frozen_api.requests)
-        await asyncio.sleep(0.1)
-        assert len(frozen_api.requests) == sent
+        # At once: no poller is left when the block exits.
+        assert tasks_started_since(before) == set()
+        assert frozen_api.in_flight == 0
 
     async def test_on_progress_sees_every_job(
         self, api: FakeVideosAPI, client: AsyncVideos

@@ -9,8 +9,8 @@ objects the garbage collector tracks (one leaked object per call would add
 45,000 of them). Both must stay within 10%.
 
 ``tracemalloc`` would be more exact but slows the client several times over.
-Runs in about 40-60 s on a busy two-core machine; marked ``slow`` so that
-``-m "not slow"`` skips it locally, but it runs by default (and in CI).
+Runs in about 40-60 s on a busy two-core machine; marked ``slow``, so it is not in
+the default run: ``pytest -m slow`` runs it, and CI runs it once.
 """
 
 from __future__ import annotations

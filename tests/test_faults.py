@@ -6,6 +6,7 @@ connections, bodies cut short, answers slower than the client's timeout.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import time
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from conditions import until
 
 from asyncvideos import (
     APIConnectionError,
@@ -22,7 +24,7 @@ from asyncvideos import (
     Video,
 )
 from asyncvideos import _retry as retry_module
-from asyncvideos.testing import FakeVideosAPI, Fault
+from asyncvideos.testing import FakeVideosAPI, Fault, ManualClock
 
 # Slower than the per-call timeout, so the client gives up on the attempt.
 CALL_TIMEOUT = 0.2
@@ -98,11 +100,28 @@ class TestListUnderFaults:
 class TestWaitManyUnderFaults:
     async def test_every_job_reported_once_with_its_final_status(self) -> None:
         """wait_many over 500 jobs with 20% faulty polls reports each job once, finished."""
-        # Jobs run for ~1 s of real time and are polled every 100 ms: a few polls each.
+        # The clock moves 10 s per 200 requests answered, not with real time, so every job
+        # is polled while it runs however busy the machine is (a real-time clock let
+        # them all finish before the first poll on a loaded machine).
+        clock = ManualClock()
         async with FakeVideosAPI(
-            speed=100.0, queue_seconds=20.0, run_seconds=100.0, poll_after_ms=100
+            clock=clock, queue_seconds=10.0, run_seconds=40.0, poll_after_ms=20
         ) as fake:
-            await self._check(fake)
+
+            async def drive_clock() -> None:
+                while True:
+                    mark = len(fake.requests) + 200
+                    await until(
+                        lambda mark=mark: len(fake.requests) >= mark, "more polls", timeout=60
+                    )
+                    clock.advance(10.0)
+
+            driver = asyncio.create_task(drive_clock())
+            try:
+                await self._check(fake)
+            finally:
+                driver.cancel()
+                await asyncio.gather(driver, return_exceptions=True)
 
     async def _check(self, big_api: FakeVideosAPI) -> None:
         jobs = big_api.add_videos(*({"status": "queued"} for _ in range(500)))

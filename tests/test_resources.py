@@ -62,10 +62,12 @@ async def a_mix_of_operations(tmp: Path) -> None:
         ids = api.seed(30)
         api.inject_random(
             rate=0.2,
-            faults=[Fault(status=503), Fault(drop=True), Fault(truncate=True), Fault(delay=0.2)],
+            faults=[Fault(status=503), Fault(drop=True), Fault(truncate=True), Fault(delay=1.0)],
             seed=3,
         )
-        async with api.client(max_retries=10, timeout=0.1) as videos:
+        # A delayed answer times out; 0.5 s leaves room for a busy machine in debug mode,
+        # where a 0.1 s limit timed out answers that were not delayed at all.
+        async with api.client(max_retries=10, timeout=0.5) as videos:
             assert [v.id async for v in videos.list(all=True, limit=7)] == ids
             await videos.retrieve(ids[0])
             await videos.download(ids[1], tmp / "a.mp4")

@@ -19,6 +19,7 @@ import contextlib
 import inspect
 import io
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -27,7 +28,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from asyncvideos import AsyncVideos, AsyncVideosError, RequestOptions, Video
+import asyncvideos
+from asyncvideos import AsyncVideos, AsyncVideosError, Video
 from asyncvideos.testing import FakeVideosAPI
 
 MP4 = b"\x00\x00\x00\x18ftypmp42" + bytes(64)
@@ -92,7 +94,7 @@ GOOD: dict[str, dict[str, Any]] = {
 }
 
 # Public members that take no argument: nothing to check.
-NO_ARGUMENTS = {"close", "closed", "base_url"}
+NO_ARGUMENTS = {"close", "closed", "base_url", "with_raw_response"}
 
 # -- bad values of the per-call options, tried on every method that takes each ----------
 
@@ -123,6 +125,12 @@ OPTIONS: dict[str, list[tuple[Any, type[Exception], str]]] = {
         ({"a": None}, TypeError, "extra_query"),
         ({"a": 1}, TypeError, "extra_query"),
         (5, TypeError, "extra_query"),
+    ],
+    "extra_body": [
+        (5, TypeError, "extra_body"),
+        ({"": 1}, TypeError, "extra_body"),
+        ({1: "a"}, TypeError, "extra_body"),
+        ({"a": object()}, TypeError, "extra_body"),
     ],
     "idempotency_key": [
         ("", ValueError, "idempotency_key"),
@@ -315,14 +323,17 @@ BAD: dict[str, dict[str, list[tuple[Any, type[Exception], str]]]] = {
 
 
 def _parameters(method: str) -> dict[str, inspect.Parameter]:
-    """The arguments a public method takes, with ``**options`` spelled out."""
+    """The arguments a public method takes, with ``**options: Unpack[X]`` spelled out."""
     signature = inspect.signature(getattr(AsyncVideos, method))
     found: dict[str, inspect.Parameter] = {}
     for name, parameter in signature.parameters.items():
         if name == "self":
             continue
         if parameter.kind is inspect.Parameter.VAR_KEYWORD:
-            for option in get_type_hints(RequestOptions):
+            # The annotation is a string (postponed): "Unpack[RequestOptions]".
+            match = re.fullmatch(r"Unpack\[(\w+)\]", str(parameter.annotation))
+            assert match, f"{method}(**{name}) is not an Unpack[TypedDict]"
+            for option in get_type_hints(getattr(asyncvideos, match.group(1))):
                 found[option] = parameter
         else:
             found[name] = parameter
@@ -519,6 +530,13 @@ BAD_CONSTRUCTORS = [
     pytest.param({"default_headers": {"a": 1}}, TypeError, "default_headers", id="default_headers"),
     pytest.param({"default_query": {"a": None}}, TypeError, "default_query", id="default_query"),
     pytest.param({"default_query": ["a"]}, TypeError, "default_query", id="default_query-list"),
+    pytest.param(
+        {"max_response_bytes": 0}, ValueError, "max_response_bytes", id="max_response_bytes-0"
+    ),
+    pytest.param(
+        {"max_response_bytes": "1"}, TypeError, "max_response_bytes", id="max_response_bytes-str"
+    ),
+    pytest.param({"on_retry": 5}, TypeError, "on_retry", id="on_retry-int"),
 ]
 
 

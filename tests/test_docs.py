@@ -1,0 +1,43 @@
+"""The API reference (``docs/``, built by mkdocs) documents every public name.
+
+Building it is CI's job (``mkdocs build --strict``); this only checks that no public
+name of ``asyncvideos`` or ``asyncvideos.testing`` is missing from its pages, so a
+new export cannot go undocumented.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import asyncvideos
+import asyncvideos.testing
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def documented() -> set[str]:
+    pages = "\n".join(path.read_text(encoding="utf-8") for path in DOCS.rglob("*.md"))
+    return set(re.findall(r"^::: ([\w.]+)$", pages, re.MULTILINE))
+
+
+@pytest.mark.parametrize(
+    ("module", "prefix"),
+    [(asyncvideos, "asyncvideos."), (asyncvideos.testing, "asyncvideos.testing.")],
+)
+def test_every_public_name_has_a_reference_entry(module: object, prefix: str) -> None:
+    public = {name for name in module.__all__ if not name.startswith("__")}  # type: ignore[attr-defined]
+    missing = sorted(name for name in public if prefix + name not in documented())
+    assert missing == [], f"add to a page under docs/api/: {missing}"
+
+
+def test_every_entry_is_public() -> None:
+    """No page documents a name that is not exported (private modules excepted)."""
+    for entry in documented() - {"asyncvideos.testing"}:  # the module's own docstring
+        module, _, name = entry.rpartition(".")
+        if name.startswith("_") or module.rpartition(".")[2].startswith("_"):
+            continue
+        exported = asyncvideos.testing if module == "asyncvideos.testing" else asyncvideos
+        assert name in exported.__all__, entry

@@ -120,12 +120,13 @@ class TestBatchExport:
         output, checkpoint = tmp_path / "jobs.jsonl", tmp_path / "jobs.cursor"
         argv = ["--output", str(output), "--checkpoint", str(checkpoint), *connection(fast_api)]
         assert await export.main(argv) == 0
-        later = [job["id"] for job in fast_api.add_videos(*({"status": "completed"},) * 30)]
+        # Created after the first run: later than every job exported so far.
+        newest = max(job["created_at"] for job in fast_api.videos.values())
+        created = ({"status": "completed", "created_at": newest + 1 + i} for i in range(30))
+        later = [job["id"] for job in fast_api.add_videos(*created)]
         fast_api.clear_requests()
         assert await export.main(argv) == 0
-        exported = self.exported(output)
-        assert exported[:120] == first
-        assert sorted(exported[120:]) == sorted(later)
+        assert self.exported(output) == first + later
         assert fast_api.requests[0].query.get("after") == first[-1]
 
     async def test_gives_up_after_the_attempts_and_keeps_the_cursor(

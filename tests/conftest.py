@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from hypothesis import settings
 
 from asyncvideos import AsyncVideos
 from asyncvideos.testing import FakeVideosAPI, no_retry_waits
+
+# Property tests: 100 examples each in the default run, to keep the README's test
+# command short; CI runs them again with HYPOTHESIS_PROFILE=thorough (1,000 each).
+settings.register_profile("quick", max_examples=100)
+settings.register_profile("thorough", max_examples=1_000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
 
 @pytest.fixture(autouse=True)

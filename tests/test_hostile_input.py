@@ -46,8 +46,8 @@ async def shared_client(shared_api: FakeVideosAPI) -> AsyncIterator[AsyncVideos]
 _PIECES = st.sampled_from(["/", "?", "#", "%", "%2F", "..", ".", " ", "\\", ";", "&", "=", "+"])
 IDS = st.lists(st.one_of(st.text(max_size=12), _PIECES), max_size=6).map("".join)
 
+# As many examples as the profile says (tests/conftest.py).
 HYPOTHESIS = settings(
-    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )

@@ -38,7 +38,8 @@ FIRST_INSTANT = int(datetime(1, 1, 2, tzinfo=timezone.utc).timestamp())
 LAST_INSTANT = int(datetime(9999, 12, 30, tzinfo=timezone.utc).timestamp())
 TIMESTAMPS = ("created_at", "completed_at", "expires_at")
 
-quick = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# As many examples as the profile says (tests/conftest.py).
+quick = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 json_values = st.recursive(
     st.none()

@@ -405,6 +405,7 @@ class TestBoundedMemory:
                 async for _ in videos.iter_content("video_1", max_retries=0):
                     pass
 
+    @pytest.mark.slow  # about 25 s: with the soak test, out of the default run (CI runs it)
     @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
     def test_peak_memory_stays_under_100_mib_with_the_default_limit(self) -> None:
         """A 4 GiB gzip bomb and an endless body, each against the default 32 MiB limit,

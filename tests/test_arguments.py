@@ -87,6 +87,7 @@ GOOD: dict[str, dict[str, Any]] = {
     "delete": {"video": SOURCE},
     "download_content": {"video": SOURCE, "variant": "thumbnail"},
     "iter_content": {"video": SOURCE, "variant": "thumbnail"},
+    "open_content": {"video": SOURCE, "variant": "thumbnail"},
     "download": {"video": SOURCE, "path": InTmp(lambda p: p / "out" / "clip.mp4", "out.mp4")},
     "wait": {"video": SOURCE},
     "create_and_wait": {"prompt": "a paper boat", "timeout": 30},
@@ -287,6 +288,11 @@ BAD: dict[str, dict[str, list[tuple[Any, type[Exception], str]]]] = {
     "delete": {"video": IDS},
     "download_content": {"video": IDS, "variant": BAD_VARIANTS},
     "iter_content": {"video": IDS, "variant": BAD_VARIANTS, "chunk_size": BAD_CHUNK_SIZES},
+    "open_content": {
+        "video": IDS,
+        "variant": _short(BAD_VARIANTS),
+        "chunk_size": _short(BAD_CHUNK_SIZES),
+    },
     "download": {
         "video": IDS,
         "variant": BAD_VARIANTS,
@@ -400,6 +406,9 @@ async def _call(videos: AsyncVideos, method: str, arguments: dict[str, Any]) -> 
     result = getattr(videos, method)(**arguments)
     if inspect.isawaitable(result):
         return await result
+    if hasattr(result, "__aenter__"):
+        async with result as opened:
+            return [chunk async for chunk in opened]
     assert isinstance(result, AsyncIterator), result
     try:
         return await result.__anext__()
@@ -415,6 +424,9 @@ async def _invoke(videos: AsyncVideos, method: str, arguments: dict[str, Any]) -
     result = getattr(videos, method)(**arguments)
     if inspect.isawaitable(result):
         await result
+    elif hasattr(result, "__aenter__"):  # open_content: checked by the time it is entered
+        async with result:
+            pass
     else:
         await result.aclose()
 
@@ -537,6 +549,32 @@ BAD_CONSTRUCTORS = [
         {"max_response_bytes": "1"}, TypeError, "max_response_bytes", id="max_response_bytes-str"
     ),
     pytest.param({"on_retry": 5}, TypeError, "on_retry", id="on_retry-int"),
+    pytest.param(
+        {"max_requests_per_second": 0},
+        ValueError,
+        "max_requests_per_second",
+        id="max_requests_per_second-0",
+    ),
+    pytest.param(
+        {"max_requests_per_second": "1"},
+        TypeError,
+        "max_requests_per_second",
+        id="max_requests_per_second-str",
+    ),
+    pytest.param({"pacing": "fast"}, TypeError, "pacing", id="pacing-str"),
+    pytest.param(
+        {"webhook_fallback_interval": 0},
+        ValueError,
+        "webhook_fallback_interval",
+        id="webhook_fallback_interval-0",
+    ),
+    pytest.param(
+        {"webhook_fallback_interval": "1"},
+        TypeError,
+        "webhook_fallback_interval",
+        id="webhook_fallback_interval-str",
+    ),
+    pytest.param({"webhooks": 5}, TypeError, "webhooks", id="webhooks-int"),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -16,6 +17,11 @@ from asyncvideos.testing import FakeVideosAPI, no_retry_waits
 settings.register_profile("quick", max_examples=100)
 settings.register_profile("thorough", max_examples=1_000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
+
+# A shell that starts the suite in the background (``pytest &``) ignores SIGINT in
+# it, and so in the CLI subprocesses the Ctrl-C tests send it to: restore it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

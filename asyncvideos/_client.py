@@ -60,8 +60,16 @@ P = ParamSpec("P")
 _Client = TypeVar("_Client", bound="BaseClient")
 R = TypeVar("R", Response, StreamedResponse)
 _JSON_ACCEPT = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
-# Content is asked for unencoded, so that byte ranges mean the same on a resume.
-_CONTENT_ACCEPT = {"Accept": "*/*", "Accept-Encoding": "identity"}
+# Content is asked for unencoded, so that byte ranges mean the same on a resume,
+# and as the media type of its variant (what a server that negotiates sends).
+_VIDEO_ACCEPT = {
+    "Accept": "video/*, application/octet-stream;q=0.9, */*;q=0.8",
+    "Accept-Encoding": "identity",
+}
+_IMAGE_ACCEPT = {
+    "Accept": "image/*, application/octet-stream;q=0.9, */*;q=0.8",
+    "Accept-Encoding": "identity",
+}
 
 
 class RequestOptions(TypedDict, total=False):
@@ -322,7 +330,12 @@ class BaseClient:
     ) -> Request:
         """The one request-preparation step: the URL with its query, and every header."""
         content = method == "GET" and path.endswith("/content")
-        accept = _CONTENT_ACCEPT if content else _JSON_ACCEPT
+        if not content:
+            accept = _JSON_ACCEPT
+        elif query and query.get("variant", "video") != "video":
+            accept = _IMAGE_ACCEPT
+        else:
+            accept = _VIDEO_ACCEPT
         # Only these may follow a redirect to another origin (a signed CDN URL).
         portable = {"User-Agent": USER_AGENT, **accept}
         if range_start:

@@ -80,7 +80,7 @@ class TestDownloadContent:
         (req,) = api.requests
         assert req.path == f"/v1/videos/{video_id}/content"
         assert req.query == {}
-        assert req.header("accept") == "*/*"
+        assert req.header("accept") == "video/*, application/octet-stream;q=0.9, */*;q=0.8"
 
     @pytest.mark.parametrize("variant", ["video", "thumbnail", "spritesheet"])
     async def test_variant_is_sent_when_given(
@@ -90,6 +90,9 @@ class TestDownloadContent:
         body = await client.download_content(Video(id=video_id), variant=variant)
         assert body == api.content_bytes(video_id, variant)
         assert api.requests[0].query == {"variant": variant}
+        # The Accept header asks for the variant's media type, for servers that negotiate.
+        wanted = "video/*" if variant == "video" else "image/*"
+        assert (api.requests[0].header("accept") or "").startswith(wanted)
 
     async def test_per_call_options_are_sent(
         self, api: FakeVideosAPI, client: AsyncVideos, video_id: str

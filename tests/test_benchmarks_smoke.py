@@ -47,6 +47,7 @@ def test_the_client_order_rotates() -> None:
     assert sorted(run.rotated(names, 4)) == names
 
 
+@pytest.mark.slow  # runs every scenario once (about 15 s): CI runs it with -m slow
 def test_every_scenario_runs_every_client(smoke: run.Run) -> None:
     assert set(smoke.results) == set(scenarios.SCENARIOS)
     for name, scenario in scenarios.SCENARIOS.items():
@@ -64,6 +65,7 @@ def test_every_scenario_runs_every_client(smoke: run.Run) -> None:
                 assert all(math.isfinite(v) and v >= 0 for v in values), (name, client, values)
 
 
+@pytest.mark.slow  # runs every scenario once (about 15 s): CI runs it with -m slow
 def test_wait_many_counts_the_polls_the_schedule_needs(smoke: run.Run) -> None:
     # The floor honours the header by hand: its count pins the server's schedule.
     requests = smoke.results["wait_many"]["floor"]["requests"]
@@ -82,6 +84,7 @@ def test_the_clients_without_extras_run_without_msgspec() -> None:
     assert out.stdout.strip() == "true"
 
 
+@pytest.mark.slow  # runs every scenario once (about 15 s): CI runs it with -m slow
 def test_report_has_a_verdict_for_each_target(smoke: run.Run) -> None:
     text = run.report(smoke, "python -m benchmarks --smoke")
     verdicts = [line for line in text.splitlines() if line.endswith(("PASS |", "MISS |"))]
@@ -105,6 +108,7 @@ def test_other_benchmark_modules_are_listed(capsys: pytest.CaptureFixture[str]) 
         assert f"{name}:" in listed
 
 
+@pytest.mark.slow  # runs every scenario once (about 15 s): CI runs it with -m slow
 def test_report_keeps_notes_below_the_marker(smoke: run.Run, tmp_path: Path) -> None:
     output = tmp_path / "RESULTS.md"
     output.write_text(f"old table\n{run.NOTES_MARKER}\nhand-written notes\n")

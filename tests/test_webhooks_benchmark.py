@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+# The benchmark's own runs take a few seconds: CI runs them with -m slow.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

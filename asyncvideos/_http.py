@@ -477,6 +477,9 @@ class Transport:
         self._state = _State.CLOSED
         if self._owns_session and self._session is not None:
             await self._session.close()
+            # Let the closed connections' transports finish closing before the
+            # caller's loop may end (aiohttp before 3.12 does not wait for them).
+            await asyncio.sleep(0)
 
 
 def _refused(response: aiohttp.ClientResponse, what: str) -> errors.RedirectError:

@@ -108,6 +108,9 @@ def _run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         except asyncio.CancelledError:
             if not ended_by:
                 return fail(1, "cancelled")
+            if ended_by[0] == signal.SIGINT:
+                err.write("asyncvideos: interrupted\n")
+                return 130
             err.write(f"asyncvideos: {signal.Signals(ended_by[0]).name}: stopped\n")
             return 128 + ended_by[0]
         except (UsageError, ValueError, TypeError, FileExistsError) as error:
@@ -156,10 +159,11 @@ def _log_extras(args: argparse.Namespace) -> None:
 
 @contextlib.contextmanager
 def _on_signals(ended_by: list[int]) -> Iterator[None]:
-    """While the block runs, SIGTERM and SIGHUP cancel the command as Ctrl-C does.
+    """While the block runs, SIGINT (Ctrl-C), SIGTERM and SIGHUP cancel the command.
 
-    So its cleanup runs (a download removes its partial file). The handlers in
-    place before are put back after.
+    So its cleanup runs inside the loop (a download removes its partial file,
+    connections are closed before the loop ends, on every Python). The
+    handlers in place before are put back after.
     """
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
@@ -170,7 +174,7 @@ def _on_signals(ended_by: list[int]) -> Iterator[None]:
         task.cancel()
 
     installed: dict[int, Any] = {}
-    for name in ("SIGTERM", "SIGHUP"):
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         signum = getattr(signal, name, None)
         if signum is None:  # pragma: no cover - Windows has no SIGHUP
             continue

@@ -44,6 +44,7 @@ async def _wait_all(videos: AsyncVideos, ids: list[str]) -> collections.Counter[
     return seen
 
 
+@pytest.mark.slow  # 300 jobs against a real-time limit, twice (about 7 s): CI runs -m slow
 @pytest.mark.usefixtures("waits")
 class TestUnderTheFakesLimit:
     """The fake enforces 128 requests/s (bursts of 64) while 300 pollers want far more."""
@@ -77,6 +78,7 @@ class TestUnderTheFakesLimit:
             assert api.rate_limited > 0.1 * len(api.requests)
 
 
+@pytest.mark.slow  # learning a rate from 429s takes real seconds: CI runs -m slow
 @pytest.mark.usefixtures("waits")
 class TestWithoutBudgetHeaders:
     """A gateway that enforces a limit with 429s and ``retry-after-ms`` only."""

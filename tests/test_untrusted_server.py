@@ -12,7 +12,6 @@ import asyncio
 import gzip
 import json
 import logging
-import os
 import ssl
 import subprocess
 import sys
@@ -671,39 +670,6 @@ class TestPlainHttpWarning:
         caplog.set_level(logging.WARNING, logger="asyncvideos")
         AsyncVideos(api_key=KEY, base_url=f"http://{host}:8000/v1")
         assert any("plain http" in record.message for record in caplog.records) is warns
-
-
-@pytest.fixture(scope="module")
-def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1, made with ``openssl``."""
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        env={**os.environ},
-    )
-    return cert, key
 
 
 class TestDeletedIsABoolean:

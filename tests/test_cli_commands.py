@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import os
 import signal
@@ -25,40 +24,19 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from test_cli import KEY, ThreadedFake, _interrupt_main_when, lines
+from test_cli import (  # the CLI fixtures, shared rather than copied
+    KEY,
+    ThreadedFake,
+    _interrupt_main_when,
+    fake,  # noqa: F401
+    lines,
+    run,  # noqa: F401
+)
 
 from asyncvideos import Video, VideoError, VideoFailedError
 from asyncvideos._cli import main
 from asyncvideos._cli._commands import file_name
 from asyncvideos.testing import FakeVideosAPI, Fault
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadedFake]:
-    """A fake whose jobs finish in ~0.06 s, and the environment pointing at it."""
-    server = ThreadedFake(api_key=KEY, speed=100.0, poll_after_ms=10)
-    for name in ("OPENAI_ORG_ID", "OPENAI_ORGANIZATION", "OPENAI_PROJECT_ID", "OPENAI_API_BASE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    monkeypatch.setenv("OPENAI_BASE_URL", server.api.base_url)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def run(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., tuple[int, str, str]]:
-    """``run(*argv, stdin=None)``: main()'s exit code, stdout and stderr."""
-
-    def invoke(*argv: str, stdin: str | None = None) -> tuple[int, str, str]:
-        if stdin is not None:
-            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return invoke
 
 
 def requests_of(fake: ThreadedFake) -> list[Any]:

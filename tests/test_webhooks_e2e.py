@@ -20,27 +20,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from test_webhooks import serving
 
 from asyncvideos import AsyncVideos, Video, VideoFailedError, WaitTimeoutError
 from asyncvideos.testing import FakeVideosAPI, ManualClock, WebhookFaults, sign_webhook
 from asyncvideos.webhooks import WebhookReceiver
 
 SECRET_FOR_FAKE = FakeVideosAPI.generate_webhook_secret()
-
-
-@asynccontextmanager
-async def receiving(receiver: WebhookReceiver) -> AsyncIterator[str]:
-    """``receiver.handle`` at ``/webhooks`` on loopback; yields the URL."""
-    app = web.Application()
-    app.router.add_post("/webhooks", receiver.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/webhooks"
-    finally:
-        await runner.cleanup()
 
 
 class Setup:
@@ -64,7 +50,7 @@ async def webhooked(
     secret = FakeVideosAPI.generate_webhook_secret()
     setup.receiver = WebhookReceiver(secret, **(receiver_options or {}))
     async with AsyncExitStack() as stack:
-        setup.url = await stack.enter_async_context(receiving(setup.receiver))
+        setup.url = await stack.enter_async_context(serving(setup.receiver))
         setup.api = await stack.enter_async_context(
             FakeVideosAPI(
                 webhook_url=setup.url,

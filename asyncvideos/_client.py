@@ -38,7 +38,7 @@ from ._config import (
     resolve_settings,
 )
 from ._convert import decode
-from ._http import MAX_ERROR_BODY, Response, StreamedResponse, Transport
+from ._http import MAX_ERROR_BODY, Response, StreamedResponse, Transport, shown_url
 from ._pacing import Pacer, check_max_rate
 from ._protocol import (
     FormFile,
@@ -468,10 +468,41 @@ class BaseClient:
     async def _send(self, request: Request, timeout: aiohttp.ClientTimeout) -> Response:
         """Send one attempt when the pacer gives it its turn (at once when nothing limits)."""
         if self._pacer.engaged:
-            await self._pacer.before_request()
+            remaining = await self._await_turn(request, timeout.total)
+            if remaining is not None:
+                timeout = attrs.evolve(timeout, total=remaining)
         response = await self._transport.send(request, timeout)
         self._pacer.after_response(response.status, response.headers, response.body)
         return response
+
+    async def _await_turn(self, request: Request, limit: float | None) -> float | None:
+        """Wait for the pacer's turn within the attempt's ``limit`` (seconds, None: no
+        limit); return what is left of it, for the request itself.
+
+        The wait counts inside the caller's timeout: past it, ``APITimeoutError``
+        with nothing sent, and not retried, since a new attempt would only queue
+        again for a turn the pacer already knows is not due (see
+        ``Pacer.before_request`` for why a timeout and not a ``RateLimitError``).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if limit is None else loop.time() + limit
+        turn = await self._pacer.before_request(deadline)
+        if deadline is None:
+            return None
+        remaining = deadline - loop.time()
+        if turn and remaining > 0:
+            return remaining
+        shown = shown_url(URL(request.url, encoded=True))
+        error = errors.APITimeoutError(
+            f"{request.method} {shown}: not sent within the {limit:g} s timeout, waiting "
+            "for this client's turn under the server's rate limit (its x-ratelimit-* "
+            "headers or a 429 pause)",
+            method=request.method,
+            url=shown,
+        )
+        error.request_sent = False
+        error.retry_can_help = False
+        raise error
 
     async def _retried(
         self,
@@ -589,7 +620,8 @@ class BaseClient:
                 "GET", path, options, key, query=query, range_start=range_start, if_range=if_range
             )
             if self._pacer.engaged:
-                await self._pacer.before_request()
+                # As for the first bytes: the stall limit bounds the wait for a turn.
+                await self._await_turn(request, stall_limit)
             response = await self._transport.open(request, timeout, stall_limit)
             if not 200 <= response.status < 300:
                 try:

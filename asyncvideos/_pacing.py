@@ -20,6 +20,10 @@ Nothing is delayed while the server sends neither limits nor 429s: the client
 then only reads ``engaged`` (False) before each request. Waiters queue in one
 FIFO that a single timer releases, one per interval, so a thousand pollers cost
 one wake-up per request, not one per waiter.
+
+A wait is bounded by the caller's deadline: a waiter whose deadline comes before
+its turn leaves the queue then (as a cancelled one does), so waiters never
+stretch each other's deadlines, and the client raises (see ``before_request``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import logging
 import math
 import re
 import weakref
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Mapping
 
 import attrs
@@ -154,6 +158,12 @@ def throttle_wait(error: errors.APIStatusError, streak: int) -> float | None:
     return error.retry_after if error.retry_after <= MAX_RETRY_AFTER else None
 
 
+def _give_up(waiter: asyncio.Future[bool]) -> None:
+    """A waiter's deadline came before its turn."""
+    if not waiter.done():
+        waiter.set_result(False)
+
+
 class Pacer:
     """When each request of one client may go. See the module docstring."""
 
@@ -175,7 +185,8 @@ class Pacer:
         self._mark: tuple[float, int] | None = None
         self._estimated = 0.0
         self._estimated_at = 0.0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        # An ordered set: FIFO, and a waiter that gives up leaves it at once.
+        self._waiters: OrderedDict[asyncio.Future[bool], None] = OrderedDict()
         self._timer: asyncio.TimerHandle | None = None
         self._first: weakref.WeakSet[asyncio.Task[object]] = weakref.WeakSet()
 
@@ -200,8 +211,19 @@ class Pacer:
         """The earliest time the next request may go."""
         return max(self._last + self.interval(now), self._pause_until)
 
-    async def before_request(self) -> None:
-        """Wait for this request's turn."""
+    async def before_request(self, deadline: float | None = None) -> bool:
+        """Wait for this request's turn; False when the loop time ``deadline`` comes first.
+
+        The caller's deadline bounds the wait, so a request never waits past its
+        own timeout and waiters do not compound: each leaves the queue at its
+        deadline (or when cancelled), keeping its place for nobody. The client
+        then raises ``APITimeoutError`` with ``request_sent`` False rather than a
+        ``RateLimitError``: it is the caller's timeout that ran out, and the
+        server answered nothing (a ``RateLimitError`` would claim a 429 with its
+        ``status_code``, ``request_id`` and body that never came, and would be
+        caught by code meant for the server's answers); nothing was sent, so
+        even a POST may be sent again.
+        """
         loop = asyncio.get_running_loop()
         now = loop.time()
         task = asyncio.current_task()
@@ -212,14 +234,21 @@ class Pacer:
             self._last = now
             if not self.interval(now) and now >= self._pause_until:
                 self.engaged = False  # nothing limits requests any more
-            return
-        waiter = loop.create_future()
+            return True
+        if deadline is not None and deadline <= now:
+            return False
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiters[waiter] = None
         if first:
-            self._waiters.appendleft(waiter)
-        else:
-            self._waiters.append(waiter)
+            self._waiters.move_to_end(waiter, last=False)
         self._schedule(loop)
-        await waiter
+        expiry = None if deadline is None else loop.call_at(deadline, _give_up, waiter)
+        try:
+            return await waiter
+        finally:
+            if expiry is not None:
+                expiry.cancel()
+            self._waiters.pop(waiter, None)  # timed out or cancelled: out of the queue
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         """Set the timer for the next release, or move it earlier if it is late."""
@@ -237,9 +266,9 @@ class Pacer:
         now = loop.time()
         if now >= self._turn(now):
             while self._waiters:
-                waiter = self._waiters.popleft()
-                if not waiter.done():  # skip the cancelled
-                    waiter.set_result(None)
+                waiter, _ = self._waiters.popitem(last=False)
+                if not waiter.done():  # cancelled, its task not yet back to leave
+                    waiter.set_result(True)
                     self._last = now
                     break
         self._schedule(loop)

@@ -11,13 +11,14 @@ import collections
 import itertools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conditions import until
 
-from asyncvideos import AsyncVideos, NotFoundError, RateLimitError
+from asyncvideos import APITimeoutError, AsyncVideos, NotFoundError, RateLimitError
 from asyncvideos._retry import retry_waits_enabled
 from asyncvideos.testing import FakeVideosAPI, Fault, RateLimit
 
@@ -403,6 +404,103 @@ class TestHeadersWithoutLimits:
                 took = time.monotonic() - began
             assert api.rate_limited == 0
             assert took >= 0.3
+
+
+SPENT_FOR_A_MINUTE = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "60s"}
+
+
+class TestDeadlines:
+    """The wait for a turn counts inside the call's own timeout, and waiters never
+    compound: a budget spent for 60 s does not hold a 0.3 s call for 60 s."""
+
+    @staticmethod
+    async def _spend(api: FakeVideosAPI, videos: AsyncVideos, video_id: str) -> None:
+        api.inject(Fault(headers=SPENT_FOR_A_MINUTE), times=1)
+        await videos.retrieve(video_id)  # learns: the next request in 60 s
+
+    @pytest.mark.parametrize("operation", ["retrieve", "create", "iter_content"])
+    async def test_a_call_waits_no_longer_than_its_timeout(
+        self, api: FakeVideosAPI, operation: str
+    ) -> None:
+        (video_id,) = api.seed(1)
+        async with api.client() as videos:
+            await self._spend(api, videos, video_id)
+            calls = {
+                "retrieve": lambda: videos.retrieve(video_id, timeout=0.3),
+                "create": lambda: videos.create("a boat", timeout=0.3),
+                "iter_content": lambda: _drain(videos.iter_content(video_id, timeout=0.3)),
+            }
+            began = time.monotonic()
+            with pytest.raises(APITimeoutError, match="rate limit") as caught:
+                await asyncio.wait_for(calls[operation](), 10)
+            took = time.monotonic() - began
+            assert not videos._pacer._waiters
+        assert 0.25 <= took < 2.0
+        assert caught.value.request_sent is False  # so even a POST may be sent again
+        assert caught.value.retries == 0  # a retry would only queue again
+        assert len(api.requests) == 1
+
+    async def test_waiting_calls_do_not_compound(self, api: FakeVideosAPI) -> None:
+        """Five calls queued behind a spent budget each end at their own deadline."""
+        ids = api.seed(6)
+        async with api.client() as videos:
+            await self._spend(api, videos, ids[0])
+            began = time.monotonic()
+            results = await asyncio.wait_for(
+                asyncio.gather(
+                    *(videos.retrieve(video_id, timeout=0.3) for video_id in ids[1:]),
+                    return_exceptions=True,
+                ),
+                10,
+            )
+            took = time.monotonic() - began
+            assert not videos._pacer._waiters
+        assert [type(result) for result in results] == [APITimeoutError] * 5
+        assert took < 2.0
+        assert len(api.requests) == 1
+
+    async def test_a_cancelled_waiter_leaves_the_queue(self, api: FakeVideosAPI) -> None:
+        first, second = api.seed(2)
+        async with api.client() as videos:
+            await self._spend(api, videos, first)
+            waiting = asyncio.create_task(videos.retrieve(second))
+            await until(lambda: bool(videos._pacer._waiters), "the call waits for its turn")
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert not videos._pacer._waiters
+        assert len(api.requests) == 1
+
+    async def test_the_wait_is_taken_off_the_request_timeout(self, api: FakeVideosAPI) -> None:
+        """A 0.4 s wait for a turn leaves 0.2 s of a 0.6 s timeout: a 0.4 s answer is late."""
+        first, second = api.seed(2)
+        spent = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "400ms"}
+        api.inject(Fault(headers=spent), times=1)
+        async with api.client(max_retries=0) as videos:
+            await videos.retrieve(first)
+            api.inject(Fault(delay=0.4), times=1)
+            with pytest.raises(APITimeoutError) as caught:
+                await videos.retrieve(second, timeout=0.6)
+        assert caught.value.request_sent is True  # it went, and its answer was late
+        assert len(api.requests) == 2
+
+    @pytest.mark.usefixtures("waits")
+    async def test_a_429_pause_is_bounded_by_the_timeout_too(self, api: FakeVideosAPI) -> None:
+        first, second = api.seed(2)
+        api.inject(Fault(status=429, headers={"retry-after-ms": "5000"}), times=1)
+        async with api.client(max_retries=0) as videos:
+            with pytest.raises(RateLimitError):
+                await videos.retrieve(first)  # the server's 429: the client pauses 5 s
+            began = time.monotonic()
+            with pytest.raises(APITimeoutError, match="rate limit"):
+                await asyncio.wait_for(videos.retrieve(second, timeout=0.3), 10)
+            assert time.monotonic() - began < 2.0
+        assert len(api.requests) == 1
+
+
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    async for _ in chunks:
+        pass
 
 
 class TestMaxRequestsPerSecond:

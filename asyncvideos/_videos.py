@@ -66,7 +66,8 @@ class WaitOptions(TypedDict, total=False):
     """The options ``wait``, ``create_and_wait`` and ``wait_many`` share.
 
     ``timeout``: seconds for the whole wait (None: no limit). ``poll_interval``:
-    seconds between polls when the server sends no hint (default 1 s).
+    seconds between polls when the server sends no hint (default 1 s), and the
+    floor under a hint shorter than 0.1 s.
     ``on_progress(video)``: called (sync or async) when a job's status or
     progress changes. ``waiting_statuses``: the statuses that mean "not done
     yet". ``request_timeout``, ``max_retries``, ``extra_headers``,
@@ -560,8 +561,9 @@ class AsyncVideos(BaseClient):
     ) -> Video:
         """Poll a job until it leaves ``waiting_statuses``; return its final state.
 
-        The interval is the server's ``openai-poll-after-ms`` when it sends one,
-        else ``poll_interval``, else 1 s. ``timeout`` bounds the whole wait
+        The interval is the server's ``openai-poll-after-ms`` when it sends one
+        (at least 0.1 s, or ``poll_interval`` when that is shorter), else
+        ``poll_interval``, else 1 s. ``timeout`` bounds the whole wait
         (``WaitTimeoutError`` carries the last state seen); ``request_timeout``
         bounds each poll. With ``raise_on_failure``, a failed job raises
         ``VideoFailedError``. ``on_progress(video)`` (sync or async) is called

@@ -30,6 +30,7 @@ import attrs
 from ._callbacks import call_back
 from ._errors import VideoFailedError, WaitTimeoutError
 from ._models import Video
+from ._retry import MIN_WAIT
 from ._telemetry import WaitRecord
 from ._webhooks import Watch, WebhookReceiver
 
@@ -41,8 +42,12 @@ Observe = Callable[[str], AbstractContextManager[WaitRecord]]
 Job = tuple[str, Fetch, "Video | None"]
 DEFAULT_POLL_INTERVAL = 1.0
 DEFAULT_FALLBACK_INTERVAL = 60.0
-#: A floor under every interval, so that a hint of 0 ms is not a busy loop.
+#: A floor under every interval, the caller's own ``poll_interval`` included.
 MIN_POLL_INTERVAL = 0.01
+#: A floor under the server's ``openai-poll-after-ms`` hint, as under its retry
+#: waits: a server cannot make a wait poll faster than this, unless the caller
+#: asked for faster polls with ``poll_interval``.
+MIN_POLL_HINT = MIN_WAIT
 #: Events that say a job has finished: after one, the job is polled at the
 #: normal rate until the server agrees (it may lag the event by a moment).
 FINAL_EVENTS = frozenset({"video.completed", "video.failed"})
@@ -113,7 +118,11 @@ class _Poller:
                 return video
             if watch is None or catching_up:
                 # The server's hint wins: it knows when the next state is due.
-                interval = hint if hint is not None else self.poll_interval or DEFAULT_POLL_INTERVAL
+                interval = (
+                    self._hinted(hint)
+                    if hint is not None
+                    else self.poll_interval or DEFAULT_POLL_INTERVAL
+                )
             else:
                 # Events say when the job is done; polls only cover lost events.
                 interval = self._fallback()
@@ -123,6 +132,14 @@ class _Poller:
                 event = await watch.wait(max(interval, MIN_POLL_INTERVAL))
                 if event is not None and event.type in FINAL_EVENTS:
                     catching_up = True
+
+    def _hinted(self, hint: float) -> float:
+        """The server's hint, floored: at ``MIN_POLL_HINT``, or at the caller's shorter
+        ``poll_interval`` (the caller's choice, not the server's)."""
+        floor = MIN_POLL_HINT
+        if self.poll_interval is not None and self.poll_interval < floor:
+            floor = self.poll_interval
+        return max(hint, floor)
 
     def _fallback(self) -> float:
         return self.poll_interval if self.poll_interval is not None else self.fallback_interval

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import clients
-from .server import DONE_AT, Server
+from .server import DONE_AT, POLL_AFTER_MS, Server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -373,7 +373,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "wait_many",
-            "{wait_jobs:,} jobs done at poll " + str(DONE_AT) + ", poll-after 50 ms, "
+            f"{{wait_jobs:,}} jobs done at poll {DONE_AT}, poll-after {POLL_AFTER_MS} ms, "
             "{wait_concurrency} polls in flight",
             (
                 CPU,

@@ -38,7 +38,9 @@ from aiohttp import web
 
 #: The poll at which a ``wait_*`` job is completed (earlier polls say it is running).
 DONE_AT = 3
-POLL_AFTER_MS = 50
+#: At asyncvideos' floor under a server's poll hint (0.1 s), so that every client
+#: follows the same schedule.
+POLL_AFTER_MS = 100
 CONTENT_BUFFER = 1024 * 1024
 _CREATED = 1_760_000_000
 

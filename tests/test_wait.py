@@ -106,13 +106,26 @@ class TestVideoStatus:
 class TestWait:
     """``wait()``: poll one job until it leaves the waiting statuses."""
 
-    async def test_a_zero_hint_is_not_a_busy_loop(self, clock: ManualClock) -> None:
-        """openai-poll-after-ms: 0 is raised to a 10 ms floor between polls."""
+    @pytest.mark.parametrize("hint", [0, 10])
+    async def test_a_short_hint_is_not_a_busy_loop(self, clock: ManualClock, hint: int) -> None:
+        """openai-poll-after-ms under 100 is raised to the 0.1 s floor of retry waits."""
+        async with (
+            FakeVideosAPI(clock=clock, poll_after_ms=hint) as fake,
+            fake.client() as videos,
+        ):
+            created = await videos.create("p")
+            with pytest.raises(WaitTimeoutError):
+                await videos.wait(created, timeout=0.35)
+        # At 0.1, 0.2 and 0.3 s (the first poll is 0.1 s after the create's answer).
+        assert 2 <= polls(fake) <= 4
+
+    async def test_a_shorter_poll_interval_lowers_the_floor(self, clock: ManualClock) -> None:
+        """The caller's poll_interval is the caller's choice: under a 0 ms hint, it rules."""
         async with FakeVideosAPI(clock=clock, poll_after_ms=0) as fake, fake.client() as videos:
             created = await videos.create("p")
             with pytest.raises(WaitTimeoutError):
-                await videos.wait(created, timeout=0.2)
-        assert 2 <= polls(fake) <= 21
+                await videos.wait(created, poll_interval=0.02, timeout=0.3)
+        assert 6 <= polls(fake) <= 16
 
     async def test_returns_the_completed_job(self, api: FakeVideosAPI, client: AsyncVideos) -> None:
         """A created job is polled until completed, and the final state is returned."""
@@ -286,10 +299,11 @@ class TestWait:
             await asyncio.sleep(0)
             from_id.append(video)
 
+        fast = {"poll_interval": 0.01, "timeout": 0.1}
         with pytest.raises(WaitTimeoutError):
-            await frozen_client.wait(created, on_progress=from_video.append, timeout=0.1)
+            await frozen_client.wait(created, on_progress=from_video.append, **fast)
         with pytest.raises(WaitTimeoutError):
-            await frozen_client.wait(created.id, on_progress=on_progress, timeout=0.1)
+            await frozen_client.wait(created.id, on_progress=on_progress, **fast)
         assert polls(frozen_api) >= 4
         assert [v.status for v in from_video] == ["queued"]
         assert from_video[0] is created

@@ -12,7 +12,9 @@
       def fake_videos_api_options(manual_clock):
           return {"clock": manual_clock}
 
-  or ``{"speed": 100.0, "poll_after_ms": 10}`` for jobs that finish in about 60 ms.
+  or ``{"speed": 100.0, "poll_after_ms": 10}`` for jobs that finish in about 60 ms
+  (a ``wait()`` polls a hint that short every 0.1 s, unless given a shorter
+  ``poll_interval``).
 - ``manual_clock``: a :class:`~asyncvideos.testing.ManualClock`; jobs move only when
   the test calls ``manual_clock.advance(seconds)``.
 - ``videos_client``: an ``AsyncVideos`` from ``fake_videos_api.client()``, closed after

@@ -15,6 +15,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import math
 import time
 from collections import OrderedDict
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from . import _validate as check
 from ._errors import WebhookVerificationError
 
 if TYPE_CHECKING:
@@ -32,12 +34,18 @@ if TYPE_CHECKING:
 
 __all__ = ["WebhookEvent", "WebhookReceiver", "verify_webhook"]
 
+logger = logging.getLogger("asyncvideos")
+
 SECRET_PREFIX = "whsec_"
 DEFAULT_TOLERANCE = 300.0
 #: The largest body ``WebhookReceiver.handle`` reads; an event is a few hundred bytes.
 MAX_BODY_BYTES = 256 * 1024
 #: Signatures read from one header: a rotation sends two or three.
 MAX_SIGNATURES = 16
+#: Events an ``events()`` consumer may fall behind by before the oldest are dropped.
+DEFAULT_MAX_QUEUED = 1000
+#: Event ids kept to recognise replays, whatever ``remember_events`` says.
+MIN_REMEMBERED_IDS = 10_000
 _EMPTY: Mapping[str, Any] = {}
 
 
@@ -107,10 +115,14 @@ def verify_webhook(
     more than ``tolerance`` seconds from now either way, or the body is not an
     event. ``TypeError``/``ValueError`` for a bad ``secret`` or argument.
     """
-    return _verify(body, headers, decode_secret(secret), check_tolerance(tolerance))
+    event, _ = _verify(body, headers, decode_secret(secret), check_tolerance(tolerance))
+    return event
 
 
-def _verify(body: object, headers: object, key: bytes, tolerance: float) -> WebhookEvent:
+def _verify(
+    body: object, headers: object, key: bytes, tolerance: float
+) -> tuple[WebhookEvent, int]:
+    """The event of an authentic request, and the Unix time it was signed at."""
     if not isinstance(body, (bytes, bytearray, memoryview)):
         raise TypeError(f"body must be bytes, got {type(body).__name__}")
     if not isinstance(headers, Mapping):
@@ -140,7 +152,7 @@ def _verify(body: object, headers: object, key: bytes, tolerance: float) -> Webh
         matched |= hmac.compare_digest(candidate, expected)
     if not matched:
         raise WebhookVerificationError("webhook-signature does not match the body")
-    return _event(body)
+    return _event(body), int(timestamp)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:
@@ -248,12 +260,21 @@ class WebhookReceiver:
     - ``AsyncVideos(webhooks=receiver)`` makes ``wait``, ``create_and_wait`` and
       ``wait_many`` finish as soon as their job's event arrives.
 
+    A ``video.*`` event for a job nobody waits on yet is remembered for
+    ``remember_seconds`` (at most ``remember_events`` of them, oldest forgotten
+    first), so a wait that starts after its job's event still ends at once.
+
     An event is delivered once: a duplicate (same event ``id``) is acknowledged
-    and dropped. A ``video.*`` event for a job nobody waits on yet is remembered
-    for ``remember_seconds`` (at most ``remember_events`` of them, oldest
-    forgotten first), so a wait that starts after its job's event still ends
-    at once; event ids are remembered within the same bounds to spot
-    duplicates. A rejected event reaches nobody. Use it on one event loop.
+    and dropped, a replay of the very same signed request too. An event's id
+    is remembered for as long as its signature's timestamp is within
+    ``tolerance`` (and at least ``remember_seconds``), so a replay is always
+    recognised. Memory stays bounded: at most ``remember_events`` ids, or
+    10,000 when that is fewer (an id is small). When more events than that
+    arrive within the tolerance, the oldest ids are forgotten early, and from
+    then on an event signed no later than a forgotten one is refused (400,
+    so that the sender tries again with a fresh signature) rather than risk
+    delivering a replay twice. A rejected event reaches nobody. Use it on one
+    event loop.
     """
 
     def __init__(
@@ -273,13 +294,19 @@ class WebhookReceiver:
         if not (math.isfinite(remember_seconds) and remember_seconds >= 0):
             raise ValueError(f"remember_seconds must be >= 0, got {remember_seconds!r}")
         self._limit = remember_events
+        self._id_limit = max(remember_events, MIN_REMEMBERED_IDS)
         self._ttl = float(remember_seconds)
         self._watches: dict[str, set[Watch]] = {}
-        # Both in expiry order (a fixed TTL on a monotonic clock), so pruning
-        # pops from the front: O(1) per event, and bounded by _limit.
+        # In arrival order, so pruning pops from the front: O(1) per event, and
+        # bounded by _limit. _recent expires on a fixed TTL (monotonic clock).
         self._recent: OrderedDict[str, tuple[float, WebhookEvent]] = OrderedDict()
-        self._seen: OrderedDict[str, float] = OrderedDict()
-        self._subscribers: set[asyncio.Queue[WebhookEvent]] = set()
+        # Event id -> (wall time it may be forgotten, Unix time it was signed at).
+        # Wall time, as the signature's tolerance is; an id further back with an
+        # earlier expiry waits for the front: kept longer, never shorter.
+        self._seen: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        # Requests signed at or before this were possibly forgotten: refused.
+        self._replays_before = -1
+        self._subscribers: set[_Subscriber] = set()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tolerance={self._tolerance:g})"
@@ -294,10 +321,11 @@ class WebhookReceiver:
         """Verify one webhook request and deliver its event; return the event.
 
         Raises ``WebhookVerificationError`` (answer 400) for a request that
-        fails verification; nothing is delivered then.
+        fails verification, or that cannot be told from a replay (see the class
+        docstring); nothing is delivered then.
         """
-        event = _verify(body, headers, self._key, self._tolerance)
-        self._deliver(event)
+        event, signed_at = _verify(body, headers, self._key, self._tolerance)
+        self._deliver(event, signed_at)
         return event
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -313,27 +341,39 @@ class WebhookReceiver:
             return web.Response(status=400, text=f"{error}\n")
         return web.Response(status=200, text="ok\n")
 
-    async def events(self) -> AsyncGenerator[WebhookEvent, None]:
-        """Every event verified from the first iteration on, duplicates left out."""
-        queue: asyncio.Queue[WebhookEvent] = asyncio.Queue()
-        self._subscribers.add(queue)
+    def events(self, *, max_queued: int = DEFAULT_MAX_QUEUED) -> AsyncGenerator[WebhookEvent, None]:
+        """Every event verified from the first iteration on, duplicates left out.
+
+        At most ``max_queued`` events wait for a consumer that falls behind:
+        past that, the oldest waiting one is dropped (a WARNING is logged the
+        first time), so the receiver never waits on a slow consumer to answer
+        the sender and memory stays bounded however long nobody reads.
+        """
+        return self._events(check.integer(max_queued, "max_queued", low=1))
+
+    async def _events(self, max_queued: int) -> AsyncGenerator[WebhookEvent, None]:
+        subscriber = _Subscriber(max_queued)
+        self._subscribers.add(subscriber)
         try:
             while True:
-                yield await queue.get()
+                yield await subscriber.queue.get()
         finally:
-            self._subscribers.discard(queue)
+            self._subscribers.discard(subscriber)
 
-    def _deliver(self, event: WebhookEvent) -> None:
-        now = time.monotonic()
-        self._prune(now)
+    def _deliver(self, event: WebhookEvent, signed_at: int) -> None:
+        now, wall = time.monotonic(), time.time()
+        self._prune(now, wall)
         if event.id in self._seen:
             return
-        if self._limit:
-            self._seen[event.id] = now + self._ttl
-            if len(self._seen) > self._limit:
-                self._seen.popitem(last=False)
-        for queue in self._subscribers:
-            queue.put_nowait(event)
+        if signed_at <= self._replays_before:
+            raise WebhookVerificationError(
+                "the event cannot be told from a replay: it is signed no later than events "
+                f"this receiver had to forget (more than {self._id_limit} within the "
+                "tolerance); send it again with a fresh signature"
+            )
+        self._remember_id(event.id, signed_at, wall)
+        for subscriber in self._subscribers:
+            subscriber.put(event)
         video_id = event.video_id
         if video_id is None or not event.type.startswith("video."):
             return  # not about a video job: nobody waits on it
@@ -349,11 +389,21 @@ class WebhookReceiver:
         for watch in self._watches.get(video_id, ()):
             watch.notify(event)
 
-    def _prune(self, now: float) -> None:
+    def _remember_id(self, event_id: str, signed_at: int, wall: float) -> None:
+        # Replayable while the timestamp check passes: up to tolerance after it
+        # was signed (the check refuses only a skew *over* the tolerance).
+        replayable_until = signed_at + self._tolerance + 1.0
+        self._seen[event_id] = (max(replayable_until, wall + self._ttl), signed_at)
+        while len(self._seen) > self._id_limit:
+            _, (_, forgotten) = self._seen.popitem(last=False)
+            if forgotten + self._tolerance + 1.0 > wall:  # still replayable
+                self._replays_before = max(self._replays_before, forgotten)
+
+    def _prune(self, now: float, wall: float) -> None:
         recent, seen = self._recent, self._seen
         while recent and next(iter(recent.values()))[0] <= now:
             recent.popitem(last=False)
-        while seen and next(iter(seen.values())) <= now:
+        while seen and next(iter(seen.values()))[0] <= wall:
             seen.popitem(last=False)
 
     # -- waiting (for _waiting.py) -----------------------------------------
@@ -363,7 +413,7 @@ class WebhookReceiver:
         """Watch events for one job while the block runs; an event remembered from
         before is pending at once."""
         watch = Watch(video_id)
-        self._prune(time.monotonic())
+        self._prune(time.monotonic(), time.time())
         known = self._recent.get(video_id)
         if known is not None:
             watch.notify(known[1])
@@ -375,6 +425,28 @@ class WebhookReceiver:
             watchers.discard(watch)
             if not watchers:
                 del self._watches[video_id]
+
+
+class _Subscriber:
+    """One ``events()`` consumer's queue: bounded, the oldest dropped when full."""
+
+    __slots__ = ("dropped", "queue")
+
+    def __init__(self, max_queued: int) -> None:
+        self.queue: asyncio.Queue[WebhookEvent] = asyncio.Queue(max_queued)
+        self.dropped = 0
+
+    def put(self, event: WebhookEvent) -> None:
+        if self.queue.full():
+            self.queue.get_nowait()
+            if not self.dropped:
+                logger.warning(
+                    "A WebhookReceiver.events() consumer is %d events behind: dropping "
+                    "its oldest events (max_queued)",
+                    self.queue.maxsize,
+                )
+            self.dropped += 1
+        self.queue.put_nowait(event)
 
 
 async def read_body(request: web.Request) -> bytes | None:

@@ -356,6 +356,16 @@ class TestArguments:
             WebhookReceiver(SECRET, **kwargs)
 
     @pytest.mark.parametrize(
+        ("value", "exc"), [(0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError)]
+    )
+    def test_bad_max_queued(self, value: object, exc: type[Exception]) -> None:
+        """Checked at the call, before anything is subscribed."""
+        receiver = WebhookReceiver(SECRET)
+        with pytest.raises(exc, match="max_queued"):
+            receiver.events(max_queued=value)  # type: ignore[arg-type]
+        assert receiver._subscribers == set()
+
+    @pytest.mark.parametrize(
         ("kwargs", "exc", "words"),
         [
             ({"webhooks": SECRET}, TypeError, "webhooks must be"),
@@ -466,7 +476,8 @@ class TestReceiver:
             body = event_body(id=f"evt_{n}", data={"id": f"video_{n}"})
             await receiver.feed(body, sign(body))
         assert list(receiver._recent) == ["video_7", "video_8", "video_9"]
-        assert list(receiver._seen) == ["evt_7", "evt_8", "evt_9"]
+        # Ids are small and kept to recognise replays: 10,000 of them at least.
+        assert list(receiver._seen) == [f"evt_{n}" for n in range(10)]
         with receiver.watch("video_9") as watch:
             assert watch.pending
         with receiver.watch("video_0") as watch:
@@ -482,14 +493,57 @@ class TestReceiver:
         await asyncio.sleep(0.1)
         with receiver.watch("video_123") as watch:
             assert not watch.pending
-        assert len(receiver._recent) == len(receiver._seen) == 0
+        assert len(receiver._recent) == 0
+        assert list(receiver._seen) == ["evt_abc123"]  # while its signature can be replayed
 
-    async def test_nothing_remembered_with_remember_events_0(self) -> None:
+    async def test_no_event_remembered_with_remember_events_0(self) -> None:
         receiver = WebhookReceiver(SECRET, remember_events=0)
         body = event_body()
         await receiver.feed(body, sign(body))
         await receiver.feed(body, sign(body))
-        assert len(receiver._recent) == len(receiver._seen) == 0
+        with receiver.watch("video_123") as watch:
+            assert not watch.pending
+        assert len(receiver._recent) == 0
+        assert list(receiver._seen) == ["evt_abc123"]  # the duplicate was recognised
+
+    async def test_a_consumer_that_never_reads_holds_at_most_max_queued(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Past ``max_queued`` waiting events the oldest are dropped, with one WARNING."""
+        receiver = WebhookReceiver(SECRET)
+        events = receiver.events(max_queued=5)
+        first = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0)  # subscribed
+        async with serving(receiver) as url, aiohttp.ClientSession() as session:
+            for n in range(21):
+                body = event_body(id=f"evt_{n}", data={"id": f"video_{n}"})
+                async with session.post(url, data=body, headers=sign(body)) as reply:
+                    assert reply.status == 200
+                if n == 0:
+                    assert (await first).id == "evt_0"  # then it stops reading
+            (subscriber,) = receiver._subscribers
+            assert subscriber.queue.qsize() == 5
+        kept = [(await anext(events)).id for _ in range(5)]
+        await events.aclose()
+        assert kept == [f"evt_{n}" for n in range(16, 21)]
+        warnings = [r for r in caplog.records if "events() consumer" in r.getMessage()]
+        assert [r.levelname for r in warnings] == ["WARNING"]
+
+    async def test_memory_stays_bounded_for_a_consumer_that_never_reads(self) -> None:
+        receiver = WebhookReceiver(SECRET, remember_events=100)
+        events = receiver.events()
+        first = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0)
+        for n in range(3000):
+            body = event_body(id=f"evt_{n}", data={"id": f"video_{n}"})
+            await receiver.feed(body, sign(body))
+            if n == 0:
+                assert (await first).id == "evt_0"  # then it stops reading
+        (subscriber,) = receiver._subscribers
+        assert subscriber.queue.qsize() == 1000  # the default max_queued
+        assert len(receiver._recent) == 100
+        await events.aclose()
+        assert receiver._subscribers == set()
 
     async def test_out_of_order_keeps_the_newer_event(self) -> None:
         receiver = WebhookReceiver(SECRET)
@@ -506,3 +560,54 @@ class TestReceiver:
             await receiver.feed(body, sign(body))
             assert not watch.pending
         assert "video_123" not in receiver._recent
+
+
+class TestReplays:
+    """A request replayed inside the signature's tolerance is never delivered twice."""
+
+    async def test_a_replay_after_remember_seconds_is_a_duplicate(self) -> None:
+        """remember_seconds shorter than the tolerance: the id is kept for the tolerance."""
+        receiver = WebhookReceiver(SECRET, remember_seconds=0.05)
+        events = receiver.events()
+        pending = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0)
+        body, headers = event_body(), sign(event_body())
+        later = event_body(id="evt_later")
+        async with serving(receiver) as url, aiohttp.ClientSession() as session:
+            answers = []
+            for data, signed in ((body, headers), (body, headers), (later, sign(later))):
+                async with session.post(url, data=data, headers=signed) as reply:
+                    answers.append(reply.status)
+                await asyncio.sleep(0.1)  # past remember_seconds
+        assert answers == [200, 200, 200]
+        assert (await pending).id == "evt_abc123"
+        assert (await anext(events)).id == "evt_later"  # not evt_abc123 a second time
+        await events.aclose()
+
+    async def test_a_replay_after_its_id_was_crowded_out_is_refused(self) -> None:
+        """More ids than the memory holds, within the tolerance: a replay of a forgotten
+        one is refused (400); an event signed later still gets through."""
+        receiver = WebhookReceiver(SECRET, remember_events=3)
+        now = int(time.time())
+        replayed = event_body(id="evt_first")
+        replayed_headers = sign(replayed, timestamp=now - 1)
+        await receiver.feed(replayed, replayed_headers)
+        for n in range(10_000):  # the 10,000 ids kept at least: evt_first is forgotten
+            body = event_body(id=f"evt_{n}")
+            await receiver.feed(body, sign(body, timestamp=now - 1))
+        assert "evt_first" not in receiver._seen
+        delivered: list[str] = []
+        events = receiver.events()
+        pending = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0)
+        fresh = event_body(id="evt_fresh")
+        async with serving(receiver) as url, aiohttp.ClientSession() as session:
+            async with session.post(url, data=replayed, headers=replayed_headers) as reply:
+                refused = (reply.status, await reply.text())
+            async with session.post(url, data=fresh, headers=sign(fresh, timestamp=now)) as reply:
+                assert reply.status == 200
+        delivered.append((await pending).id)
+        await events.aclose()
+        assert refused[0] == 400
+        assert "replay" in refused[1]
+        assert delivered == ["evt_fresh"]

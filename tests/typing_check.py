@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import aiohttp
@@ -19,7 +20,7 @@ from asyncvideos import (
     WaitResult,
 )
 from asyncvideos.testing import FakeVideosAPI, Fault, ManualClock
-from asyncvideos.webhooks import WebhookReceiver
+from asyncvideos.webhooks import WebhookEvent, WebhookReceiver
 
 
 async def public_api() -> None:
@@ -79,6 +80,9 @@ async def public_api() -> None:
         webhook_fallback_interval=30.0,
     )
     await paced.close()
+    receiver = WebhookReceiver(FakeVideosAPI.generate_webhook_secret(), remember_events=100)
+    events: AsyncGenerator[WebhookEvent, None] = receiver.events(max_queued=100)
+    await events.aclose()
     print(asyncvideos.__version__)
 
 

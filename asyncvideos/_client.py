@@ -184,6 +184,7 @@ class BaseClient:
         webhook_fallback_interval: float = 60.0,
         max_requests_per_second: float | None = None,
         pacing: bool = True,
+        max_download_bytes: int | None = None,
     ) -> None:
         self._settings = resolve_settings(
             api_key=api_key,
@@ -202,6 +203,13 @@ class BaseClient:
                 f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
             )
         check.integer(max_connections, "max_connections", low=1)
+        # A ceiling on streamed content (download, iter_content, open_content):
+        # off by default, since a video's size has no natural bound.
+        self._max_download_bytes = (
+            None
+            if max_download_bytes is None
+            else check.integer(max_download_bytes, "max_download_bytes", low=1)
+        )
         check.callback(on_retry, "on_retry")
         self._on_retry = on_retry
         # Waits finish on this receiver's events, polling only as a fallback.

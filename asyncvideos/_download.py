@@ -25,7 +25,13 @@ from types import TracebackType
 from typing import Any
 
 from ._callbacks import call_back
-from ._errors import APIConnectionError, AsyncVideosError, ContentMismatchError
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    AsyncVideosError,
+    ContentMismatchError,
+    ResponseTooLargeError,
+)
 from ._http import StreamedResponse
 from ._ranges import (
     accepts_byte_ranges,
@@ -96,8 +102,11 @@ class ContentStream:
     ranges; else, when ``may_restart``, from the start; else the error is
     raised. A resumed answer that is not the asked-for bytes of the same
     version is never used: the body starts over (``may_restart``) or
-    ``ContentMismatchError`` is raised. Each new request counts against
-    ``max_resumes``. Leaving the block gives the connection back.
+    ``ContentMismatchError`` is raised; so is a resume answered ``416 Range
+    Not Satisfiable``. Each new request counts against ``max_resumes``. A body
+    over ``max_bytes`` (None: no ceiling), announced or received, raises
+    ``ResponseTooLargeError`` before any byte past it is handed over. Leaving
+    the block gives the connection back.
     """
 
     def __init__(
@@ -108,8 +117,10 @@ class ContentStream:
         chunk_size: int,
         max_resumes: int,
         may_restart: bool,
+        max_bytes: int | None = None,
     ) -> None:
         self._open_body = open_body
+        self._max_bytes = max_bytes
         self._variant = variant
         self._chunk_size = chunk_size
         self._max_resumes = max_resumes
@@ -225,10 +236,22 @@ class ContentStream:
         else:
             total = self._stop = content_length(headers.get("Content-Length"))
             self._ranges = accepts_byte_ranges(headers.get("Accept-Ranges"))
+        self._check_size(total)
         self._total = total
         self._type = headers.get("Content-Type")
         self._validator = if_range_validator(headers)
         self._received = 0
+
+    def _check_size(self, size: int | None, *, announced: bool = True) -> None:
+        """Refuse a body announced (or, while read, grown) past ``max_bytes``."""
+        limit = self._max_bytes
+        if limit is None or size is None or size <= limit:
+            return
+        what = f"is {size} bytes" if announced else "grew past that"
+        raise ResponseTooLargeError(
+            f"The content {what}, over the client's max_download_bytes={limit}; "
+            "the connection was closed"
+        )
 
     def _misfit(self, response: StreamedResponse, offset: int) -> str | None:
         """Why a 206 to ``Range: bytes={offset}-`` cannot continue the body, or None."""
@@ -256,7 +279,22 @@ class ContentStream:
                 raise cause
             self._resumes += 1
             await self._release()
-            response = await self._open(offset)
+            try:
+                response = await self._open(offset)
+            except APIStatusError as error:
+                if error.status_code != 416 or not offset:
+                    raise
+                # No bytes from there (the content shrank, or the server lost track):
+                # as for a misranged 206, the body starts over without Range.
+                cause = ContentMismatchError(
+                    f"Resumed the body at byte {offset} (of {self._total or 'unknown'}); "
+                    "the server answered 416 Range Not Satisfiable"
+                )
+                if not self._may_restart:
+                    raise cause from error
+                logger.warning("%s; starting the download over", cause)
+                offset = 0
+                continue
             if offset == 0:
                 self._adopt(response)
                 return
@@ -269,6 +307,7 @@ class ContentStream:
                 given = parse_content_range(response.headers.get("Content-Range"))
                 assert given is not None  # checked by _misfit
                 if self._total is None:
+                    self._check_size(given.total)
                     self._total = given.total
                 # No byte past the known size is taken, whatever the range claims.
                 total = self._total
@@ -305,6 +344,7 @@ class ContentStream:
     # -- reading -----------------------------------------------------------
 
     async def _read(self) -> AsyncGenerator[Piece, None]:
+        limit = self._max_bytes
         try:
             while True:
                 response = self._response
@@ -319,6 +359,8 @@ class ContentStream:
                                 raise ContentMismatchError(
                                     f"Expected {self._stop} bytes of the body; the server sent more"
                                 )
+                            if limit is not None and end > limit:
+                                self._check_size(end, announced=False)
                             yield start, chunk, self._total
                             self._received = end
                     cause = self._shortfall()

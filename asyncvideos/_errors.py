@@ -211,7 +211,8 @@ class PaginationError(APIResponseValidationError):
 
 class ResponseTooLargeError(APIResponseValidationError):
     """A response body grew past the client's ``max_response_bytes`` (counted
-    after decompression); the connection was closed, not read to the end."""
+    after decompression), or content past its ``max_download_bytes``; the
+    connection was closed, not read to the end."""
 
 
 class ContentMismatchError(APIResponseValidationError):

@@ -458,6 +458,7 @@ class AsyncVideos(BaseClient):
             chunk_size=check.integer(chunk_size, "chunk_size", low=1),
             max_resumes=call.max_retries,
             may_restart=may_restart,
+            max_bytes=self._max_download_bytes,
         )
 
     async def download(

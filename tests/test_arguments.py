@@ -575,6 +575,15 @@ BAD_CONSTRUCTORS = [
         id="webhook_fallback_interval-str",
     ),
     pytest.param({"webhooks": 5}, TypeError, "webhooks", id="webhooks-int"),
+    pytest.param(
+        {"max_download_bytes": 0}, ValueError, "max_download_bytes", id="max_download_bytes-0"
+    ),
+    pytest.param(
+        {"max_download_bytes": 1.5}, TypeError, "max_download_bytes", id="max_download_bytes-float"
+    ),
+    pytest.param(
+        {"max_download_bytes": True}, TypeError, "max_download_bytes", id="max_download_bytes-bool"
+    ),
 ]
 
 

@@ -31,6 +31,7 @@ from asyncvideos import (
     APIResponseValidationError,
     AsyncVideos,
     ContentMismatchError,
+    ResponseTooLargeError,
 )
 from asyncvideos._ranges import (
     ContentRange,
@@ -284,6 +285,157 @@ class TestResumeChecks:
         assert (tmp_path / "v.mp4").read_bytes() == V1
         if_range = script.requests[1].get("If-Range")
         assert if_range == ("Tue, 01 Sep 2026 10:00:00 GMT" if sent else None)
+
+
+async def not_satisfiable(request: web.Request) -> web.StreamResponse:
+    """A 416 to any Range, as from a server whose content shrank or lost track."""
+    return web.json_response(
+        {"error": {"message": "Requested range not satisfiable.", "type": "invalid_request"}},
+        status=416,
+        headers={"Content-Range": f"bytes */{SIZE}"},
+    )
+
+
+class TestRangeNotSatisfiable:
+    """A resume answered 416 starts over without Range, as a misranged 206 does."""
+
+    async def test_a_download_starts_over(
+        self, script: Script, client: AsyncVideos, tmp_path: Path
+    ) -> None:
+        script.answers = [whole(cut=CUT), not_satisfiable, whole()]
+        target = await client.download("video_1", tmp_path / "v.mp4")
+        assert target.read_bytes() == V1
+        assert script.ranges() == [None, f"bytes={CUT}-", None]
+        assert leftovers(tmp_path) == ["v.mp4"]
+
+    async def test_iter_content_raises_the_mismatch(
+        self, script: Script, client: AsyncVideos
+    ) -> None:
+        script.answers = [whole(cut=CUT), not_satisfiable]
+        received: list[bytes] = []
+        with pytest.raises(ContentMismatchError, match="416"):
+            await read_all(client.iter_content("video_1"), received)
+        assert V1.startswith(b"".join(received))
+        assert len(script.requests) == 2
+
+    async def test_starting_over_is_bounded(
+        self, script: Script, client: AsyncVideos, tmp_path: Path
+    ) -> None:
+        script.answers = [whole(cut=CUT), not_satisfiable, whole(cut=CUT), not_satisfiable]
+        with pytest.raises(ContentMismatchError, match="416") as info:
+            await client.download("video_1", tmp_path / "v.mp4", max_retries=3)
+        assert info.value.retries == 3
+        assert len(script.requests) == 4
+        assert leftovers(tmp_path) == []
+
+    async def test_on_the_fake(self, api: FakeVideosAPI, tmp_path: Path) -> None:
+        """The same through the fake's faults: a drop, then a 416 to the resume."""
+        (video_id,) = api.seed(1)
+        size = len(api.content_bytes(video_id))
+        api.inject(Fault(drop_after_bytes=100_000), path=CONTENT)
+        refused = Fault(status=416, headers={"Content-Range": f"bytes */{size}"})
+        api.inject(refused, path=CONTENT)
+        async with api.client() as videos:
+            target = await videos.download(video_id, tmp_path / "v.mp4")
+        assert target.read_bytes() == api.content_bytes(video_id)
+        assert [r.header("range") for r in api.requests] == [None, "bytes=100000-", None]
+
+
+async def endless(request: web.Request) -> web.StreamResponse:
+    """A chunked body with no length that never ends (until the client hangs up)."""
+    response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    piece = bytes(64 * 1024)
+    for _ in range(16 * 1024):  # 1 GiB at most, in case the client never hangs up
+        await response.write(piece)
+    return response
+
+
+CEILING = 300_000
+
+
+@pytest.fixture
+async def capped(script: Script) -> AsyncIterator[AsyncVideos]:
+    async with AsyncVideos(
+        api_key="sk-test", base_url=script.base_url, max_download_bytes=CEILING
+    ) as videos:
+        yield videos
+
+
+class TestDownloadCeiling:
+    """``max_download_bytes``: no content stream hands over a byte past it."""
+
+    async def test_an_endless_download_ends_with_no_file(
+        self, script: Script, capped: AsyncVideos, tmp_path: Path
+    ) -> None:
+        script.answers = [endless]
+        with pytest.raises(ResponseTooLargeError, match="max_download_bytes=300000"):
+            await capped.download("video_1", tmp_path / "v.mp4")
+        assert leftovers(tmp_path) == []
+        assert len(script.requests) == 1  # not retried, not resumed
+
+    async def test_an_endless_iter_content_stops_at_the_ceiling(
+        self, script: Script, capped: AsyncVideos
+    ) -> None:
+        script.answers = [endless]
+        received: list[bytes] = []
+        with pytest.raises(ResponseTooLargeError):
+            await read_all(capped.iter_content("video_1"), received)
+        assert 0 < sum(map(len, received)) <= CEILING
+
+    async def test_an_endless_open_content_stops_at_the_ceiling(
+        self, script: Script, capped: AsyncVideos
+    ) -> None:
+        script.answers = [endless]
+        received: list[bytes] = []
+        async with capped.open_content("video_1") as body:
+            assert body.content_length is None
+            with pytest.raises(ResponseTooLargeError):
+                await read_all(body, received)
+        assert 0 < sum(map(len, received)) <= CEILING
+
+    @pytest.mark.parametrize("method", ["download", "iter_content", "open_content"])
+    async def test_an_announced_size_over_the_ceiling_fails_before_reading(
+        self, script: Script, capped: AsyncVideos, tmp_path: Path, method: str
+    ) -> None:
+        script.answers = [whole()]  # SIZE bytes, announced
+
+        async def opened() -> None:
+            async with capped.open_content("video_1"):
+                pass
+
+        calls = {
+            "download": lambda: capped.download("video_1", tmp_path / "v.mp4"),
+            "iter_content": lambda: read_all(capped.iter_content("video_1"), []),
+            "open_content": opened,
+        }
+        with pytest.raises(ResponseTooLargeError, match=f"is {SIZE} bytes"):
+            await calls[method]()
+        assert leftovers(tmp_path) == []
+
+    async def test_a_resume_cannot_grow_past_it(
+        self, script: Script, capped: AsyncVideos, tmp_path: Path
+    ) -> None:
+        """A chunked body cut short, then a 206 announcing the whole size: refused."""
+        script.answers = [chunked_then_cut, ranged()]
+        with pytest.raises(ResponseTooLargeError, match=f"is {SIZE} bytes"):
+            await capped.download("video_1", tmp_path / "v.mp4")
+        assert leftovers(tmp_path) == []
+
+    async def test_content_up_to_the_ceiling_is_whole(self, script: Script, tmp_path: Path) -> None:
+        script.answers = [whole()]
+        async with AsyncVideos(
+            api_key="sk-test", base_url=script.base_url, max_download_bytes=SIZE
+        ) as videos:
+            target = await videos.download("video_1", tmp_path / "v.mp4")
+        assert target.read_bytes() == V1
+
+
+async def chunked_then_cut(request: web.Request) -> web.StreamResponse:
+    """No length announced; the body stops after CUT bytes."""
+    headers = {"Accept-Ranges": "bytes", "Content-Type": "video/mp4", "ETag": '"v1"'}
+    return await send(request, V1, headers=headers, cut=CUT, chunked=True)
 
 
 class TestChangedContent:

@@ -78,6 +78,7 @@ async def public_api() -> None:
         max_response_bytes=1 << 20,
         webhooks=WebhookReceiver(FakeVideosAPI.generate_webhook_secret()),
         webhook_fallback_interval=30.0,
+        max_download_bytes=1 << 30,
     )
     await paced.close()
     receiver = WebhookReceiver(FakeVideosAPI.generate_webhook_secret(), remember_events=100)

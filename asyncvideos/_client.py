@@ -40,6 +40,7 @@ from ._config import (
 from ._convert import decode
 from ._http import MAX_ERROR_BODY, Response, StreamedResponse, Transport, shown_url
 from ._pacing import Pacer, check_max_rate
+from ._pagination import MAX_EMPTY_PAGES
 from ._protocol import (
     FormFile,
     Request,
@@ -185,6 +186,7 @@ class BaseClient:
         max_requests_per_second: float | None = None,
         pacing: bool = True,
         max_download_bytes: int | None = None,
+        max_empty_pages: int = MAX_EMPTY_PAGES,
     ) -> None:
         self._settings = resolve_settings(
             api_key=api_key,
@@ -203,6 +205,9 @@ class BaseClient:
                 f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
             )
         check.integer(max_connections, "max_connections", low=1)
+        # How many empty pages saying has_more a listing follows in a row (a
+        # gateway may filter pages after paging); see _pagination.
+        self._max_empty_pages = check.integer(max_empty_pages, "max_empty_pages", low=0)
         # A ceiling on streamed content (download, iter_content, open_content):
         # off by default, since a video's size has no natural bound.
         self._max_download_bytes = (

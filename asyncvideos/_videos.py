@@ -159,7 +159,9 @@ class AsyncVideos(BaseClient):
             default if limit is NOT_GIVEN else limit, order, after, self._options("list", options)
         )
         if all:
-            return iterate_items(fetch, after=after, prefetch=prefetch)
+            return iterate_items(
+                fetch, after=after, prefetch=prefetch, max_empty_pages=self._max_empty_pages
+            )
         return _one_page(fetch, after)
 
     async def list_page(
@@ -193,7 +195,9 @@ class AsyncVideos(BaseClient):
             after,
             self._options("pages", options),
         )
-        return iterate_pages(fetch, after=after, prefetch=prefetch)
+        return iterate_pages(
+            fetch, after=after, prefetch=prefetch, max_empty_pages=self._max_empty_pages
+        )
 
     def _page_fetcher(
         self, limit: object, order: object, after: object, options: CallOptions

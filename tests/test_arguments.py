@@ -575,6 +575,11 @@ BAD_CONSTRUCTORS = [
         id="webhook_fallback_interval-str",
     ),
     pytest.param({"webhooks": 5}, TypeError, "webhooks", id="webhooks-int"),
+    pytest.param({"max_empty_pages": -1}, ValueError, "max_empty_pages", id="max_empty_pages-neg"),
+    pytest.param({"max_empty_pages": "5"}, TypeError, "max_empty_pages", id="max_empty_pages-str"),
+    pytest.param(
+        {"max_empty_pages": True}, TypeError, "max_empty_pages", id="max_empty_pages-bool"
+    ),
     pytest.param(
         {"max_download_bytes": 0}, ValueError, "max_download_bytes", id="max_download_bytes-0"
     ),

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import itertools
 import json
 import logging
 import ssl
 import subprocess
 import sys
 import textwrap
+import time
 import traceback
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +26,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from conditions import until
 
 from asyncvideos import (
     APIResponseValidationError,
@@ -35,7 +38,7 @@ from asyncvideos import (
     RedirectError,
     ResponseTooLargeError,
 )
-from asyncvideos._retry import MIN_WAIT, RetryDetails
+from asyncvideos._retry import MIN_WAIT, RetryDetails, retry_waits_enabled
 
 KEY = "sk-untrusted-CANARY-0123456789abcdef"
 ORG, PROJECT = "org-CANARY-org", "proj-CANARY-project"
@@ -473,25 +476,92 @@ class TestBoundedMemory:
         assert growth < 100, growth
 
 
+def empty_pages(times: list[float] | None = None, then: int | None = None) -> Handler:
+    """Empty pages that say has_more, each with a fresh cursor (``c0``, ``c1``, ...),
+    as a gateway that filters pages after paging sends them; after ``then`` of
+    them, a last page with two jobs. ``times`` records when each request came."""
+    counter = iter(range(10**9))
+
+    async def handler(request: web.Request) -> web.Response:
+        if times is not None:
+            times.append(asyncio.get_running_loop().time())
+        n = next(counter)
+        if then is not None and n >= then:
+            jobs = [{**JOB, "id": "video_a"}, {**JOB, "id": "video_b"}]
+            return json_response({"object": "list", "data": jobs, "has_more": False})
+        return json_response({"object": "list", "data": [], "has_more": True, "last_id": f"c{n}"})
+
+    return handler
+
+
 class TestListingCannotSpin:
     async def test_a_run_of_empty_pages_with_has_more_ends(
         self, servers: Callable[[], Server]
     ) -> None:
+        """A server sending them forever is followed 100 times (the default), then stopped."""
         api = servers()
-        counter = iter(range(10**9))
-
-        async def empty(request: web.Request) -> web.Response:
-            return json_response(
-                {"object": "list", "data": [], "has_more": True, "last_id": f"c{next(counter)}"}
-            )
-
-        api.route("GET", "/v1/videos", empty)
+        api.route("GET", "/v1/videos", empty_pages())
         async with client(await api.start()) as videos:
             with pytest.raises(PaginationError, match="empty pages") as caught:
                 async for _ in videos.list(all=True, after="start"):
                     pass
-        assert len(api.seen) == 6
-        assert caught.value.resume_after == "c4"
+        assert len(api.seen) == 101
+        assert caught.value.resume_after == "c99"
+        assert "max_empty_pages=100" in str(caught.value)
+
+    @pytest.mark.parametrize("bound", [0, 5])
+    async def test_the_bound_is_settable(self, servers: Callable[[], Server], bound: int) -> None:
+        api = servers()
+        api.route("GET", "/v1/videos", empty_pages())
+        async with client(await api.start(), max_empty_pages=bound) as videos:
+            with pytest.raises(PaginationError, match="empty pages") as caught:
+                async for _ in videos.list(all=True, after="start"):
+                    pass
+        assert len(api.seen) == bound + 1
+        assert caught.value.resume_after == (f"c{bound - 1}" if bound else "start")
+
+    @pytest.mark.parametrize("prefetch", [0, 1])
+    async def test_a_listing_filtered_by_a_gateway_is_followed(
+        self, servers: Callable[[], Server], caplog: pytest.LogCaptureFixture, prefetch: int
+    ) -> None:
+        """30 empty pages in a row, then the tenant's jobs: every job, each empty page
+        followed after a pause growing from 0.1 s to 0.5 s (logged; slept unless
+        retry waits are off, as in this suite)."""
+        api = servers()
+        api.route("GET", "/v1/videos", empty_pages(then=30))
+        async with client(await api.start()) as videos:
+            with caplog.at_level(logging.DEBUG, logger="asyncvideos"):
+                found = [v.id async for v in videos.list(all=True, prefetch=prefetch)]
+        assert found == ["video_a", "video_b"]
+        assert len(api.seen) == 31
+        pauses = [r.wait for r in caplog.records if hasattr(r, "empty_pages")]  # type: ignore[attr-defined]
+        assert pauses == [0.1, 0.2, 0.4] + [0.5] * 27
+
+    async def test_the_pauses_cost_no_cpu_and_can_be_cancelled(
+        self, servers: Callable[[], Server]
+    ) -> None:
+        api = servers()
+        times: list[float] = []
+        api.route("GET", "/v1/videos", empty_pages(times))
+        async with client(await api.start()) as videos:
+            with retry_waits_enabled():
+
+                async def listing() -> None:
+                    async for _ in videos.list(all=True):
+                        pass
+
+                cpu = time.process_time()
+                task = asyncio.create_task(listing())
+                await until(lambda: len(times) == 3, "three empty pages")
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                cpu = time.process_time() - cpu
+        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+        assert gaps[0] >= 0.09
+        assert gaps[1] >= 0.19
+        assert len(times) == 3
+        assert cpu < 0.2  # about 0.3 s of wall time, nearly all of it asleep
 
     async def test_a_huge_cursor_is_not_quoted_whole(self, servers: Callable[[], Server]) -> None:
         api = servers()

@@ -79,6 +79,7 @@ async def public_api() -> None:
         webhooks=WebhookReceiver(FakeVideosAPI.generate_webhook_secret()),
         webhook_fallback_interval=30.0,
         max_download_bytes=1 << 30,
+        max_empty_pages=1000,
     )
     await paced.close()
     receiver = WebhookReceiver(FakeVideosAPI.generate_webhook_secret(), remember_events=100)

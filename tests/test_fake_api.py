@@ -22,6 +22,7 @@ from asyncvideos.testing._content import parse_range
 from asyncvideos.testing._plugin import fake_videos_api, videos_client  # noqa: F401
 
 START = 1_760_000_000
+IMAGE_URL = "input_reference.image_url"
 
 
 @pytest.fixture
@@ -193,6 +194,63 @@ class TestRouting:
             assert_error(body)
             assert headers["x-request-id"].startswith("req_")
 
+    async def test_head_on_a_kept_alive_connection_has_no_body(self, api: FakeVideosAPI) -> None:
+        """HEAD answers (a GET route's, a 404) carry headers only, so the next response
+        on the same connection starts right after them."""
+        (video_id,) = api.seed(1)
+        reader, writer = await asyncio.open_connection(api.host, api.port)
+        auth = f"Authorization: Bearer {api.api_key}\r\n"
+        paths = [
+            "/v1/nope",
+            f"/v1/videos/{video_id}",
+            "/v1/videos",
+            f"/v1/videos/{video_id}/content",
+        ]
+        for path in paths:
+            writer.write(f"HEAD {path} HTTP/1.1\r\nHost: fake\r\n{auth}\r\n".encode())
+        writer.write(
+            f"GET /v1/videos/{video_id} HTTP/1.1\r\nHost: fake\r\n{auth}"
+            "Connection: close\r\n\r\n".encode()
+        )
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        await writer.wait_closed()
+        heads = []
+        for _ in paths:
+            head, separator, data = data.partition(b"\r\n\r\n")
+            assert separator
+            heads.append(head.decode().split("\r\n"))
+            assert data.startswith(b"HTTP/1.1 "), data[:80]  # no body bytes in between
+        assert [lines[0] for lines in heads] == [
+            "HTTP/1.1 404 Not Found",
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 200 OK",
+        ]
+        content = dict(line.split(": ", 1) for line in heads[3][1:])
+        assert content["Content-Length"] == str(len(api.content_bytes(video_id)))
+        assert content["Content-Type"] == "video/mp4"
+        assert content["Accept-Ranges"] == "bytes"
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK")
+        assert json.loads(body)["id"] == video_id
+        assert [r.method for r in api.requests] == ["HEAD"] * 4 + ["GET"]
+
+    async def test_head_gets_the_get_routes_headers(
+        self, api: FakeVideosAPI, http: aiohttp.ClientSession
+    ) -> None:
+        (video_id,) = api.seed(1)
+        path = f"/v1/videos/{video_id}/content"
+        async with http.head(url(api, path), headers={"Range": "bytes=10-"}) as head:
+            assert await head.read() == b""
+            head_headers = head.headers
+        status, body, got = await call(http, api, "GET", path, headers={"Range": "bytes=10-"})
+        assert (head.status, status) == (206, 206)
+        for name in ("Content-Length", "Content-Range", "Content-Type", "ETag"):
+            assert head_headers[name] == got[name]
+        assert len(body) == int(got["Content-Length"])
+
     async def test_wrong_method(self, api: FakeVideosAPI, http: aiohttp.ClientSession) -> None:
         """A method the endpoint lacks is a 404 too, as on the real API."""
         status, body, _ = await call(http, api, "DELETE", "/v1/videos")
@@ -298,10 +356,8 @@ class TestList:
         assert [v["id"] for v in body["data"]] == ["vc"]
         assert body["has_more"] is False
 
-    async def test_empty_and_limit_zero(
-        self, api: FakeVideosAPI, http: aiohttp.ClientSession
-    ) -> None:
-        """An empty page has null first_id/last_id; limit=0 still reports has_more."""
+    async def test_empty_page(self, api: FakeVideosAPI, http: aiohttp.ClientSession) -> None:
+        """An empty page has null first_id/last_id."""
         _, body, _ = await call(http, api, "GET", "/v1/videos")
         assert body == {
             "object": "list",
@@ -310,18 +366,44 @@ class TestList:
             "last_id": None,
             "has_more": False,
         }
-        api.seed(1)
-        _, body, _ = await call(http, api, "GET", "/v1/videos?limit=0")
-        assert (body["data"], body["first_id"], body["has_more"]) == ([], None, True)
 
-    @pytest.mark.parametrize("limit", ["-1", "101", "abc", "1.5", ""])
+    async def test_limit_zero_is_refused(
+        self, api: FakeVideosAPI, http: aiohttp.ClientSession
+    ) -> None:
+        """Not a page of none with has_more and no cursor (a naive loop would start over)."""
+        api.seed(1)
+        status, body, _ = await call(http, api, "GET", "/v1/videos?limit=0")
+        assert status == 400
+        assert_error(body, param="limit", code="integer_below_min_value")
+        assert "Expected a value >= 1" in body["error"]["message"]
+
+    @pytest.mark.parametrize(
+        ("limit", "code"),
+        [
+            ("-1", "invalid_type"),
+            ("101", "integer_above_max_value"),
+            ("abc", "invalid_type"),
+            ("1.5", "invalid_type"),
+            ("", "invalid_type"),
+            ("\u00b2", "invalid_type"),
+        ],
+    )
     async def test_bad_limit(
+        self, api: FakeVideosAPI, http: aiohttp.ClientSession, limit: str, code: str
+    ) -> None:
+        """A limit outside 1..100 or not an integer is a 400 naming "limit"."""
+        status, body, _ = await call(http, api, "GET", "/v1/videos", params={"limit": limit})
+        assert status == 400
+        assert_error(body, param="limit", code=code)
+
+    @pytest.mark.parametrize("limit", ["1", "100"])
+    async def test_limit_bounds_are_allowed(
         self, api: FakeVideosAPI, http: aiohttp.ClientSession, limit: str
     ) -> None:
-        """A limit outside 0..100 or not an integer is a 400 naming "limit"."""
+        api.seed(101)
         status, body, _ = await call(http, api, "GET", f"/v1/videos?limit={limit}")
-        assert status == 400
-        assert_error(body, param="limit")
+        assert status == 200
+        assert len(body["data"]) == int(limit)
 
     async def test_bad_order(self, api: FakeVideosAPI, http: aiohttp.ClientSession) -> None:
         """An order other than asc/desc is a 400 naming "order"."""
@@ -412,7 +494,11 @@ class TestCreate:
 
     @pytest.mark.parametrize(
         "reference",
-        [{"image_url": "https://example.com/a.png"}, {"file_id": "file-123"}],
+        [
+            {"image_url": "https://example.com/a.png"},
+            {"image_url": "data:image/png;base64,iVBORw0KGgo="},
+            {"file_id": "file-123"},
+        ],
     )
     async def test_input_reference_object(
         self, api: FakeVideosAPI, http: aiohttp.ClientSession, reference: dict[str, str]
@@ -436,6 +522,11 @@ class TestCreate:
             ({"prompt": "p", "input_reference": {}}, "input_reference"),
             ({"prompt": "p", "input_reference": {"image_url": "u", "file_id": "f"}}, None),
             ({"prompt": "p", "input_reference": "file-1"}, "input_reference"),
+            ({"prompt": "p", "input_reference": {"image_url": "a.png"}}, IMAGE_URL),
+            ({"prompt": "p", "input_reference": {"image_url": "not a url"}}, IMAGE_URL),
+            ({"prompt": "p", "input_reference": {"image_url": "https://"}}, IMAGE_URL),
+            ({"prompt": "p", "input_reference": {"image_url": "https://a b/c.png"}}, IMAGE_URL),
+            ({"prompt": "p", "input_reference": {"image_url": "https://a:99999/"}}, IMAGE_URL),
             ({"prompt": "p", "quality": "hd"}, "quality"),
         ],
     )
@@ -450,6 +541,18 @@ class TestCreate:
         status, body, _ = await call(http, api, "POST", "/v1/videos", json=payload)
         assert status == 400
         assert_error(body, param=param or "input_reference")
+        assert len(api.videos) == 0
+
+    async def test_an_image_url_in_a_form_is_checked(
+        self, api: FakeVideosAPI, http: aiohttp.ClientSession
+    ) -> None:
+        """The reference object sent as a multipart text field is held to the same rule."""
+        form = aiohttp.FormData(default_to_multipart=True)
+        form.add_field("prompt", "p")
+        form.add_field("input_reference", json.dumps({"image_url": "no-scheme.png"}))
+        status, body, _ = await call(http, api, "POST", "/v1/videos", data=form)
+        assert status == 400
+        assert_error(body, param=IMAGE_URL, code="invalid_value")
         assert len(api.videos) == 0
 
     async def test_prompt_at_max_length(
@@ -1260,8 +1363,12 @@ class TestSchema:
             self.check(spec, "VideoResource", body)
         _, body, _ = await call(http, api, "GET", "/v1/videos?limit=2")
         self.check(spec, "VideoListResource", body)
-        _, body, _ = await call(http, api, "GET", "/v1/videos?limit=0")
+        _, body, _ = await call(http, api, "GET", f"/v1/videos?order=asc&after={job['id']}")
+        assert body["data"] == []
         self.check(spec, "VideoListResource", body)
+        status, body, _ = await call(http, api, "GET", "/v1/videos?limit=0")
+        assert status == 400
+        self.check(spec, "ErrorResponse", body)
         self.check(spec, "VideoResource", api.videos["bad"])
         _, body, _ = await call(http, api, "DELETE", "/v1/videos/done")
         self.check(spec, "DeletedVideoResource", body)

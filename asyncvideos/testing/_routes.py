@@ -28,6 +28,7 @@ from ._recording import RecordedRequest, mask_secret
 from ._validate import (
     ApiError,
     body_params,
+    check_limit,
     check_prompt,
     check_seconds,
     create_fields,
@@ -147,10 +148,12 @@ class Router:
 
     def _resolve(self, req: RecordedRequest) -> tuple[Handler, list[str]]:
         raw = req.raw_path.split("/")
+        # HEAD is a GET whose body is left out (when the reply is written).
+        wanted = "GET" if req.method == "HEAD" else req.method
         if raw[:3] == ["", "v1", "videos"]:
             segments = raw[3:]
             for method, pattern, name in _ROUTES:
-                if method == req.method and _matches(pattern, segments):
+                if method == wanted and _matches(pattern, segments):
                     handler: Handler = getattr(self, name)
                     return handler, [unquote(segment) for segment in segments]
         raise ApiError(404, f"Invalid URL ({req.method} {req.path})")
@@ -186,14 +189,7 @@ class Router:
     # endpoints -------------------------------------------------------------------------
 
     def list_videos(self, req: RecordedRequest, _seg: list[str]) -> Reply:
-        limit_text = req.query.get("limit", "20")
-        if not limit_text.isdigit() or not 0 <= int(limit_text) <= 100:
-            raise ApiError(
-                400,
-                f"Invalid 'limit': expected an integer between 0 and 100, got '{limit_text}'.",
-                param="limit",
-                code="invalid_value",
-            )
+        limit = check_limit(req.query.get("limit", "20"))
         order = req.query.get("order", "desc")
         if order not in ("asc", "desc"):
             raise ApiError(
@@ -204,7 +200,7 @@ class Router:
             )
         after = req.query.get("after") or None
         try:
-            data, has_more = self.store.page(order=order, limit=int(limit_text), after=after)
+            data, has_more = self.store.page(order=order, limit=limit, after=after)
         except KeyError:
             raise ApiError(
                 400, f"No video found with id '{after}' for 'after'.", param="after"

@@ -396,11 +396,16 @@ async def _write(
     closing: asyncio.Event,
 ) -> web.StreamResponse:
     """Write a reply in chunks; with ``cut``, stop after that many body bytes and hang
-    up; with ``stall``, stop after that many and wait, connection open, until closing."""
+    up; with ``stall``, stop after that many and wait, connection open, until closing.
+    A reply to HEAD has the headers a GET would have, and never a body: on a kept-alive
+    connection its bytes would be read as the start of the next response."""
     response = web.StreamResponse(status=reply.status, headers=reply.headers)
     response.content_length = reply.length
     try:
         await response.prepare(request)
+        if request.method == "HEAD":
+            await response.write_eof()
+            return response
         sent = 0
         for chunk in reply.chunks():
             if stall is not None and sent + len(chunk) > stall:

@@ -7,14 +7,17 @@ renders as ``{"error": {"message", "type", "param", "code"}}``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._recording import RecordedRequest
 
 __all__ = [
     "ApiError",
     "body_params",
+    "check_limit",
     "check_prompt",
     "check_seconds",
     "create_fields",
@@ -26,6 +29,13 @@ SECONDS = ("4", "8", "12")
 EXTENSION_SECONDS = ("4", "8", "12", "16", "20")
 SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
 PROMPT_MAX = 32000
+#: A page holds 1 to 100 jobs. The published spec says ``minimum: 0``, but a page
+#: of none with ``has_more`` and no cursor sends a naive loop back to the start.
+LIMIT_RANGE = (1, 100)
+#: The spec's ``maxLength`` of ``image_url`` (a data URL may be large).
+IMAGE_URL_MAX = 20_971_520
+# RFC 3986: a scheme, then no spaces, controls or characters a URI never holds raw.
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\x00-\x20\x7f<>\"{}|\\^`]+")
 
 
 class ApiError(Exception):
@@ -98,6 +108,52 @@ def body_params(req: RecordedRequest, allowed: set[str]) -> dict[str, Any]:
                 400, f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter"
             )
     return params
+
+
+def check_limit(text: str) -> int:
+    """The ``limit`` of a listing: an integer from 1 to 100, as the real API's range."""
+    low, high = LIMIT_RANGE
+    if not (text.isascii() and text.isdigit()):
+        raise ApiError(
+            400,
+            f"Invalid 'limit': expected an integer, but got '{text[:100]}' instead.",
+            param="limit",
+            code="invalid_type",
+        )
+    limit = int(text)
+    if limit < low:
+        raise ApiError(
+            400,
+            f"Invalid 'limit': integer below minimum value. Expected a value >= {low}, "
+            f"but got {limit} instead.",
+            param="limit",
+            code="integer_below_min_value",
+        )
+    if limit > high:
+        raise ApiError(
+            400,
+            f"Invalid 'limit': integer above maximum value. Expected a value <= {high}, "
+            f"but got {limit} instead.",
+            param="limit",
+            code="integer_above_max_value",
+        )
+    return limit
+
+
+def is_uri(value: str) -> bool:
+    """Whether ``value`` is an absolute URI (the spec's ``format: uri``); an http(s)
+    URL needs a host."""
+    if len(value) > IMAGE_URL_MAX or not _URI.fullmatch(value):
+        return False
+    scheme = value.split(":", 1)[0].lower()
+    if scheme not in ("http", "https"):
+        return True  # data:, and any other scheme
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - read for its check: a port out of range raises
+    except ValueError:  # a malformed port or IPv6 literal
+        return False
+    return bool(parts.hostname)
 
 
 def check_prompt(params: Mapping[str, Any]) -> str:
@@ -198,6 +254,14 @@ def _check_input_reference(params: Mapping[str, Any]) -> None:
             "Invalid 'input_reference': provide a file upload, or an object with exactly "
             "one of 'image_url' or 'file_id'.",
             param="input_reference",
+            code="invalid_value",
+        )
+    if given == ["image_url"] and not is_uri(ref["image_url"]):
+        raise ApiError(
+            400,
+            "Invalid 'input_reference.image_url': Expected a valid URL, but got a value "
+            "with an invalid format.",
+            param="input_reference.image_url",
             code="invalid_value",
         )
 

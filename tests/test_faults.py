@@ -145,6 +145,7 @@ class TestWaitManyUnderFaults:
                 request_timeout=CALL_TIMEOUT,
                 timeout=60,
                 on_progress=on_progress,
+                poll_interval=0.02,  # as often as the fake's hint says, under the 0.1 s floor
             ):
                 assert result.video_id not in seen, "reported twice"
                 assert result.ok, result.error
@@ -169,7 +170,11 @@ class TestWaitManyUnderFaults:
             failed: list[AsyncVideosError] = []
             async with fake.client(max_retries=0) as videos:
                 async for result in videos.wait_many(
-                    ids, concurrency=64, request_timeout=CALL_TIMEOUT, timeout=60
+                    ids,
+                    concurrency=64,
+                    request_timeout=CALL_TIMEOUT,
+                    timeout=60,
+                    poll_interval=0.02,  # the fake's hint, under the 0.1 s floor
                 ):
                     reported.append(result.video_id)
                     if result.error is not None:

@@ -272,7 +272,9 @@ class TestWait:
         seen: list[Video] = []
         driver = asyncio.create_task(drive_clock())
         try:
-            final = await frozen_client.wait(created.id, on_progress=seen.append, timeout=5)
+            final = await frozen_client.wait(
+                created.id, on_progress=seen.append, poll_interval=0.01, timeout=5
+            )
         finally:
             driver.cancel()
             with contextlib.suppress(asyncio.CancelledError):

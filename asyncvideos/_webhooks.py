@@ -268,9 +268,9 @@ class WebhookReceiver:
     and dropped, a replay of the very same signed request too. An event's id
     is remembered for as long as its signature's timestamp is within
     ``tolerance`` (and at least ``remember_seconds``), so a replay is always
-    recognised. Memory stays bounded: at most ``remember_events`` ids, or
-    10,000 when that is fewer (an id is small). When more events than that
-    arrive within the tolerance, the oldest ids are forgotten early, and from
+    recognised. Memory stays bounded: at most ``remember_events`` ids, and
+    10,000 when ``remember_events`` is fewer (an id is small). When more events
+    than that arrive within the tolerance, the oldest ids are forgotten early, and from
     then on an event signed no later than a forgotten one is refused (400,
     so that the sender tries again with a fresh signature) rather than risk
     delivering a replay twice. A rejected event reaches nobody. Use it on one

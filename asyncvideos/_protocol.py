@@ -20,6 +20,7 @@ import attrs
 from yarl import URL
 
 from . import _errors as errors
+from ._masking import NO_SECRETS, Masker
 
 _QUOTA_CODES = frozenset({"insufficient_quota", "quota_exceeded", "billing_hard_limit_reached"})
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
@@ -57,7 +58,9 @@ class Request:
 
     ``portable_headers`` are the only headers that may follow a redirect to
     another origin, and only when ``cross_origin_redirects`` allows one (a
-    content download whose gateway hands out a signed CDN URL).
+    content download whose gateway hands out a signed CDN URL). ``masker``
+    masks the request's credentials in every response's headers and in every
+    body read as text; a ``content`` body (2xx) is handed over as it came.
     """
 
     method: str
@@ -68,6 +71,8 @@ class Request:
     form_files: tuple[FormFile, ...] = ()
     cross_origin_redirects: bool = False
     portable_headers: Mapping[str, str] = attrs.field(factory=dict)
+    content: bool = False
+    masker: Masker = NO_SECRETS
 
 
 # -- paths -----------------------------------------------------------------
@@ -304,47 +309,14 @@ def _redirect_error(status: int, headers: Mapping[str, str], what: str) -> error
 # -- secrets ---------------------------------------------------------------
 
 
-def mask_secret(secret: str) -> str:
-    """Show enough of a key to recognise it, never enough to use it: ``sk-...xy``."""
-    if len(secret) <= 12:
-        return "***"
-    return f"{secret[:3]}...{secret[-2:]}"
+def cap_message(error: errors.AsyncVideosError) -> errors.AsyncVideosError:
+    """Cap an error's message at ``MAX_MESSAGE_CHARS``: a server may send any length.
 
-
-def redact(error: errors.AsyncVideosError, secret: str) -> errors.AsyncVideosError:
-    """Mask ``secret`` wherever a server echoed it in an error, and cap the message.
-
-    OpenAI masks keys in its messages itself; a gateway may not ("Invalid key
-    sk-...") and the key must never reach a log line through an exception.
+    The key needs no masking here: what a server sent was masked as it arrived
+    (``_masking``), and the messages the transport builds are masked as made.
     """
-    masked = mask_secret(secret)
     message = error.message
-    if secret and secret in message:
-        message = message.replace(secret, masked)
     if len(message) > MAX_MESSAGE_CHARS:
-        message = message[:MAX_MESSAGE_CHARS] + "... (cut)"
-    if message is not error.message:
-        error.message = message
-        error.args = (message,)
-    if secret and isinstance(error, (errors.APIStatusError, errors.APIResponseValidationError)):
-        error.body = _redact_value(error.body, secret, masked)
-        if isinstance(error, errors.APIStatusError) and any(
-            secret in value for value in error.headers.values()
-        ):
-            error.headers = {
-                name: value.replace(secret, masked) for name, value in error.headers.items()
-            }
+        error.message = message[:MAX_MESSAGE_CHARS] + "... (cut)"
+        error.args = (error.message,)
     return error
-
-
-def _redact_value(value: object, secret: str, masked: str) -> object:
-    if isinstance(value, str):
-        return value.replace(secret, masked) if secret in value else value
-    if isinstance(value, dict):
-        return {
-            _redact_value(key, secret, masked): _redact_value(item, secret, masked)
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [_redact_value(item, secret, masked) for item in value]
-    return value

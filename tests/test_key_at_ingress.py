@@ -5,10 +5,10 @@ the command line can be run against it too) echoes the request's credential at
 each place where server text enters the client: a request-id header on an error
 and on a success, a 5xx body under retries, a LiteLLM-prefixed header, a header
 name, JSON escapes that hide the key from a byte search (``\\u0073k-``, ``\\/``),
-a body split across reads, UTF-16 JSON, a 2xx field that fails to convert, a
-job status that a wait reports, a resumed download's ``Content-Range``, a
-redirect's ``Location``, a malformed status line, and the earlier key of a
-rotating ``api_key`` callable.
+a body split across reads, a gzip body, UTF-16 JSON, a 2xx field that fails to
+convert, a job status that a wait reports, a resumed download's
+``Content-Range``, a redirect's ``Location``, a malformed status line, and the
+earlier key of a rotating ``api_key`` callable.
 
 Each echo point runs once per auth scheme (``Authorization: Bearer`` and
 ``api-key``); then every output channel it reaches is its own check: the error
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import io
 import json
 import logging
@@ -148,6 +149,7 @@ class HostileApp:
         get("/v1/videos/split_2xx", self.split_2xx)
         get("/v1/videos/split_5xx", self.split_5xx)
         get("/v1/videos/utf16_5xx", self.utf16_5xx)
+        get("/v1/videos/gzip_5xx", self.gzip_5xx)
         get("/v1/videos/utf16_2xx", self.utf16_2xx)
         get("/v1/videos/field_2xx", self.field_2xx)
         get("/v1/videos/job_status", self.job_status)
@@ -255,6 +257,15 @@ class HostileApp:
         body = json.dumps({"error": {"message": f"Invalid key {credential(request)}"}})
         return web.Response(
             status=500, body=body.encode("utf-16"), headers={"Content-Type": "application/json"}
+        )
+
+    async def gzip_5xx(self, request: web.Request) -> web.Response:
+        """The key inside a compressed body: found once the client has inflated it."""
+        body = json.dumps({"error": {"message": f"Invalid key {credential(request)}"}})
+        return web.Response(
+            status=500,
+            body=gzip.compress(body.encode()),
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
         )
 
     async def utf16_2xx(self, request: web.Request) -> web.Response:
@@ -443,6 +454,7 @@ ECHO_POINTS: dict[str, EchoPoint] = {
     "split_2xx": EchoPoint(retrieve("split_2xx"), (*ERRORS, "cli"), ("get", "split_2xx")),
     "split_5xx": EchoPoint(retrieve("split_5xx"), (*RETRIED, "cli"), ("get", "split_5xx")),
     "utf16_5xx": EchoPoint(retrieve("utf16_5xx"), (*RETRIED, "cli"), ("get", "utf16_5xx")),
+    "gzip_5xx": EchoPoint(retrieve("gzip_5xx"), (*RETRIED, "cli"), ("get", "gzip_5xx")),
     "utf16_2xx": EchoPoint(retrieve("utf16_2xx"), (*SUCCESS, "cli"), ("get", "utf16_2xx")),
     "field_2xx": EchoPoint(retrieve("field_2xx"), (*ERRORS, "cli"), ("get", "field_2xx")),
     "job_status": EchoPoint(_wait, (*SUCCESS, "cli"), ("wait", "job_status")),

@@ -40,7 +40,8 @@ GATEWAY_PREFIX = "llm_provider-"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 #: A host a redirect may lead to, when it is not an IP address: dot-separated
 #: labels of letters, digits, ``-`` and ``_`` (IDNA hosts in their ``xn--`` form).
-_HOST_NAME = re.compile(r"(?=.{1,253}\.?$)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?)+")
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 #: How much of a body an error message quotes, and how long a message may get.
 PREVIEW_CHARS = 200
 MAX_MESSAGE_CHARS = 2000
@@ -342,13 +343,14 @@ def _location(current: URL, location: str) -> URL | None:
             location = str(URL(location))
         target = current.join(URL(location, encoded=True))
         host, port = target.host, target.port
-        raw_host = target.raw_host or ""
-        target.raw_user, target.raw_password  # noqa: B018 - parsed, or refused here
     except (ValueError, TypeError):  # UnicodeError is a ValueError
         return None
+    raw_host = target.raw_host or ""
     if target.scheme not in ("http", "https") or not host or port is None:
         return None
-    if not (0 < port < 65536 and (_HOST_NAME.fullmatch(raw_host) or _is_ip(raw_host))):
+    if not 0 < port < 65536 or len(raw_host) > 253:
+        return None
+    if not (_HOST_NAME.fullmatch(raw_host) or _is_ip(raw_host)):
         return None
     return target
 

@@ -123,6 +123,7 @@ class TestRedirectTargets:
             b"http://exa mple.example/blob",
             b"http://%zz.example/blob",
             b"http://[::1/blob",
+            b"http://" + b"a" * 250 + b"!/blob",
         ],
         ids=[
             "userinfo",
@@ -138,6 +139,7 @@ class TestRedirectTargets:
             "space-in-host",
             "percent-in-host",
             "unclosed-ipv6",
+            "long-host-that-is-no-name",  # read at once: no backtracking over its labels
         ],
     )
     async def test_a_location_that_cannot_be_followed(

@@ -69,7 +69,7 @@ class _Decoder:
         self._inflate = zlib.decompressobj(self._wbits)
         self._raw_deflate = encoding == "deflate"
 
-    def feed(self, data: bytes, piece: int, url: str) -> Iterator[bytes]:
+    def feed(self, data: bytes, piece: int, shown: str) -> Iterator[bytes]:
         """The decoded bytes of ``data``, in pieces of at most ``piece`` bytes."""
         try:
             while data:
@@ -86,10 +86,10 @@ class _Decoder:
                 # Some servers send raw deflate under ``deflate``: retry as such once.
                 self._wbits = -zlib.MAX_WBITS
                 self._inflate = zlib.decompressobj(self._wbits)
-                yield from self.feed(data, piece, url)
+                yield from self.feed(data, piece, shown)
                 return
             raise errors.APIResponseValidationError(
-                f"The body of {url} is not validly compressed"
+                f"The body of {shown} is not validly compressed"
             ) from None
 
 

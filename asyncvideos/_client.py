@@ -1,8 +1,9 @@
 """The client's lifecycle and request machinery, shared by every endpoint.
 
 ``BaseClient`` resolves settings, prepares each request (the one place where
-a header is set and a URL is built), runs it through the retry policy, and
-turns the response into data or a typed error with the key masked.
+a header is set and a URL is built, and where the request is given the
+credentials to mask in what comes back), runs it through the retry policy, and
+turns the response into data or a typed error.
 ``AsyncVideos`` in ``_videos.py`` adds one thin method per endpoint on top.
 """
 
@@ -39,14 +40,14 @@ from ._config import (
 )
 from ._convert import decode
 from ._http import MAX_ERROR_BODY, Response, StreamedResponse, Transport, shown_url
+from ._masking import mask_secret, masker
 from ._pacing import Pacer, check_max_rate
 from ._pagination import MAX_EMPTY_PAGES
 from ._protocol import (
     FormFile,
     Request,
+    cap_message,
     dumps,
-    mask_secret,
-    redact,
     request_id,
     status_error,
 )
@@ -56,6 +57,11 @@ from ._webhooks import WebhookReceiver, check_fallback_interval, check_receiver
 
 logger = logging.getLogger("asyncvideos")
 DEFAULT_MAX_CONNECTIONS = 100
+#: How many of the keys an ``api_key`` callable returned are masked in what a
+#: server sends (the newest first): a server may echo a key it was sent before.
+KEYS_REMEMBERED = 4
+#: Headers whose values are credentials, wherever the caller set them.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "api-key"})
 T = TypeVar("T")
 P = ParamSpec("P")
 _Client = TypeVar("_Client", bound="BaseClient")
@@ -231,6 +237,12 @@ class BaseClient:
             max_response_bytes=self._settings.max_response_bytes,
         )
         self._identity_headers = self._build_identity_headers()
+        # The secrets masked in every response's text: the key (the last few a
+        # callable returned) and any credential among the default headers.
+        self._header_secrets = _credential_values(self._identity_headers)
+        key = self._settings.api_key
+        self._keys: tuple[str, ...] = (key,) if isinstance(key, str) else ()
+        self._masker = masker(self._keys + self._header_secrets)
         self._telemetry = load_telemetry()
         self._telemetry_checked = 0.0
         server = URL(self._settings.base_url)
@@ -325,6 +337,10 @@ class BaseClient:
         value = await call_back(key)
         if not isinstance(value, str) or not value:
             raise TypeError("the api_key callable must return a non-empty str")
+        keys = self._keys
+        if not keys or value != keys[0]:
+            self._keys = (value, *(k for k in keys if k != value))[:KEYS_REMEMBERED]
+            self._masker = masker(self._keys + self._header_secrets)
         return value
 
     def _prepare(
@@ -364,8 +380,12 @@ class BaseClient:
             headers["Content-Type"] = "application/json"
         if options.idempotency_key is not None:
             headers["Idempotency-Key"] = options.idempotency_key
+        secrets = self._masker
         if options.extra_headers:
             headers.update(options.extra_headers)
+            extra = _credential_values(options.extra_headers)
+            if extra:
+                secrets = masker(secrets.secrets + extra)
         if options.extra_query:
             query = {**(query or {}), **options.extra_query}
         url = self._settings.base_url + path
@@ -380,6 +400,8 @@ class BaseClient:
             form_files,
             cross_origin_redirects=content,
             portable_headers=portable,
+            content=content,
+            masker=secrets,
         )
 
     def _body(self, options: CallOptions, json_body: Mapping[str, Any] | None) -> bytes | None:
@@ -416,7 +438,7 @@ class BaseClient:
         call = _Call(method, path, operation, video_id, options)
 
         async def attempt() -> tuple[T, Response]:
-            key = call.key = await self._api_key()
+            key = await self._api_key()
             request = self._prepare(
                 method,
                 path,
@@ -466,7 +488,7 @@ class BaseClient:
         call = _Call("GET", path, operation, video_id, options)
 
         async def attempt() -> tuple[bytes, Response]:
-            key = call.key = await self._api_key()
+            key = await self._api_key()
             request = self._prepare("GET", path, options, key, query=query)
             response = await self._send(request, options.timeout)
             if not 200 <= response.status < 300:
@@ -524,7 +546,7 @@ class BaseClient:
     ) -> tuple[T, R]:
         """Run ``attempt`` under the retry policy: in the call's span when tracing,
         logged at DEBUG, and captured for ``with_raw_response``; every error
-        leaves with the key masked."""
+        leaves with its message capped."""
         seen = _raw_capture.get()
         telemetry = self._live_telemetry()
         if telemetry is None and seen is None and not logger.isEnabledFor(logging.DEBUG):
@@ -570,7 +592,7 @@ class BaseClient:
             )
         except errors.AsyncVideosError as error:
             error.idempotency_key = call.options.idempotency_key
-            raise redact(error, call.key) from error.__cause__
+            raise cap_message(error) from error.__cause__
 
     def _live_telemetry(self) -> Telemetry | None:
         """The telemetry, once the application has set a provider.
@@ -628,7 +650,7 @@ class BaseClient:
         call = _Call("GET", path, "open_content", video_id, options)
 
         async def attempt() -> tuple[StreamedResponse, StreamedResponse]:
-            key = call.key = await self._api_key()
+            key = await self._api_key()
             request = self._prepare(
                 "GET", path, options, key, query=query, range_start=range_start, if_range=if_range
             )
@@ -650,9 +672,21 @@ class BaseClient:
         try:
             yield response
         except errors.AsyncVideosError as error:
-            raise redact(error, call.key) from error.__cause__
+            raise cap_message(error) from error.__cause__
         finally:
             response.release()
+
+
+def _credential_values(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """The secrets of the credential headers among ``headers``: the token after a
+    scheme (``Bearer``, ``Basic``), or the whole value."""
+    found = []
+    for name, value in headers.items():
+        if name.lower() in _CREDENTIAL_HEADERS:
+            secret = value.strip().partition(" ")[2].strip() or value.strip()
+            if secret:
+                found.append(secret)
+    return tuple(found)
 
 
 def _idempotency_key(value: str | NotGiven | None) -> str | None:
@@ -701,15 +735,13 @@ def _form_values(extra: Mapping[str, object]) -> dict[str, str]:
 
 @attrs.define(slots=True)
 class _Call:
-    """One request: what it is (for its span and log line), its options, and the
-    key its last attempt was sent with (to mask in any error)."""
+    """One request: what it is (for its span and log line), and its options."""
 
     method: str
     path: str
     operation: str
     video_id: str | None
     options: CallOptions
-    key: str = ""
 
 
 @attrs.define(slots=True)

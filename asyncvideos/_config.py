@@ -18,7 +18,7 @@ import aiohttp
 import attrs
 
 from . import _validate as check
-from ._protocol import mask_secret
+from ._masking import mask_secret
 from ._version import __version__
 
 logger = logging.getLogger("asyncvideos")

@@ -17,6 +17,7 @@ What cannot be read at all raises ``APIResponseValidationError`` through
 from __future__ import annotations
 
 import functools
+import reprlib
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -26,7 +27,7 @@ import attrs
 from . import _speedups
 from ._errors import APIResponseValidationError
 from ._models import Character, DeletedVideo, Video, VideoError, VideoPage
-from ._protocol import decipher
+from ._protocol import MAX_BODY_DEPTH, decipher, nested_deeper
 
 if TYPE_CHECKING:
     import cattrs
@@ -36,6 +37,13 @@ T = TypeVar("T")
 
 class _ShapeError(ValueError):
     """A JSON value of the wrong type where a model field was expected."""
+
+
+# A value quoted in a message is cut short in length and in depth: a server may
+# nest it thousands of levels deep, and repr() would recurse as deep.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 120, 120
+_shown = _REPR.repr
 
 
 def _text(obj: Mapping[str, Any], key: str) -> str | None:
@@ -60,7 +68,7 @@ def _integer(obj: Mapping[str, Any], key: str) -> int:
             return round(float(value))
         except ValueError:
             pass
-    raise _ShapeError(f"{key!r} should be a number, got {value!r}")
+    raise _ShapeError(f"{key!r} should be a number, got {_shown(value)}")
 
 
 _UTC = timezone.utc
@@ -92,7 +100,7 @@ def _to_datetime(value: object, key: str) -> datetime:
                     parsed = parsed.replace(tzinfo=timezone.utc)
                 return parsed.astimezone(timezone.utc)
     except (ValueError, OverflowError, OSError) as exc:
-        raise _ShapeError(f"{key!r} is not a timestamp: {value!r}") from exc
+        raise _ShapeError(f"{key!r} is not a timestamp: {_shown(value)}") from exc
     raise _ShapeError(f"{key!r} should be a unix timestamp, got {type(value).__name__}")
 
 
@@ -302,7 +310,8 @@ def structure(data: object, cls: type[T], *, status_code: int | None = None) -> 
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
         raise APIResponseValidationError(
             f"Unexpected response shape for {cls.__name__}: {exc}",
-            body=data,
+            # Too deep to keep: what a caller does with it (repr, dumps) would recurse.
+            body=None if nested_deeper(data, MAX_BODY_DEPTH) else data,
             status_code=status_code,
         ) from exc
 

@@ -5,6 +5,11 @@ redirects by the rules of ``_protocol.redirect_target``, reads bodies within a
 size limit (counted after decompression, which happens here), and translates
 every aiohttp and asyncio failure into the exception tree in one place,
 ``_translated``. Retries, headers and meaning live elsewhere.
+
+It is also where server text enters: every response's headers, and every body
+read whole as text, go through the request's ``Masker`` here, before anything
+reads them, and so do aiohttp's exceptions (which may quote what the server
+sent). A content body (a 2xx to a content request) is never altered.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from . import _errors as errors
+from ._masking import Masker
 from ._protocol import REDIRECT_STATUSES, Request, origin, redirect_target
 
 # aiohttp >= 3.10 tells a connect timeout (nothing was sent) from a read timeout.
@@ -34,8 +40,6 @@ MAX_ERROR_BODY = 64 * 1024
 MAX_REDIRECTS = 5
 #: Decoded bytes handed over at a time while a body is buffered.
 _READ_PIECE = 256 * 1024
-#: Headers whose values are credentials: scrubbed from aiohttp's exceptions.
-_CREDENTIAL_HEADERS = ("authorization", "api-key")
 _EMPTY_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 
 
@@ -65,7 +69,7 @@ class _Decoder:
         self._inflate = zlib.decompressobj(self._wbits)
         self._raw_deflate = encoding == "deflate"
 
-    def feed(self, data: bytes, piece: int, url: URL) -> Iterator[bytes]:
+    def feed(self, data: bytes, piece: int, shown: str) -> Iterator[bytes]:
         """The decoded bytes of ``data``, in pieces of at most ``piece`` bytes."""
         try:
             while data:
@@ -82,10 +86,10 @@ class _Decoder:
                 # Some servers send raw deflate under ``deflate``: retry as such once.
                 self._wbits = -zlib.MAX_WBITS
                 self._inflate = zlib.decompressobj(self._wbits)
-                yield from self.feed(data, piece, url)
+                yield from self.feed(data, piece, shown)
                 return
             raise errors.APIResponseValidationError(
-                f"The body of {shown_url(url)} is not validly compressed"
+                f"The body of {shown} is not validly compressed"
             ) from None
 
 
@@ -182,12 +186,12 @@ class _Translated:
         method = self._request.method
         if isinstance(exc, asyncio.CancelledError):
             if self._watch is not None:
-                error = self._watch.timed_out(method, shown_url(self._url))
+                error = self._watch.timed_out(method, _shown(self._request, self._url))
                 if error is not None:
                     raise error from None
         elif isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError)):
             _scrub(exc, self._request)
-            raise _translate(exc, method, shown_url(self._url)) from exc
+            raise _translate(exc, method, _shown(self._request, self._url)) from exc
 
 
 def _translate(exc: BaseException, method: str, url: str) -> errors.AsyncVideosError:
@@ -219,7 +223,11 @@ def _translate(exc: BaseException, method: str, url: str) -> errors.AsyncVideosE
 
 
 def _scrub(exc: BaseException, request: Request) -> None:
-    """Take the request's headers, and any credential quoted back, out of ``exc``."""
+    """Take the request's headers, and any credential quoted back, out of ``exc``.
+
+    aiohttp's parser errors keep what the server sent (a status line, a header
+    line, as str or bytes) in their args and attributes: each is masked.
+    """
     if isinstance(exc, aiohttp.ClientResponseError):
         info = exc.request_info
         clean = aiohttp.RequestInfo(info.url, info.method, _EMPTY_HEADERS, info.real_url)
@@ -227,32 +235,33 @@ def _scrub(exc: BaseException, request: Request) -> None:
         exc.history = ()
         exc.headers = None
         exc.args = (clean, ())
-    secrets = list(_credentials(request))
+    masker = request.masker
     current: BaseException | None = exc
     for _ in range(8):  # the parser's own exceptions may quote what the server sent
         if current is None:
             break
-        message = getattr(current, "message", None)
-        if isinstance(message, str):
-            current.message = _masked(message, secrets)  # type: ignore[attr-defined]
-        current.args = tuple(
-            _masked(arg, secrets) if isinstance(arg, str) else arg for arg in current.args
-        )
+        for name, value in list(vars(current).items()):
+            masked = _masked(masker, value)
+            if masked is not value:
+                setattr(current, name, masked)
+        current.args = tuple(_masked(masker, arg) for arg in current.args)
         current = current.__cause__ or current.__context__
 
 
-def _masked(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
+def _masked(masker: Masker, value: object) -> object:
+    if isinstance(value, str):
+        return masker.text(value)
+    if isinstance(value, bytes):
+        return masker.body(value)
+    if isinstance(value, Mapping):  # an aiohttp parser error's headers
+        return masker.headers(value)
+    return value
 
 
-def _credentials(request: Request) -> Iterator[str]:
-    for name in _CREDENTIAL_HEADERS:
-        for header, value in request.headers.items():
-            if header.lower() == name and value:
-                yield value
-                yield value.partition(" ")[2] or value  # the token after "Bearer "
+def _shown(request: Request, url: URL) -> str:
+    """A URL for a message, with the request's credentials masked (a gateway may take
+    the key in the path of ``base_url``, a redirect may put it in a path)."""
+    return request.masker.text(shown_url(url))
 
 
 def shown_url(url: URL) -> str:
@@ -274,9 +283,10 @@ class StreamedResponse:
         request: Request,
         url: URL,
         watch: _StallWatch | None,
+        headers: Mapping[str, str],
     ) -> None:
         self.status = response.status
-        self.headers: CIMultiDictProxy[str] = response.headers
+        self.headers = headers  # as the request's masker let them through
         self._response = response
         self._request = request
         self._url = url
@@ -285,7 +295,12 @@ class StreamedResponse:
 
     async def read(self, limit: int, *, cut: bool = True) -> bytes:
         """The body, up to ``limit`` bytes: past it, the connection is closed and the
-        first ``limit`` bytes returned (``cut``) or ``ResponseTooLargeError`` raised."""
+        first ``limit`` bytes returned (``cut``) or ``ResponseTooLargeError`` raised.
+        Read as text: the request's credentials are masked, unless it is content."""
+        return _as_read(self._request, self.status, await self.read_whole(limit, cut=cut))
+
+    async def read_whole(self, limit: int, *, cut: bool = True) -> bytes:
+        """``read()``, with the body as it came."""
         body = bytearray()
         async with aclosing(self.chunks(min(limit + 1, _READ_PIECE))) as chunks:
             async for chunk in chunks:
@@ -310,6 +325,7 @@ class StreamedResponse:
         watch = self._watch
         with _Translated(self._request, self._url, watch):
             decoder = _decoder(self.headers)
+            where = "" if decoder is None else _shown(self._request, self._url)
             while True:
                 if watch is not None:
                     watch.waiting()
@@ -321,7 +337,7 @@ class StreamedResponse:
                 if not chunk:
                     return
                 if decoder is not None:
-                    for piece in decoder.feed(chunk, size, self._url):
+                    for piece in decoder.feed(chunk, size, where):
                         yield piece
                 elif len(chunk) <= size:
                     yield chunk
@@ -392,9 +408,10 @@ class Transport:
 
     async def _open(
         self, request: Request, timeout: aiohttp.ClientTimeout, watch: _StallWatch | None
-    ) -> tuple[aiohttp.ClientResponse, URL]:
-        """Send ``request`` and follow its redirects; return the final response and the
-        URL to name in messages. Credentials never leave the request's origin."""
+    ) -> tuple[aiohttp.ClientResponse, URL, Mapping[str, str]]:
+        """Send ``request`` and follow its redirects; return the final response, the
+        URL to name in messages and the response's headers, masked (what is read
+        of them). Credentials never leave the request's origin."""
         session = self._get_session()
         url = URL(request.url, encoded=True)
         headers = request.headers
@@ -413,37 +430,43 @@ class Transport:
                 )
                 if watch is not None:
                     watch.received()
+            received = request.masker.headers(response.headers)
             if response.status not in REDIRECT_STATUSES:
-                return response, url
+                return response, url, received
             response.release()
             if request.method != "GET":
-                raise _refused(response, f"a redirect of a {request.method} request")
+                raise _refused(response, received, f"a redirect of a {request.method} request")
             url, same = redirect_target(
-                url, response.status, response.headers, cross_origin=request.cross_origin_redirects
+                url, response.status, received, cross_origin=request.cross_origin_redirects
             )
             if not same:
                 # Another origin: none of the client's credential or identity headers.
                 headers = request.portable_headers
-        raise _refused(response, f"more than {MAX_REDIRECTS} redirects (last: {origin(url)})")
+        raise _refused(
+            response, received, f"more than {MAX_REDIRECTS} redirects (last: {origin(url)})"
+        )
 
     async def send(self, request: Request, timeout: aiohttp.ClientTimeout) -> Response:
         """Send one attempt and read its whole body, within the size limit."""
-        response, shown = await self._open(request, timeout, None)
+        response, shown, headers = await self._open(request, timeout, None)
         try:
-            body = await self._read_body(response, request, shown)
+            body = await self._read_body(response, request, shown, headers)
         except BaseException:
             response.close()
             raise
         finally:
             response.release()
-        return Response(response.status, response.headers, body)
+        return Response(response.status, headers, _as_read(request, response.status, body))
 
     async def _read_body(
-        self, response: aiohttp.ClientResponse, request: Request, shown: URL
+        self,
+        response: aiohttp.ClientResponse,
+        request: Request,
+        shown: URL,
+        headers: Mapping[str, str],
     ) -> bytes:
         ok = 200 <= response.status < 300
         limit = self._max_response_bytes if ok else MAX_ERROR_BODY
-        headers = response.headers
         declared = headers.get("content-length", "")
         plain = "content-encoding" not in headers
         if plain and declared.isdigit() and int(declared) <= limit:
@@ -453,7 +476,8 @@ class Transport:
         if ok and plain and declared.isdigit():
             raise _too_large(request, shown, limit, int(declared))
         # An error body is cut at its limit; a 2xx body past it is an error.
-        return await StreamedResponse(response, request, shown, None).read(limit, cut=not ok)
+        streamed = StreamedResponse(response, request, shown, None, headers)
+        return await streamed.read_whole(limit, cut=not ok)
 
     async def open(
         self, request: Request, timeout: aiohttp.ClientTimeout, stall_limit: float | None
@@ -463,12 +487,12 @@ class Transport:
         the headers' included."""
         watch = None if stall_limit is None else _StallWatch(stall_limit)
         try:
-            response, shown = await self._open(request, timeout, watch)
+            response, shown, headers = await self._open(request, timeout, watch)
         except BaseException:
             if watch is not None:
                 watch.stop()
             raise
-        return StreamedResponse(response, request, shown, watch)
+        return StreamedResponse(response, request, shown, watch, headers)
 
     async def close(self) -> None:
         """Close the session if this transport opened it; idempotent."""
@@ -482,12 +506,21 @@ class Transport:
             await asyncio.sleep(0)
 
 
-def _refused(response: aiohttp.ClientResponse, what: str) -> errors.RedirectError:
+def _as_read(request: Request, status: int, body: bytes) -> bytes:
+    """A body read whole, as the client may read it: masked, unless it is content."""
+    if request.content and 200 <= status < 300:
+        return body  # the video's bytes, exactly as sent
+    return request.masker.body(body)
+
+
+def _refused(
+    response: aiohttp.ClientResponse, headers: Mapping[str, str], what: str
+) -> errors.RedirectError:
     response.close()
     return errors.RedirectError(
         f"HTTP {response.status}: refused to follow {what}",
         status_code=response.status,
-        headers=response.headers,
+        headers=headers,
         body=None,
     )
 
@@ -497,6 +530,6 @@ def _too_large(
 ) -> errors.ResponseTooLargeError:
     size = f"{declared} bytes" if declared is not None else "more"
     return errors.ResponseTooLargeError(
-        f"The response to {request.method} {shown_url(url)} is {size}, over the client's "
+        f"The response to {request.method} {_shown(request, url)} is {size}, over the client's "
         f"max_response_bytes={limit}; the connection was closed"
     )

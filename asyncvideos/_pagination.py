@@ -149,6 +149,9 @@ def _checked_cursor(
     """The next page's cursor, or ``PaginationError`` when it leads nowhere new."""
     following = next_cursor(page)
     seen.empty_run = 0 if page.data else seen.empty_run + 1
+    if following is not None and not following.isascii() and not _sendable(following):
+        # A lone surrogate has no UTF-8 form: the next request could not carry it.
+        raise _stuck(f"The API gave a cursor that cannot be sent back: {_short(following)}", cursor)
     if following is None or following == cursor or following in seen.known:
         # Checked before the page is yielded: a page whose cursor leads back
         # is a repeat, and its jobs must not be handed out twice.
@@ -164,6 +167,14 @@ def _checked_cursor(
             cursor,
         )
     return following
+
+
+def _sendable(cursor: str) -> bool:
+    try:
+        cursor.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _stuck(message: str, cursor: str | None) -> PaginationError:

@@ -8,9 +8,10 @@ tested without a network. ``_http.py`` is the only module that turns a
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -20,6 +21,7 @@ import attrs
 from yarl import URL
 
 from . import _errors as errors
+from ._masking import NO_SECRETS, Masker
 
 _QUOTA_CODES = frozenset({"insufficient_quota", "quota_exceeded", "billing_hard_limit_reached"})
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
@@ -36,9 +38,15 @@ REQUEST_ID_HEADERS = (
 #: The prefix LiteLLM puts before the upstream's headers.
 GATEWAY_PREFIX = "llm_provider-"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: A host a redirect may lead to, when it is not an IP address: dot-separated
+#: labels of letters, digits, ``-`` and ``_`` (IDNA hosts in their ``xn--`` form).
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 #: How much of a body an error message quotes, and how long a message may get.
 PREVIEW_CHARS = 200
 MAX_MESSAGE_CHARS = 2000
+#: How deep a parsed body kept on an error may nest (an API's errors nest 2 or 3).
+MAX_BODY_DEPTH = 32
 
 
 @attrs.frozen(slots=True)
@@ -57,7 +65,9 @@ class Request:
 
     ``portable_headers`` are the only headers that may follow a redirect to
     another origin, and only when ``cross_origin_redirects`` allows one (a
-    content download whose gateway hands out a signed CDN URL).
+    content download whose gateway hands out a signed CDN URL). ``masker``
+    masks the request's credentials in every response's headers and in every
+    body read as text; a ``content`` body (2xx) is handed over as it came.
     """
 
     method: str
@@ -68,6 +78,8 @@ class Request:
     form_files: tuple[FormFile, ...] = ()
     cross_origin_redirects: bool = False
     portable_headers: Mapping[str, str] = attrs.field(factory=dict)
+    content: bool = False
+    masker: Masker = NO_SECRETS
 
 
 # -- paths -----------------------------------------------------------------
@@ -205,6 +217,8 @@ def status_error(status: int, headers: Mapping[str, str], body: bytes) -> errors
         parsed = json.loads(body) if body else None
     except (ValueError, UnicodeDecodeError, RecursionError):
         parsed = preview(body, 500)
+    if nested_deeper(parsed, MAX_BODY_DEPTH):
+        parsed = preview(body, 500)  # kept as text: no caller's repr or dumps recurses it
     detail = parsed.get("error") if isinstance(parsed, dict) else None
     message = code = param = kind = None
     if isinstance(detail, dict):
@@ -250,6 +264,26 @@ def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else (None if value is None else str(value))
 
 
+def nested_deeper(value: object, limit: int) -> bool:
+    """Whether parsed JSON nests arrays and objects more than ``limit`` deep.
+
+    A loop, not a recursion: the value may be nested as deep as the parser allowed.
+    """
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
+
+
 def preview(body: bytes, limit: int = PREVIEW_CHARS) -> str:
     """The start of a body as text, for a message: at most ``limit`` bytes shown."""
     text = body[:limit].decode("utf-8", errors="replace").strip()
@@ -270,17 +304,19 @@ def redirect_target(
     """Where a redirect leads and whether it stays on the same origin.
 
     Raises ``RedirectError`` for one that must not be followed: no usable
-    ``Location``, ``https`` to ``http``, or another origin when ``cross_origin``
+    ``Location`` (no http(s) URL, a host that is not a host name or an IP
+    address, a port out of range), credentials in the URL (``user:pass@``, on
+    any origin), ``https`` to ``http``, or another origin when ``cross_origin``
     is False. The error names the location's origin, never its query string,
     which may hold a signature.
     """
-    location = headers.get("location", "")
-    try:
-        target = current.join(URL(location, encoded=True)) if location else None
-    except (ValueError, TypeError):
-        target = None
-    if target is None or target.scheme not in ("http", "https") or not target.host:
+    target = _location(current, headers.get("location", ""))
+    if target is None:
         raise _redirect_error(status, headers, "a redirect without a usable Location")
+    if target.raw_user is not None or target.raw_password is not None:
+        raise _redirect_error(
+            status, headers, f"a redirect with credentials in its URL ({origin(target)})"
+        )
     if current.scheme == "https" and target.scheme == "http":
         raise _redirect_error(
             status, headers, f"a redirect from https to plain http ({origin(target)})"
@@ -289,6 +325,42 @@ def redirect_target(
     if not same and not cross_origin:
         raise _redirect_error(status, headers, f"a redirect to another origin ({origin(target)})")
     return target, same
+
+
+def _location(current: URL, location: str) -> URL | None:
+    """The absolute URL a ``Location`` names, when a request can be sent to it.
+
+    yarl parses lazily: a bad port, a host that IDNA cannot decode or bytes
+    that are not text only fail when read, so each part is read here, once.
+    """
+    if not location:
+        return None
+    try:
+        if not location.isascii():
+            # Not a URI as RFC 3986 spells one: percent-encoded when it is UTF-8
+            # text, refused when it is not (bytes that no text spells).
+            location.encode()
+            location = str(URL(location))
+        target = current.join(URL(location, encoded=True))
+        host, port = target.host, target.port
+    except (ValueError, TypeError):  # UnicodeError is a ValueError
+        return None
+    raw_host = target.raw_host or ""
+    if target.scheme not in ("http", "https") or not host or port is None:
+        return None
+    if not 0 < port < 65536 or len(raw_host) > 253:
+        return None
+    if not (_HOST_NAME.fullmatch(raw_host) or _is_ip(raw_host)):
+        return None
+    return target
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _redirect_error(status: int, headers: Mapping[str, str], what: str) -> errors.RedirectError:
@@ -304,47 +376,14 @@ def _redirect_error(status: int, headers: Mapping[str, str], what: str) -> error
 # -- secrets ---------------------------------------------------------------
 
 
-def mask_secret(secret: str) -> str:
-    """Show enough of a key to recognise it, never enough to use it: ``sk-...xy``."""
-    if len(secret) <= 12:
-        return "***"
-    return f"{secret[:3]}...{secret[-2:]}"
+def cap_message(error: errors.AsyncVideosError) -> errors.AsyncVideosError:
+    """Cap an error's message at ``MAX_MESSAGE_CHARS``: a server may send any length.
 
-
-def redact(error: errors.AsyncVideosError, secret: str) -> errors.AsyncVideosError:
-    """Mask ``secret`` wherever a server echoed it in an error, and cap the message.
-
-    OpenAI masks keys in its messages itself; a gateway may not ("Invalid key
-    sk-...") and the key must never reach a log line through an exception.
+    The key needs no masking here: what a server sent was masked as it arrived
+    (``_masking``), and the messages the transport builds are masked as made.
     """
-    masked = mask_secret(secret)
     message = error.message
-    if secret and secret in message:
-        message = message.replace(secret, masked)
     if len(message) > MAX_MESSAGE_CHARS:
-        message = message[:MAX_MESSAGE_CHARS] + "... (cut)"
-    if message is not error.message:
-        error.message = message
-        error.args = (message,)
-    if secret and isinstance(error, (errors.APIStatusError, errors.APIResponseValidationError)):
-        error.body = _redact_value(error.body, secret, masked)
-        if isinstance(error, errors.APIStatusError) and any(
-            secret in value for value in error.headers.values()
-        ):
-            error.headers = {
-                name: value.replace(secret, masked) for name, value in error.headers.items()
-            }
+        error.message = message[:MAX_MESSAGE_CHARS] + "... (cut)"
+        error.args = (error.message,)
     return error
-
-
-def _redact_value(value: object, secret: str, masked: str) -> object:
-    if isinstance(value, str):
-        return value.replace(secret, masked) if secret in value else value
-    if isinstance(value, dict):
-        return {
-            _redact_value(key, secret, masked): _redact_value(item, secret, masked)
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [_redact_value(item, secret, masked) for item in value]
-    return value

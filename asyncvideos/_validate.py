@@ -1,6 +1,8 @@
 """Argument checks that run before any I/O; each error names the argument.
 
 The one set of checks for constructor settings and per-call arguments alike.
+A ``Video`` passed as an argument carries the server's id, not the caller's:
+an unusable one is an ``APIResponseValidationError`` (``server_id``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TypeVar
 
 import aiohttp
 
+from ._errors import APIResponseValidationError
 from ._models import Video
 from ._protocol import path_segment, resource_path
 
@@ -27,12 +30,29 @@ _HEADER_VALUE_FORBIDDEN = re.compile(r"[\r\n\x00]")
 
 
 def video_id(value: object, name: str = "video") -> str:
-    """The id of a job given as an id string or a ``Video``."""
+    """The id of a job given as an id string or a ``Video``.
+
+    A ``Video``'s id is the server's: one that cannot go into a URL path is an
+    ``APIResponseValidationError`` (the server's fault), not a ``ValueError``.
+    """
     if isinstance(value, Video):
-        return value.id
+        return server_id(value)
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a video id (str) or a Video, got {type(value).__name__}")
     return value
+
+
+def server_id(video: Video) -> str:
+    """``video.id``, checked as every id that goes into a path is; it came from a server."""
+    try:
+        path_segment(video.id, "id")
+    except (TypeError, ValueError) as exc:
+        raise APIResponseValidationError(
+            f"The server gave a job an id that cannot be used in a URL path ({exc}): "
+            f"{video.id[:100]!r}",
+            body=dict(video.raw) or None,
+        ) from None
+    return video.id
 
 
 def video_path(value: object, name: str = "video", suffix: str = "") -> str:
@@ -76,6 +96,10 @@ def optional_id(value: object, name: str) -> str | None:
         raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
     if not value.strip():
         raise ValueError(f"{name} must not be empty")
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # a lone surrogate has no UTF-8 form to send
+        raise ValueError(f"{name} must be valid Unicode text (no lone surrogates)") from None
     return value
 
 

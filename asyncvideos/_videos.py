@@ -35,6 +35,7 @@ from ._download import (
     target_path,
     write_atomically,
 )
+from ._errors import APIResponseValidationError
 from ._http import Response, StreamedResponse
 from ._models import (
     DEFAULT_WAITING_STATUSES,
@@ -243,10 +244,24 @@ class AsyncVideos(BaseClient):
     ) -> Video:
         if upload is not None:
             part = await read_file(upload, "input_reference", part="input_reference")
-            return await self._call(
-                "POST", "/videos", call, Video, "create", form_fields=fields, form_files=(part,)
+            return await self._post_job(
+                "/videos", call, "create", form_fields=fields, form_files=(part,)
             )
-        return await self._call("POST", "/videos", call, Video, "create", json_body=fields)
+        return await self._post_job("/videos", call, "create", json_body=fields)
+
+    async def _post_job(
+        self, path: str, options: CallOptions, operation: str, **request: Any
+    ) -> Video:
+        """POST a (paid) job and read the new job, whose id must be usable in a path:
+        else an ``APIResponseValidationError`` that carries what the server returned
+        and the ``idempotency_key``, to reconcile the job with, before any other request."""
+        video = await self._call("POST", path, options, Video, operation, **request)
+        try:
+            check.server_id(video)
+        except APIResponseValidationError as error:
+            error.idempotency_key = options.idempotency_key
+            raise
+        return video
 
     async def remix(
         self,
@@ -261,9 +276,7 @@ class AsyncVideos(BaseClient):
         path = check.video_path(video_id, suffix="/remix")
         body = {"prompt": check.prompt(prompt)}
         call = self._options("remix", options, idempotency_key=idempotency_key)
-        return await self._call(
-            "POST", path, call, Video, "remix", video_id=video_id, json_body=body
-        )
+        return await self._post_job(path, call, "remix", video_id=video_id, json_body=body)
 
     async def edit(
         self,
@@ -304,13 +317,11 @@ class AsyncVideos(BaseClient):
         if isinstance(video, (str, Video)):
             video_id = check.checked_video_id(video)
             body = {"video": {"id": video_id}, **fields}
-            return await self._call(
-                "POST", path, options, Video, operation, video_id=video_id, json_body=body
-            )
+            return await self._post_job(path, options, operation, video_id=video_id, json_body=body)
         check_file_input(video, "video", paths_as_str=False)
         part = await read_file(video, "video", part="video")
-        return await self._call(
-            "POST", path, options, Video, operation, form_fields=fields, form_files=(part,)
+        return await self._post_job(
+            path, options, operation, form_fields=fields, form_files=(part,)
         )
 
     # -- characters --------------------------------------------------------
@@ -657,7 +668,11 @@ class AsyncVideos(BaseClient):
         if isinstance(videos, (str, Video)) or not isinstance(videos, (Iterable, AsyncIterable)):
             raise TypeError("videos must be an iterable of video ids or Video objects")
         given = [] if isinstance(videos, AsyncIterable) else list(videos)
-        ids = [check.checked_video_id(video, "videos[]") for video in given]
+        # A str is the caller's (checked now); a Video's id is the server's (see _job_of).
+        ids = [
+            None if isinstance(video, Video) else check.checked_video_id(video, "videos[]")
+            for video in given
+        ]
         plan = self._wait_plan("wait_many", wait)
         # The gate bounds each attempt, not each poll: a job waiting out a
         # Retry-After between its attempts does not hold a slot.
@@ -668,10 +683,13 @@ class AsyncVideos(BaseClient):
 
         async def arriving(source: AsyncIterable[object]) -> AsyncIterator[Job]:
             async for video in source:
-                yield job(check.checked_video_id(video, "videos[]"), video)
+                yield _job_of(video, job)
 
         return wait_many(
-            [job(video_id, video) for video_id, video in zip(ids, given, strict=True)]
+            [
+                job(video_id, video) if video_id is not None else _job_of(video, job)
+                for video_id, video in zip(ids, given, strict=True)
+            ]
             if source is None
             else arriving(source),
             waiting=plan.waiting,
@@ -706,6 +724,22 @@ async def _one_page(fetch: FetchPage, after: str | None) -> AsyncGenerator[Video
     page = await fetch(after)
     for video in page.data:
         yield video
+
+
+def _job_of(video: object, job: Callable[[str, object], Job]) -> Job:
+    """The job for one of ``wait_many``'s videos. A ``Video`` whose id (the server's)
+    cannot go into a path is reported as that job's failure, the others go on."""
+    if not isinstance(video, Video):
+        return job(check.checked_video_id(video, "videos[]"), video)
+    try:
+        return job(check.server_id(video), video)
+    except APIResponseValidationError as error:
+        failed = error
+
+        async def fail() -> tuple[Video, float | None]:
+            raise failed
+
+        return (video.id, fail, video)
 
 
 def _as_video(value: object) -> Video | None:

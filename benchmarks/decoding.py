@@ -7,7 +7,9 @@ steps interleaved round after round, and reports the median per job in µs:
 - ``json.loads`` (the dict floor's whole work per job);
 - the tolerant reader on those dicts (``structure``, no extras);
 - ``decode(body, cls)`` without and with msgspec (the extra), bytes to models;
-- msgspec's parse alone, and msgspec into typed Structs (the typed floor).
+- msgspec's parse alone, and msgspec into typed Structs (the typed floor);
+- the masking of the key in the body and in typical headers as they arrive
+  (``_masking``; the key is absent, as from every honest server).
 
 No server, no network: this is the decoding share of ``list_all`` and
 ``retrieve``, which the end-to-end scenarios cannot separate from HTTP.
@@ -20,7 +22,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as ``python benchmarks/decoding.py``
@@ -36,9 +38,40 @@ def _per_job(step: Callable[[], object], loops: int, jobs: int) -> float:
     return (time.process_time() - start) / loops / jobs * 1e6
 
 
+#: An OpenAI project key's shape and length, for the masking steps.
+_KEY = "sk-proj-" + "A1b2C3d4E5f6G7h8I9j0" * 8
+
+
+def _headers() -> Mapping[str, str]:
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    return CIMultiDictProxy(
+        CIMultiDict(
+            {
+                "Content-Type": "application/json",
+                "Content-Length": "371",
+                "Date": "Thu, 03 Dec 2026 12:04:19 GMT",
+                "Server": "nginx",
+                "x-request-id": "req_0123456789abcdef0123456789abcdef",
+                "openai-processing-ms": "42",
+                "openai-version": "2020-10-01",
+                "x-ratelimit-limit-requests": "5000",
+                "x-ratelimit-remaining-requests": "4999",
+                "x-ratelimit-reset-requests": "12ms",
+            }
+        )
+    )
+
+
+_HEADERS = _headers()
+
+
 def steps(body: bytes, cls: type) -> dict[str, Callable[[], object]]:
     from asyncvideos import _speedups
     from asyncvideos._convert import decode, structure
+    from asyncvideos._masking import masker
+
+    secrets = masker((_KEY,))
 
     data = json.loads(body)
     found: dict[str, Callable[[], object]] = {
@@ -53,6 +86,8 @@ def steps(body: bytes, cls: type) -> dict[str, Callable[[], object]]:
         return decode(body, cls)
 
     found["decode(), no extras"] = plain
+    found["key masking, body"] = lambda: secrets.body(body)
+    found["key masking, headers"] = lambda: secrets.headers(_HEADERS)
     if fast is None:
         return found
 

@@ -1,8 +1,8 @@
 """OpenTelemetry spans and metrics, and structured logs, through the SDK's in-memory readers.
 
-The SDK's providers are global and can be set once per process: this module sets
-them on first use, with an exporter that records only while one of these tests
-runs, so the rest of the suite is unaffected.
+The SDK's providers are global and can be set once per process: ``tests/telemetry_readers.py``
+sets them on first use, for every module that reads spans, with an exporter that
+records only while a test asks for it, so the rest of the suite is unaffected.
 """
 
 from __future__ import annotations
@@ -11,21 +11,18 @@ import logging
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 pytest.importorskip("opentelemetry.sdk")
 
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from telemetry_readers import Switchable as _Switchable
+from telemetry_readers import metric_points, recording, spans_named
 
 from asyncvideos import NotFoundError, VideoFailedError
 from asyncvideos.testing import FakeVideosAPI, Fault
@@ -33,61 +30,16 @@ from asyncvideos.testing import FakeVideosAPI, Fault
 KEY = "sk-telemetry-CANARY-0123456789"
 
 
-class _Switchable(InMemorySpanExporter):
-    """Keeps spans only while ``recording``."""
-
-    recording = False
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if self.recording:
-            return super().export(spans)
-        return SpanExportResult.SUCCESS
-
-
-_EXPORTER = _Switchable()
-_READER = InMemoryMetricReader()
-_installed = False
-
-
 @pytest.fixture
 def exporter() -> Iterator[_Switchable]:
-    global _installed
-    if not _installed:
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-        trace.set_tracer_provider(provider)
-        metrics.set_meter_provider(MeterProvider(metric_readers=[_READER]))
-        _installed = True
-    _EXPORTER.clear()
-    _EXPORTER.recording = True
-    try:
-        yield _EXPORTER
-    finally:
-        _EXPORTER.recording = False
-        _EXPORTER.clear()
+    with recording() as exporter:
+        yield exporter
 
 
 @pytest.fixture
 async def fake() -> Any:
     async with FakeVideosAPI(api_key=KEY, speed=100.0, poll_after_ms=10) as api:
         yield api
-
-
-def spans_named(exporter: _Switchable, name: str) -> list[ReadableSpan]:
-    return [span for span in exporter.get_finished_spans() if span.name == name]
-
-
-def metric_points(name: str) -> list[Any]:
-    data = _READER.get_metrics_data()
-    points: list[Any] = []
-    if data is None:
-        return points
-    for resource in data.resource_metrics:
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                if metric.name == name:
-                    points.extend(metric.data.data_points)
-    return points
 
 
 class TestSpans:

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, unquote
 import attrs
 from aiohttp import web
 
-from asyncvideos._protocol import mask_secret as _mask
+from asyncvideos._masking import mask_secret as _mask
 
 __all__ = ["RecordedRequest", "decode_path", "mask_secret", "record"]
 

@@ -38,6 +38,7 @@ from ._config import (
     resolve_settings,
 )
 from ._convert import decode
+from ._cost import parse_budget
 from ._http import MAX_ERROR_BODY, Response, StreamedResponse, Transport
 from ._pacing import Pacer, check_max_rate
 from ._protocol import (
@@ -218,6 +219,8 @@ class BaseClient:
             max_response_bytes=self._settings.max_response_bytes,
         )
         self._identity_headers = self._build_identity_headers()
+        # What parsing one body may build (_cost.py): a multiple of its byte limit.
+        self._budget = parse_budget(self._settings.max_response_bytes)
         self._telemetry = load_telemetry()
         self._telemetry_checked = 0.0
         server = URL(self._settings.base_url)
@@ -420,7 +423,10 @@ class BaseClient:
                 async with gate:
                     response = await self._send(request, options.timeout)
             status, headers = response.status, response.headers
-            return decode(response.body, model, status_code=status, headers=headers), response
+            data = decode(
+                response.body, model, status_code=status, headers=headers, budget=self._budget
+            )
+            return data, response
 
         data, response = await self._retried(attempt, call)
         return data, response.headers

@@ -182,7 +182,7 @@ TOO_MUCH = {
     "empty_objects": b',"x":[' + repeated(b"{}", 3 * MIB) + b"]",
     "deep_arrays": b',"x":[' + repeated(b"[" * 64 + b"]" * 64, 3 * MIB) + b"]",
     "short_strings": b',"x":[' + repeated(b'"ab"', 4 * MIB) + b"]",
-    "numbers": b',"x":[' + repeated(b"0.5", 12 * MIB) + b"]",
+    "numbers": b',"x":[' + repeated(b"7", 7 * MIB) + b"]",
     # 4 bytes a character once decoded, as the escaped emoji at its end makes it.
     "astral_string": b',"pad":"' + b"x" * 13 * MIB + b'\\ud83d\\ude00"',
 }
@@ -190,23 +190,17 @@ HUGE_STRING = b',"pad":"' + b"x" * 4 * MIB + b'"'
 
 
 class TestWhatABodyBuilds:
-    """A body is weighed before it is parsed: too heavy is an error, not a peak."""
+    """A body is weighed before it is parsed: too heavy is an error, not a peak.
+
+    The weighing comes before either reader; the tests without ``reader`` run
+    with the one installed (CI runs the suite without msgspec, then with it).
+    """
 
     @pytest.mark.parametrize("shape", sorted(TOO_MUCH))
     @pytest.mark.parametrize("method", sorted(METHODS))
     async def test_a_body_that_would_build_too_much_is_refused_unparsed(
         self, hostile: Hostile, videos: AsyncVideos, method: str, shape: str
     ) -> None:
-        hostile.job = job(TOO_MUCH[shape])
-        with pytest.raises(ResponseTooLargeError, match="it was not parsed"):
-            await asyncio.wait_for(METHODS[method](videos), 30)
-
-    @pytest.mark.parametrize("shape", sorted(TOO_MUCH))
-    @pytest.mark.parametrize("method", ["retrieve", "list_page"])
-    async def test_both_readers_refuse_it(
-        self, hostile: Hostile, videos: AsyncVideos, reader: str, method: str, shape: str
-    ) -> None:
-        """The weighing comes before either reader: they cannot disagree."""
         hostile.job = job(TOO_MUCH[shape])
         with pytest.raises(ResponseTooLargeError, match="it was not parsed"):
             await asyncio.wait_for(METHODS[method](videos), 30)

@@ -39,6 +39,7 @@ from ._config import (
     resolve_settings,
 )
 from ._convert import decode
+from ._cost import parse_budget
 from ._http import MAX_ERROR_BODY, Response, StreamedResponse, Transport, shown_url
 from ._masking import mask_secret, masker
 from ._pacing import Pacer, check_max_rate
@@ -243,6 +244,8 @@ class BaseClient:
         key = self._settings.api_key
         self._keys: tuple[str, ...] = (key,) if isinstance(key, str) else ()
         self._masker = masker(self._keys + self._header_secrets)
+        # What parsing one body may build (_cost.py): a multiple of its byte limit.
+        self._budget = parse_budget(self._settings.max_response_bytes)
         self._telemetry = load_telemetry()
         self._telemetry_checked = 0.0
         server = URL(self._settings.base_url)
@@ -455,7 +458,10 @@ class BaseClient:
                 async with gate:
                     response = await self._send(request, options.timeout)
             status, headers = response.status, response.headers
-            return decode(response.body, model, status_code=status, headers=headers), response
+            data = decode(
+                response.body, model, status_code=status, headers=headers, budget=self._budget
+            )
+            return data, response
 
         data, response = await self._retried(attempt, call)
         return data, response.headers

@@ -8,10 +8,15 @@ OpenAI and by compatible gateways that add, drop or loosely type fields:
 - unknown ``status`` / ``model`` strings are kept as they are;
 - unix timestamps (int, float or numeric string) become UTC datetimes, and an
   ISO 8601 string is accepted too; null stays None;
-- a number where a string is expected (``seconds: 8``) is read as its text.
+- a number where a string is expected (``seconds: 8``) is read as its text;
+- an id or cursor longer than ``MAX_ID_LENGTH`` (4,096 characters) is refused:
+  it would be sent back in a URL and remembered by a listing; so is a page of
+  more than ``MAX_PAGE_JOBS`` (10,000) jobs, before they are built.
 
 What cannot be read at all raises ``APIResponseValidationError`` through
-``structure()``, never a bare KeyError or TypeError.
+``structure()``, never a bare KeyError or TypeError. ``decode()`` reads bytes:
+it weighs a large body before parsing it (``_cost.py``) and parses with
+msgspec where it is installed (``_speedups.py``).
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from . import _speedups
+from ._cost import DEFAULT_PARSE_BUDGET, check_weight
 from ._errors import APIResponseValidationError
 from ._models import Character, DeletedVideo, Video, VideoError, VideoPage
-from ._protocol import MAX_BODY_DEPTH, decipher, nested_deeper
+from ._protocol import MAX_BODY_DEPTH, MAX_ID_LENGTH, MAX_PAGE_JOBS, decipher, nested_deeper
 
 if TYPE_CHECKING:
     import cattrs
@@ -114,7 +120,23 @@ def _required_id(obj: Mapping[str, Any], what: str) -> str:
     value = obj.get("id")
     if type(value) is not str:
         raise _ShapeError(f"{what} has no string 'id'")
+    if len(value) > MAX_ID_LENGTH:
+        raise _too_long(value, "id")
     return value
+
+
+def _id_text(obj: Mapping[str, Any], key: str) -> str | None:
+    """An id or cursor that may be missing: text, within ``MAX_ID_LENGTH``."""
+    value = _text(obj, key)
+    if value is not None and len(value) > MAX_ID_LENGTH:
+        raise _too_long(value, key)
+    return value
+
+
+def _too_long(value: str, key: str) -> _ShapeError:
+    return _ShapeError(
+        f"{key!r} is {len(value)} characters long; an id or cursor may have {MAX_ID_LENGTH}"
+    )
 
 
 def structure_video_error(value: object, _: object = None) -> VideoError | None:
@@ -156,7 +178,8 @@ if (  # pragma: no cover
 # which skips the frozen attrs ``__init__`` (it routes every field through
 # ``object.__setattr__``): about a third of the cost of building a job.
 # Correct only while Video has no validators, converters or post-init hook,
-# which the import-time check above pins.
+# which the import-time check above pins. ``raw`` is set through the slot under
+# the descriptor that reads it (``_models._RawOnFirstUse``).
 _new = object.__new__
 (
     _set_id,
@@ -172,8 +195,8 @@ _new = object.__new__
     _set_seconds,
     _set_remixed_from,
     _set_error,
-    _set_raw,
-) = (Video.__dict__[name].__set__ for name in _VIDEO_FIELDS)
+) = (Video.__dict__[name].__set__ for name in _VIDEO_FIELDS[:-1])
+_set_raw = Video.__dict__["raw"].slot.__set__
 
 
 def structure_video(value: object, _: object = None) -> Video:
@@ -185,6 +208,8 @@ def structure_video(value: object, _: object = None) -> Video:
     video_id = get("id")
     if type(video_id) is not str:
         raise _ShapeError("a video has no string 'id'")
+    if len(video_id) > MAX_ID_LENGTH:
+        raise _too_long(video_id, "id")
     video = _new(Video)
     _set_id(video, video_id)
     v = get("object")
@@ -233,13 +258,15 @@ def structure_page(value: object, _: object = None) -> VideoPage:
     data = obj.get("data")
     if not isinstance(data, list):
         raise _ShapeError("a list page has no 'data' array")
+    if len(data) > MAX_PAGE_JOBS:
+        raise _ShapeError(f"a list page has {len(data)} jobs; a page may have {MAX_PAGE_JOBS}")
     has_more = obj.get("has_more", False)
     if not isinstance(has_more, bool):
         raise _ShapeError(f"'has_more' should be a boolean, got {has_more!r}")
     return VideoPage(
         data=tuple([structure_video(item) for item in data]),
-        first_id=_text(obj, "first_id"),
-        last_id=_text(obj, "last_id"),
+        first_id=_id_text(obj, "first_id"),
+        last_id=_id_text(obj, "last_id"),
         has_more=has_more,
     )
 
@@ -259,7 +286,7 @@ def structure_deleted(value: object, _: object = None) -> DeletedVideo:
 def structure_character(value: object, _: object = None) -> Character:
     obj = _object(value, "a character")
     return Character(
-        id=_text(obj, "id"),
+        id=_id_text(obj, "id"),
         name=_text(obj, "name"),
         created_at=_timestamp(obj, "created_at"),
         raw=obj,
@@ -325,27 +352,31 @@ def decode(
     *,
     status_code: int = 200,
     headers: Mapping[str, str] = _NO_HEADERS,
+    budget: int = DEFAULT_PARSE_BUDGET,
 ) -> T:
     """A response's body read as ``cls``: the same as
     ``structure(decipher(status_code, headers, body), cls, status_code=status_code)``,
     result and errors alike, and faster with the ``speedups`` extra (msgspec).
 
-    A non-2xx status raises ``decipher``'s typed error; a 2xx body that is not
-    JSON, its ``APIResponseValidationError``; a shape that cannot be read,
-    ``structure``'s.
+    A non-2xx status raises ``decipher``'s typed error; a 2xx body whose parse
+    could build more than ``budget`` bytes, ``ResponseTooLargeError`` before it
+    is parsed; a 2xx body that is not JSON, ``decipher``'s
+    ``APIResponseValidationError``; a shape that cannot be read, ``structure``'s.
     """
+    ok = 200 <= status_code < 300
+    if ok:
+        check_weight(body, budget)
     fast = _speedups.current()
-    if fast is None or not 200 <= status_code < 300:
+    if fast is None or not ok:
         data = decipher(status_code, headers, body)
     else:
+        model: T | None = fast.read(body, cls)
+        if model is not None:
+            return model
         try:
             data = fast.loads(body)
         except Exception:
             # What msgspec refuses, json.loads may still read (NaN, a lone
             # surrogate, a byte-order mark, 1e400) or reject with our error.
             data = decipher(status_code, headers, body)
-        else:
-            model: T | None = fast.read(body, data, cls)
-            if model is not None:
-                return model
     return structure(data, cls, status_code=status_code)

@@ -85,8 +85,18 @@ def check_whole_body(
         )
 
 
-def _encoded(headers: Mapping[str, str]) -> bool:
-    return headers.get("Content-Encoding", "identity").strip().lower() not in ("identity", "")
+def check_unencoded(headers: Mapping[str, str]) -> None:
+    """Refuse content in a ``Content-Encoding``: it is asked for as ``identity``.
+
+    A compressed answer would inflate to any size (254 KiB of gzip is 256 MiB
+    of zeros), and its length and ranges would count compressed bytes.
+    """
+    encoding = headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("identity", ""):
+        raise ContentMismatchError(
+            "Asked for the content unencoded (Accept-Encoding: identity); "
+            f"the server sent it in {encoding[:40]!r} encoding"
+        )
 
 
 class ContentStream:
@@ -216,6 +226,7 @@ class ContentStream:
         """Take a response that starts at byte 0 as the body (first, or starting over)."""
         headers = response.headers
         check_media_type(self._variant, headers.get("Content-Type"))
+        check_unencoded(headers)
         total: int | None
         if response.status == 206:
             # Partial content to a request for the whole: usable only from byte 0
@@ -228,11 +239,6 @@ class ContentStream:
                     f"Content-Range {(value or '(none)')[:100]!r}"
                 )
             total, self._stop, self._ranges = given.total, given.stop, True
-        elif _encoded(headers):
-            # A compressed body's Content-Length counts compressed bytes, and its
-            # ranges would be ranges of the compressed form: neither is usable.
-            total = self._stop = None
-            self._ranges = False
         else:
             total = self._stop = content_length(headers.get("Content-Length"))
             self._ranges = accepts_byte_ranges(headers.get("Accept-Ranges"))
@@ -299,6 +305,7 @@ class ContentStream:
                 self._adopt(response)
                 return
             check_media_type(self._variant, response.headers.get("Content-Type"))
+            check_unencoded(response.headers)
             if response.status != 206:
                 self._whole_again(response, offset)
                 return

@@ -19,7 +19,7 @@ asyncio are translated in ``_http.py`` and kept as ``__cause__``::
     │   └── RedirectError               a 3xx that was not followed
     ├── APIResponseValidationError      a response that cannot be understood
     │   ├── PaginationError             a cursor that leads nowhere
-    │   ├── ResponseTooLargeError       a body over the client's size limit
+    │   ├── ResponseTooLargeError       a body over the client's size limit, or its parse budget
     │   └── ContentMismatchError        content that is not what was asked for
     ├── WaitTimeoutError                wait() ran out of time (also a TimeoutError)
     ├── VideoFailedError                wait(raise_on_failure=True) saw a failed job
@@ -211,8 +211,10 @@ class PaginationError(APIResponseValidationError):
 
 class ResponseTooLargeError(APIResponseValidationError):
     """A response body grew past the client's ``max_response_bytes`` (counted
-    after decompression), or content past its ``max_download_bytes``; the
-    connection was closed, not read to the end."""
+    after decompression; the connection was closed, not read to the end), content
+    past its ``max_download_bytes``, or a JSON body whose parse could build more
+    than 4 x ``max_response_bytes`` (128 MiB by default) in memory: it was
+    refused before it was parsed."""
 
 
 class ContentMismatchError(APIResponseValidationError):

@@ -93,14 +93,23 @@ class _Decoder:
             ) from None
 
 
-def _decoder(headers: Mapping[str, str]) -> _Decoder | None:
+def _decoder(headers: Mapping[str, str], request: Request) -> _Decoder | None:
+    """The decoder of a body's ``Content-Encoding``, when the request asked for it.
+
+    Content is asked for unencoded (``identity``), JSON as gzip or deflate;
+    a body in an encoding that was not asked for is refused before any of it
+    is read, so that no compressed body can inflate where none was expected.
+    """
     encoding = headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("", "identity"):
         return None
-    if encoding in ("gzip", "x-gzip", "deflate"):
+    asked = request.headers.get("Accept-Encoding", "")
+    names = {part.split(";", 1)[0].strip().lower() for part in asked.split(",")}
+    if encoding in ("gzip", "x-gzip", "deflate") and encoding.removeprefix("x-") in names:
         return _Decoder(encoding)
-    raise errors.APIResponseValidationError(
-        f"The server sent a body in an encoding that was not asked for: {encoding[:40]!r}"
+    raise errors.ContentMismatchError(
+        f"The server sent a body in an encoding that was not asked for: {encoding[:40]!r} "
+        f"(Accept-Encoding: {asked[:40]!r})"
     )
 
 
@@ -324,7 +333,7 @@ class StreamedResponse:
         reader = self._response.content
         watch = self._watch
         with _Translated(self._request, self._url, watch):
-            decoder = _decoder(self.headers)
+            decoder = _decoder(self.headers, self._request)
             where = "" if decoder is None else _shown(self._request, self._url)
             while True:
                 if watch is not None:

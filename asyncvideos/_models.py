@@ -3,11 +3,13 @@
 Reading is tolerant (see ``_convert.py``): only ``id`` is required, an unknown
 ``status`` or ``model`` string is kept as it is, and the JSON object a model
 was read from stays reachable as ``raw`` for fields the model does not know.
+A ``Video`` read by msgspec keeps that object's bytes and makes ``raw`` from
+them when it is first used (``_RawOnFirstUse``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -136,6 +138,47 @@ class Video:
                 "message": error.message,
             }
         return data
+
+
+class _RawOnFirstUse:
+    """``Video.raw``: the slot attrs made for it, read through a check for bytes.
+
+    A job read by msgspec (the ``speedups`` extra) is given its JSON object's
+    bytes instead of the dict; the first read of ``raw`` makes the dict from
+    them and keeps it in the slot. So a listing that never looks at ``raw``
+    never builds it, and ``raw``, ``to_dict()``, pickling, ``attrs.asdict``
+    and ``attrs.evolve`` see the same dict as ever. Writes go to the slot as
+    before (the class stays frozen: only ``object.__setattr__`` reaches them).
+    """
+
+    __slots__ = ("_get", "slot")
+
+    def __init__(self, slot: Any) -> None:
+        self.slot = slot
+        self._get = slot.__get__
+
+    def __get__(self, video: object, owner: type[Any] | None = None) -> Any:
+        if video is None:
+            return self
+        value = self._get(video, owner)
+        if type(value) is dict:
+            return value
+        read = UNREAD_RAW.get(type(value))
+        if read is None:
+            return value
+        value = read(value)
+        self.slot.__set__(video, value)
+        return value
+
+    def __set__(self, video: object, value: object) -> None:
+        self.slot.__set__(video, value)
+
+
+#: The types of bytes a reader may leave in ``Video.raw``, with the function that
+#: makes the dict of each (``_speedups`` adds msgspec's ``Raw``).
+UNREAD_RAW: dict[type[Any], Callable[[Any], Mapping[str, Any]]] = {}
+# Through setattr: to a type checker, ``raw`` is the field attrs declares.
+setattr(Video, "raw", _RawOnFirstUse(Video.__dict__["raw"]))  # noqa: B010
 
 
 @attrs.frozen(slots=True)

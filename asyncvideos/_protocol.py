@@ -47,6 +47,14 @@ PREVIEW_CHARS = 200
 MAX_MESSAGE_CHARS = 2000
 #: How deep a parsed body kept on an error may nest (an API's errors nest 2 or 3).
 MAX_BODY_DEPTH = 32
+#: The longest id or cursor read from a server, in characters: each is sent back
+#: in a URL, and a listing remembers the recent ones. Real ids are under 100
+#: characters; a gateway's encoded ids a few hundred.
+MAX_ID_LENGTH = 4096
+#: The most jobs a page read from a server may hold, whatever ``limit`` asked
+#: for (at most 100; ``list_page`` then holds a page to its own limit): a page
+#: is refused before its jobs are built.
+MAX_PAGE_JOBS = 10_000
 
 
 @attrs.frozen(slots=True)

@@ -5,122 +5,207 @@ by field and ``raw`` included, to what ``structure(json.loads(body), cls)``
 returns, and it returns None (so the caller reads the tolerant way) wherever
 it cannot vouch for that.
 
-How a body is read when msgspec is importable:
+A job or a page is parsed once, into the models, never into dicts:
 
-1. ``loads``: msgspec parses it into plain dicts and lists, the same values
-   ``json.loads`` gives. Where they would differ, msgspec refuses the body
-   (``NaN``, ``1e400``, a lone surrogate, a byte-order mark) and the caller
-   falls back to ``json.loads``. These dicts are each job's ``raw``.
-2. ``read``: msgspec parses the same bytes straight into the attrs models
-   (a second pass in C; cheaper than building each ``Video`` in Python), with
-   ``strict=False`` so that unix-second integers become UTC datetimes.
-3. A per-item check against the dicts of step 1 keeps a typed ``Video`` only
-   where the tolerant reader would build the same one: every timestamp an int
-   or null (not a float, a numeric or ISO string: those are converted the
-   tolerant way), ``progress`` an int or null, ``object`` not empty. Anything
-   msgspec cannot type at all (``seconds: 8``, an ``error`` string, a huge
-   integer, a ``raw`` key that is not an object) fails step 2, and the whole
-   body is read the tolerant way from the dicts.
+1. msgspec reads the bytes straight into the attrs models, in C, with
+   ``strict=False`` so that unix-second integers become UTC datetimes; a page
+   is also read as its items' bytes (``msgspec.Raw``, a pass that builds
+   nothing else), and each job keeps its own bytes as ``raw``, which becomes
+   the dict ``json.loads`` would give on first use (``Video.raw``).
+2. The same bytes are read once more with strict types for the fields that
+   ``strict=False`` reads more loosely than the tolerant reader may: every
+   timestamp and ``progress`` must be an int or null (a float, or a numeric
+   or ISO string, is converted the tolerant way), and ``has_more``, ``first_id``
+   and ``last_id`` of the page their exact types. An ``object`` that is empty,
+   an id or cursor longer than the tolerant reader allows, or a page of more
+   jobs than it allows (counted before any job is built), is its to refuse.
+3. Anything msgspec cannot type (``seconds: 8``, an ``error`` string, a huge
+   integer), or refuses as JSON where ``json.loads`` reads it (``NaN``, a lone
+   surrogate, a byte-order mark), fails, and the whole body is read the
+   tolerant way. msgspec skips the fields it does not type without decoding
+   their text, so a body that is not ASCII is checked to be UTF-8 (as
+   ``json.loads`` would decode it) before its models are returned.
+
+The decoders run a few frames deeper than ``json.loads`` would: a body nested
+so deep that ``json.loads`` would hit the recursion limit makes msgspec hit it
+first, and the tolerant reader then decides. A ``raw`` read deeper in the
+stack than its job was read is parsed on a fresh stack if it must be.
 """
 
 from __future__ import annotations
 
+import codecs
+import json
+import threading
 from typing import Any
 
-from ._models import Video, VideoPage
+import attrs
+
+from ._models import UNREAD_RAW, Video, VideoPage
+from ._protocol import MAX_ID_LENGTH, MAX_PAGE_JOBS
 
 __all__ = ["Speedups", "current", "load", "use"]
 
-_set_raw = Video.__dict__["raw"].__set__
-#: Extra frames ``loads`` runs msgspec under (see there).
+_RAW_SLOT = Video.__dict__["raw"].slot
+_set_raw = _RAW_SLOT.__set__
+_set_class = object.__dict__["__class__"].__set__
+#: Extra frames ``read`` and ``loads`` run msgspec under (see the docstring).
 _PAD = 6
+#: Bytes of a body checked for UTF-8 at a time: the decoded text is thrown away.
+_UTF8_PIECE = 1 << 20
 
 
-def _same(video: Video, obj: dict[str, Any]) -> bool:
-    """Whether the tolerant reader reads ``obj`` as msgspec read ``video``.
+def _shapes(msgspec: Any) -> tuple[Any, Any, Any]:
+    """The strict shapes of step 2, and a page as its items' bytes (step 1).
 
-    msgspec read strings, nulls and the ``error`` object exactly as the
-    tolerant reader does; the fields below are the ones it reads more loosely
-    than we may (``strict=False`` converts strings to numbers and datetimes).
+    Made with ``defstruct``, from types rather than annotations (which this
+    module's ``from __future__ import annotations`` would leave as strings).
     """
-    get = obj.get
-    v = get("created_at")
-    if v is not None and type(v) is not int:
+    optional_int = (int | None, None)
+    stamps = ("progress", "created_at", "completed_at", "expires_at")
+    # gc=False: these hold no cycles, and untracked structs are cheaper to make.
+    kinds = msgspec.defstruct("Kinds", [(name, *optional_int) for name in stamps], gc=False)
+    # A type made at run time, which mypy cannot follow.
+    kinds_page = msgspec.defstruct("KindsPage", [("data", list[kinds])], gc=False)  # type: ignore[valid-type]
+    raw_page = msgspec.defstruct(
+        "RawPage",
+        [
+            ("data", list[msgspec.Raw]),
+            ("has_more", bool, False),
+            ("first_id", str | None, None),
+            ("last_id", str | None, None),
+        ],
+        gc=False,
+    )
+    return kinds, kinds_page, raw_page
+
+
+class _Decoded(Video):
+    """What msgspec decodes a job into: a ``Video`` whose ``raw`` is the bare slot.
+
+    msgspec checks every field with ``hasattr`` once a job is decoded; through
+    ``Video.raw``'s descriptor (Python code, on a slot still empty) that costs
+    a raised AttributeError per job, a third of the decoding. Each job becomes
+    a ``Video`` (the same slots: ``__class__`` may be assigned) once checked.
+    """
+
+    __slots__ = ()
+
+
+setattr(_Decoded, "raw", _RAW_SLOT)  # noqa: B010 - a field to type checkers
+
+
+@attrs.frozen(slots=True)
+class _DecodedPage:
+    """``VideoPage`` with ``_Decoded`` jobs."""
+
+    data: tuple[_Decoded, ...] = ()
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False
+
+
+def _utf8(body: bytes) -> bool:
+    """Whether ``json.loads`` can decode ``body`` (UTF-8, lone surrogates allowed)."""
+    if body.isascii():
+        return True
+    decode = codecs.getincrementaldecoder("utf-8")("surrogatepass").decode
+    view = memoryview(body)
+    try:
+        for start in range(0, len(view), _UTF8_PIECE):
+            decode(view[start : start + _UTF8_PIECE])
+        decode(b"", True)
+    except UnicodeDecodeError:
         return False
-    v = get("completed_at")
-    if v is not None and type(v) is not int:
-        return False
-    v = get("expires_at")
-    if v is not None and type(v) is not int:
-        return False
-    v = get("progress")
-    if v is not None and type(v) is not int:
-        return False
-    # The tolerant reader reads an empty ``object`` as the default, "video".
-    return video.object != ""
+    return True
 
 
 class Speedups:
     """msgspec's decoders for the hot models, with the checks above."""
 
     def __init__(self, msgspec: Any) -> None:
-        self._loads = msgspec.json.Decoder().decode
-        self._video = msgspec.json.Decoder(Video, strict=False).decode
-        self._page = msgspec.json.Decoder(VideoPage, strict=False).decode
+        decoder = msgspec.json.Decoder
+        kinds, kinds_page, raw_page = _shapes(msgspec)
+        self._loads = decoder().decode
+        self._video = decoder(_Decoded, strict=False).decode
+        self._page = decoder(_DecodedPage, strict=False).decode
+        self._kinds = decoder(kinds).decode
+        self._kinds_page = decoder(kinds_page).decode
+        self._raw_page = decoder(raw_page).decode
+        self._raw = msgspec.Raw
+        UNREAD_RAW[msgspec.Raw] = self.raw_dict
 
     def loads(self, body: bytes, _pad: int = _PAD) -> Any:
-        """Parse JSON bytes into plain Python values, or raise.
-
-        Parsed a few frames deeper than ``json.loads`` parses (it runs three
-        Python frames above its C scanner): a body nested so deep that
-        ``json.loads`` would hit the recursion limit makes msgspec hit it
-        first, and the caller's fallback to ``json.loads`` then decides.
-        """
+        """Parse JSON bytes into plain Python values, or raise (a few frames deep)."""
         if _pad:
             return self.loads(body, _pad - 1)
         return self._loads(body)
 
-    def read(self, body: bytes, data: object, cls: type[Any]) -> Any:
-        """``body`` read as ``cls`` (``data`` is ``loads(body)``), or None when
-        only the tolerant reader may read it."""
+    def read(self, body: bytes, cls: type[Any], _pad: int = _PAD) -> Any:
+        """``body`` read as ``cls``, or None when only the tolerant reader may read it."""
+        if _pad:
+            return self.read(body, cls, _pad - 1)
+        # Whatever msgspec refuses (a DecodeError, a ValidationError, a ValueError
+        # for a year out of range, a RecursionError) is the tolerant reader's.
         if cls is Video:
-            return self._read_video(body, data)
+            try:
+                video: Video = self._video(body)
+                self._kinds(body)
+            except Exception:
+                return None
+            if video.object == "" or len(video.id) > MAX_ID_LENGTH or not _utf8(body):
+                return None
+            _set_raw(video, self._raw(body))
+            _set_class(video, Video)
+            return video
         if cls is VideoPage:
-            return self._read_page(body, data)
+            try:
+                items = self._raw_page(body)
+                if len(items.data) > MAX_PAGE_JOBS:
+                    return None
+                page: _DecodedPage = self._page(body)
+                self._kinds_page(body)
+            except Exception:
+                return None
+            if _too_long(items.first_id) or _too_long(items.last_id) or not _utf8(body):
+                return None
+            # strict=True cannot fail here: both passes read the same bytes.
+            for video, raw in zip(page.data, items.data, strict=True):
+                # The tolerant reader reads an empty ``object`` as the default, "video".
+                if video.object == "" or len(video.id) > MAX_ID_LENGTH:
+                    return None
+                # A copy: a job kept from a page does not keep the whole page's bytes.
+                _set_raw(video, raw.copy())
+                _set_class(video, Video)
+            return VideoPage(page.data, page.first_id, page.last_id, page.has_more)
         return None
 
-    def _read_video(self, body: bytes, data: object) -> Video | None:
-        if type(data) is not dict:
-            return None
+    def raw_dict(self, raw: Any) -> Any:
+        """The dict ``json.loads`` gives for a job's bytes (``Video.raw`` on first use)."""
         try:
-            video: Video = self._video(body)
-        # Whatever msgspec refuses (a ValidationError, or a ValueError for a
-        # year out of range) is the tolerant reader's to read or reject.
+            return self._loads(raw)
+        # 1e400, or surrogates encoded in UTF-8: msgspec refuses what json.loads
+        # reads (the body was checked to be JSON that json.loads reads).
         except Exception:
-            return None
-        if not _same(video, data):
-            return None
-        _set_raw(video, data)
-        return video
+            text = bytes(raw)
+        try:
+            return json.loads(text)
+        except RecursionError:
+            return _on_a_fresh_stack(json.loads, text)
 
-    def _read_page(self, body: bytes, data: object) -> VideoPage | None:
-        if type(data) is not dict:
-            return None
-        items = data.get("data")
-        # msgspec would read ``"has_more": "true"`` as True, and a missing
-        # ``data`` as empty: the tolerant reader rejects both.
-        if type(items) is not list or type(data.get("has_more", False)) is not bool:
-            return None
-        try:
-            page: VideoPage = self._page(body)
-        except Exception:
-            return None
-        # strict=True cannot fail here: both passes read the same bytes.
-        for video, obj in zip(page.data, items, strict=True):
-            if not _same(video, obj):
-                return None
-            _set_raw(video, obj)
-        return page
+
+def _too_long(cursor: str | None) -> bool:
+    return cursor is not None and len(cursor) > MAX_ID_LENGTH
+
+
+def _on_a_fresh_stack(parse: Any, text: bytes) -> Any:
+    """``parse(text)`` in a new thread: ``raw`` read far deeper in the stack than
+    its job was read may not have the recursion depth that reading needed."""
+    done: list[Any] = []
+    thread = threading.Thread(target=lambda: done.append(parse(text)))
+    thread.start()
+    thread.join()
+    return done[0]
 
 
 #: msgspec before 0.19 misread some integers above 64 bits (and before

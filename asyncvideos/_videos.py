@@ -208,10 +208,18 @@ class AsyncVideos(BaseClient):
             "order": check.choice(order, "order", check.ORDERS),
         }
         check.optional_id(after, "after")
+        # The limit sent: the caller's extra_query may override it.
+        sent = options.extra_query.get("limit", base_query["limit"])
+        most = int(sent) if sent.isdigit() else None
 
         async def fetch(cursor: str | None) -> VideoPage:
             query = base_query if cursor is None else {**base_query, "after": cursor}
-            return await self._call("GET", "/videos", options, VideoPage, "list_page", query=query)
+            page = await self._call("GET", "/videos", options, VideoPage, "list_page", query=query)
+            if most is not None and len(page.data) > most:
+                raise APIResponseValidationError(
+                    f"Asked for at most {most} jobs a page; the server sent {len(page.data)}"
+                )
+            return page
 
         return fetch
 

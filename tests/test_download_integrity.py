@@ -596,11 +596,11 @@ class TestAnnouncedSize:
             await client.download("video_1", tmp_path / "v.mp4", max_retries=0)
         assert leftovers(tmp_path) == []
 
-    async def test_a_compressed_body_is_read_whole(
+    async def test_a_compressed_body_is_refused(
         self, script: Script, client: AsyncVideos, tmp_path: Path
     ) -> None:
-        """A server that compresses although asked not to: its Content-Length counts
-        compressed bytes, so it is not taken as the content's size."""
+        """A server that compresses although asked not to (``identity``): refused
+        before any file or folder is made, as it could inflate to any size."""
         packed = gzip.compress(V1[:50_000])
 
         async def compressed(request: web.Request) -> web.StreamResponse:
@@ -608,12 +608,10 @@ class TestAnnouncedSize:
             return await send(request, packed, headers=headers)
 
         script.answers = [compressed]
-        seen: list[int | None] = []
-        target = await client.download(
-            "video_1", tmp_path / "v.mp4", on_progress=lambda _done, total: seen.append(total)
-        )
-        assert target.read_bytes() == V1[:50_000]
-        assert set(seen) == {None}
+        with pytest.raises(ContentMismatchError, match="'gzip' encoding"):
+            await client.download("video_1", tmp_path / "new" / "v.mp4")
+        assert leftovers(tmp_path) == []
+        assert script.requests[0]["Accept-Encoding"] == "identity"
 
 
 class TestMediaType:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import pickle
 import sys
 from datetime import datetime, timedelta, timezone
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -163,7 +165,21 @@ class TestVideo:
         video = Video(id="v")
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
             video.status = "x"  # type: ignore[misc]
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            video.raw = {}  # type: ignore[misc]
         assert not hasattr(video, "__dict__")
+
+    def test_raw_is_what_was_given(self) -> None:
+        """``raw`` is read through a descriptor (for jobs msgspec read, see
+        test_models_speedups.py): any mapping given is kept as it is."""
+        given = MappingProxyType({"x": 1})
+        video = Video(id="v", raw=given)
+        assert video.raw is given
+        assert Video(id="v").raw == {}
+        assert attrs.evolve(video, status="queued").raw is given
+        assert attrs.asdict(video)["raw"] == {"x": 1}
+        copied = pickle.loads(pickle.dumps(structure({"id": "v", "x": [1]}, Video)))
+        assert copied.raw == {"id": "v", "x": [1]}
 
 
 class TestPage:

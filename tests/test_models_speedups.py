@@ -11,12 +11,16 @@ with the same fields (the same reprs, so the same time zones) and the same
 
 from __future__ import annotations
 
+import copy
+import inspect
 import json
+import pickle
 import sys
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -153,18 +157,57 @@ pages = st.fixed_dictionaries(
         "has_more": st.one_of(st.booleans(), scalars),
     },
 ) | st.fixed_dictionaries({}, optional={"data": json_values, "has_more": scalars})
+#: Pages as the spec describes them, with extras of any JSON (non-ASCII text, big
+#: and odd numbers, nesting, an id at the length bound): most take msgspec's path,
+#: where each job keeps its bytes and ``raw`` is made from them when first read.
+extras = st.dictionaries(
+    st.text(max_size=6).filter(lambda key: key not in PLAIN and key != "id"),
+    json_values,
+    max_size=3,
+)
+spec_jobs = st.builds(
+    lambda job_id, plain, extra: {**extra, **plain, "id": job_id},
+    st.one_of(st.text(min_size=1, max_size=10), st.just("v" * 4096), st.just("v" * 4097)),
+    st.fixed_dictionaries({}, optional=PLAIN),
+    extras,
+)
+spec_pages = st.fixed_dictionaries(
+    {"data": st.lists(spec_jobs, max_size=4)},
+    optional={
+        "object": st.just("list"),
+        "first_id": plain_text,
+        "last_id": plain_text,
+        "has_more": st.booleans(),
+    },
+)
+
+
+def _twice(draw: st.DrawFn, value: Any, ascii_only: bool) -> str:
+    """``value`` as JSON text, an object of it sometimes with a key sent twice: a
+    duplicate first, so that the object's own value is the last one."""
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    if isinstance(value, dict) and value and draw(st.booleans()):
+        key = draw(st.sampled_from(sorted(value)))
+        duplicate = json.dumps(draw(json_values), ensure_ascii=ascii_only)
+        text = "{" + json.dumps(key, ensure_ascii=ascii_only) + ": " + duplicate + ", " + text[1:]
+    return text
 
 
 @st.composite
 def bodies(draw: st.DrawFn, documents: st.SearchStrategy[Any]) -> bytes:
     """A document as a server might encode it: escaped or raw UTF-8 (where a lone
-    surrogate makes invalid bytes), sometimes with a key sent twice."""
+    surrogate makes invalid bytes), sometimes with a key sent twice, in the
+    document or in a page's jobs (each of which keeps its own bytes as ``raw``)."""
     document = draw(documents)
-    text = json.dumps(document, ensure_ascii=draw(st.booleans()))
-    if isinstance(document, dict) and document and draw(st.booleans()):
-        key = draw(st.sampled_from(sorted(document)))
-        # A duplicate key first, so the document's own value is the last one.
-        text = "{" + json.dumps(key) + ": " + json.dumps(draw(json_values)) + ", " + text[1:]
+    ascii_only = draw(st.booleans())
+    items = document.get("data") if isinstance(document, dict) else None
+    if isinstance(items, list) and draw(st.booleans()):
+        rest = {key: value for key, value in document.items() if key != "data"}
+        head = json.dumps(rest, ensure_ascii=ascii_only)[:-1] + (", " if rest else "")
+        jobs = ", ".join(_twice(draw, item, ascii_only) for item in items)
+        text = head + '"data": [' + jobs + "]}"
+    else:
+        text = _twice(draw, document, ascii_only)
     return text.encode("utf-8", "surrogatepass")
 
 
@@ -200,6 +243,14 @@ def test_pages_read_identically_with_and_without_msgspec(body: bytes) -> None:
     assert outcome(body, VideoPage, fast=True) == outcome(body, VideoPage, fast=False)
 
 
+@many
+@given(bodies(spec_pages | spec_jobs))
+def test_jobs_read_once_have_the_raw_json_loads_gives(body: bytes) -> None:
+    """Jobs read by msgspec keep their bytes: ``raw`` made from them is ``json.loads``'."""
+    for cls in (Video, VideoPage):
+        assert outcome(body, cls, fast=True) == outcome(body, cls, fast=False)
+
+
 @settings(max_examples=100, deadline=None)
 @given(bodies(jobs))
 def test_other_models_read_identically_with_and_without_msgspec(body: bytes) -> None:
@@ -230,7 +281,7 @@ def fast_read(document: object, cls: type[Any]) -> Any:
     fast = _speedups.load()
     assert fast is not None
     body = json.dumps(document).encode()
-    return fast.read(body, fast.loads(body), cls)
+    return fast.read(body, cls)
 
 
 class TestFastPath:
@@ -315,6 +366,100 @@ class TestFastPath:
             _speedups.use(fast)
             with pytest.raises(NotFoundError, match="no such job"):
                 decode(body, Video, status_code=404)
+
+
+def slot(video: Video) -> Any:
+    """What ``video.raw``'s slot holds, without reading ``raw`` (which would parse it)."""
+    return Video.__dict__["raw"].slot.__get__(video)
+
+
+def page_of(*items: object) -> bytes:
+    return json.dumps({"object": "list", "data": list(items), "has_more": False}).encode()
+
+
+class TestRawOnFirstUse:
+    """A job msgspec read keeps its bytes; ``raw`` is made from them when first read."""
+
+    def test_a_page_is_parsed_into_models_only(self) -> None:
+        _speedups.use(True)
+        page = decode(page_of(JOB, {"id": "v2", "extra": [1, {"a": None}]}), VideoPage)
+        assert [type(slot(video)) for video in page.data] == [msgspec.Raw, msgspec.Raw]
+        assert all(type(video) is Video for video in page.data)
+        raw = page.data[1].raw
+        assert type(raw) is dict
+        assert raw == {"id": "v2", "extra": [1, {"a": None}]}
+        assert page.data[1].raw is raw  # made once, then kept
+        assert slot(page.data[1]) is raw
+        assert type(slot(decode(json.dumps(JOB).encode(), Video))) is msgspec.Raw
+
+    def test_a_job_kept_from_a_page_keeps_only_its_own_bytes(self) -> None:
+        _speedups.use(True)
+        body = page_of(JOB, {"id": "v2"})
+        kept = decode(body, VideoPage).data[1]
+        assert bytes(slot(kept)) == b'{"id": "v2"}'
+
+    def test_models_stay_frozen_hashable_picklable_and_equal(self) -> None:
+        body = page_of(JOB, {"id": "v2", "x": {"y": [1.5, "\u00e9"]}})
+        _speedups.use(False)
+        tolerant = decode(body, VideoPage)
+        _speedups.use(True)
+        fast = decode(body, VideoPage)
+        assert fast == tolerant
+        assert hash(fast) == hash(tolerant)
+        assert {fast.data[0], tolerant.data[0]} == {tolerant.data[0]}
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            fast.data[0].raw = {}  # type: ignore[misc]
+        for video in decode(body, VideoPage).data:  # raw not read yet
+            copied = pickle.loads(pickle.dumps(video))
+            assert copied == video
+            assert type(slot(copied)) is dict
+            assert copied.raw == video.raw
+        fresh = decode(body, VideoPage).data[1]
+        assert copy.copy(fresh).raw == tolerant.data[1].raw
+        fresh = decode(body, VideoPage).data[1]
+        assert attrs.evolve(fresh, status="failed").raw == tolerant.data[1].raw
+        fresh = decode(body, VideoPage).data[1]
+        assert attrs.asdict(fresh)["raw"] == tolerant.data[1].raw
+        assert fresh.to_dict() == tolerant.data[1].to_dict()
+
+    @pytest.mark.parametrize(
+        ("extra", "expected"),
+        [
+            (b"1e400", float("inf")),  # msgspec refuses it: json.loads reads it
+            (b'"\xed\xa0\x80"', "\ud800"),  # a surrogate in UTF-8, as json.loads reads it
+            ('"caf\u00e9 \U0001f600"'.encode(), "caf\u00e9 \U0001f600"),
+        ],
+    )
+    def test_raw_is_what_json_loads_gives(self, extra: bytes, expected: object) -> None:
+        body = b'{"data": [{"id": "v", "x": ' + extra + b'}], "has_more": false}'
+        _speedups.use(True)
+        (video,) = decode(body, VideoPage).data
+        assert type(slot(video)) is msgspec.Raw
+        assert video.raw == {"id": "v", "x": expected} == json.loads(body)["data"][0]
+
+    def test_a_body_that_is_not_utf8_is_refused_on_both_paths(self) -> None:
+        """msgspec skips an unknown field without decoding it: the body is checked."""
+        body = b'{"data": [{"id": "v", "x": "\xff"}], "has_more": false}'
+        assert outcome(body, VideoPage, fast=True) == outcome(body, VideoPage, fast=False)
+        assert outcome(body, VideoPage, fast=True)[0] == "error"
+        large = b'{"id": "v", "pad": "' + "é".encode() * 600_000 + b'\xc0"}'
+        assert outcome(large, Video, fast=True) == outcome(large, Video, fast=False)
+        assert outcome(large, Video, fast=True)[0] == "error"
+
+    def test_raw_read_far_deeper_in_the_stack_than_its_job(self) -> None:
+        """Nested as deep as reading allowed, read with less stack to spare."""
+        _speedups.use(True)
+        depth = sys.getrecursionlimit() - len(inspect.stack()) - 60
+        nested = "[" * depth + "]" * depth
+        body = ('{"id": "v", "x": ' + nested + "}").encode()
+        video = decode(body, Video)
+        assert type(slot(video)) is msgspec.Raw
+
+        def deeper(frames: int) -> Any:
+            return video.raw if frames == 0 else deeper(frames - 1)
+
+        raw = deeper(300)
+        assert raw == json.loads(body)
 
 
 def test_the_decoders_are_loaded_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:

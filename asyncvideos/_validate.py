@@ -93,15 +93,31 @@ def prompt(value: object) -> str:
     return text(value, "prompt", max_length=MAX_PROMPT)
 
 
-def seconds(value: object) -> str:
-    """A clip length given as ``8`` or ``"8"``; sent as the string the API wants."""
+#: The clip lengths OpenAI's spec allows (tests/contract/videos.yaml): for a new clip, and
+#: for an extension's new segment (whose description allows longer ones than the enum).
+CLIP_SECONDS = (4, 8, 12)
+EXTENSION_SECONDS = (4, 8, 12, 16, 20)
+
+
+def seconds(value: object, allowed: tuple[int, ...] = CLIP_SECONDS) -> str:
+    """A clip length given as ``8`` or ``"8"``, one of ``allowed``; sent as the string
+    the API wants. Another length is refused here rather than by the server (a paid
+    call's round trip); a gateway that takes others gets them through ``extra_body``."""
     if isinstance(value, str) and value.isdigit() and int(value) > 0:
-        return str(int(value))
-    if type(value) is int and value > 0:
-        return str(value)
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        number = int(value)
+    elif type(value) is int and value > 0:
+        number = value
+    elif isinstance(value, bool) or not isinstance(value, (int, str)):
         raise TypeError(f"seconds must be an int or a str of digits, got {type(value).__name__}")
-    raise ValueError(f"seconds must be a positive whole number, got {value!r}")
+    else:
+        raise ValueError(f"seconds must be a positive whole number, got {value!r}")
+    if number not in allowed:
+        listed = ", ".join(str(n) for n in allowed)
+        raise ValueError(
+            f"seconds must be one of {listed} (the lengths the API allows), got {value!r}; "
+            f"for a gateway that allows others, pass extra_body={{'seconds': '{number}'}}"
+        )
+    return str(number)
 
 
 def size(value: object) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import warnings
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -65,14 +66,20 @@ DEFAULT_WAIT_CONCURRENCY = 16
 class WaitOptions(TypedDict, total=False):
     """The options ``wait``, ``create_and_wait`` and ``wait_many`` share.
 
-    ``timeout``: seconds for the whole wait (None: no limit). ``poll_interval``:
-    seconds between polls when the server sends no hint (default 1 s).
-    ``on_progress(video)``: called (sync or async) when a job's status or
-    progress changes. ``waiting_statuses``: the statuses that mean "not done
-    yet". ``request_timeout``, ``max_retries``, ``extra_headers``,
-    ``extra_query``: as for any request, applied to each poll.
+    ``wait_timeout``: seconds for the whole wait (None, the default: no
+    limit). ``poll_interval``: seconds between polls when the server sends no
+    hint (default 1 s). ``on_progress(video)``: called (sync or async) when a
+    job's status or progress changes. ``waiting_statuses``: the statuses that
+    mean "not done yet". ``request_timeout``, ``max_retries``,
+    ``extra_headers``, ``extra_query``: as for any request, applied to each
+    poll (``request_timeout`` is what ``timeout`` is on every other method).
+
+    ``timeout`` is the old name of ``wait_timeout`` here, kept for existing
+    callers with a ``DeprecationWarning``: on every other method ``timeout``
+    bounds one request, so on a wait it read as the per-poll limit.
     """
 
+    wait_timeout: float | None
     timeout: float | None
     poll_interval: float | None
     on_progress: OnProgress | None
@@ -224,6 +231,10 @@ class AsyncVideos(BaseClient):
     ) -> Video:
         """``POST /videos``: start a (paid) generation job. Only the arguments given are sent.
 
+        ``seconds`` is 4, 8 or 12 (an int, or a str of digits): another length
+        is a ``ValueError`` before any request, since the API refuses it (a
+        gateway that allows others takes ``extra_body={"seconds": "10"}``). The
+        job's ``Video.seconds`` comes back as the API's string, ``"8"``.
         ``input_reference`` is a file (path, bytes or binary file object), sent
         as multipart/form-data, or ``{"image_url": ...}`` / ``{"file_id": ...}``,
         sent as JSON. Retries reuse one ``Idempotency-Key``, so a retry never
@@ -283,8 +294,12 @@ class AsyncVideos(BaseClient):
         idempotency_key: str | None = None,
         **options: Unpack[PostOptions],
     ) -> Video:
-        """``POST /videos/extensions``: continue a job (or an uploaded video) by ``seconds``."""
-        fields = {"prompt": check.prompt(prompt), "seconds": check.seconds(seconds)}
+        """``POST /videos/extensions``: continue a job (or an uploaded video) by ``seconds``:
+        4, 8, 12, 16 or 20 (another length is a ``ValueError`` before any request)."""
+        fields = {
+            "prompt": check.prompt(prompt),
+            "seconds": check.seconds(seconds, check.EXTENSION_SECONDS),
+        }
         call = self._options("extend", options, idempotency_key=idempotency_key)
         return await self._post_with_source("/videos/extensions", video, fields, call, "extend")
 
@@ -545,7 +560,7 @@ class AsyncVideos(BaseClient):
         }
         return _WaitPlan(
             waiting=check.statuses(given.get("waiting_statuses", DEFAULT_WAITING_STATUSES)),
-            timeout=check.optional_seconds(given.get("timeout"), "timeout"),
+            timeout=_wait_timeout(method, given),
             poll_interval=check.optional_seconds(given.get("poll_interval"), "poll_interval"),
             on_progress=check.callback(given.get("on_progress"), "on_progress"),
             options=self._options(method, request, timeout_name="request_timeout"),
@@ -561,7 +576,7 @@ class AsyncVideos(BaseClient):
         """Poll a job until it leaves ``waiting_statuses``; return its final state.
 
         The interval is the server's ``openai-poll-after-ms`` when it sends one,
-        else ``poll_interval``, else 1 s. ``timeout`` bounds the whole wait
+        else ``poll_interval``, else 1 s. ``wait_timeout`` bounds the whole wait
         (``WaitTimeoutError`` carries the last state seen); ``request_timeout``
         bounds each poll. With ``raise_on_failure``, a failed job raises
         ``VideoFailedError``. ``on_progress(video)`` (sync or async) is called
@@ -609,8 +624,8 @@ class AsyncVideos(BaseClient):
         raise_on_failure: bool = False,
         **wait: Unpack[WaitOptions],
     ) -> Video:
-        """``create()`` then ``wait()``; ``timeout`` bounds the wait, ``request_timeout``
-        each request (the create's included)."""
+        """``create()`` then ``wait()``; ``wait_timeout`` bounds the wait,
+        ``request_timeout`` each request (the create's included)."""
         fields, upload = creation_fields(prompt, model, seconds, size, input_reference)
         plan = self._wait_plan("create_and_wait", wait)
         raise_on_failure = check.boolean(raise_on_failure, "raise_on_failure")
@@ -637,7 +652,7 @@ class AsyncVideos(BaseClient):
 
         At most ``concurrency`` polls are in flight at once, over the client's
         one connection pool. A job whose polls fail (a 404, say) is reported
-        with ``result.error`` and never stops the others; when ``timeout``
+        with ``result.error`` and never stops the others; when ``wait_timeout``
         (for the whole run) passes, each unfinished job is reported with a
         ``WaitTimeoutError``. Every job given is reported exactly once.
         Breaking out of the loop cancels the remaining polls. An exception
@@ -699,6 +714,22 @@ async def _one_page(fetch: FetchPage, after: str | None) -> AsyncGenerator[Video
     page = await fetch(after)
     for video in page.data:
         yield video
+
+
+def _wait_timeout(method: str, given: Mapping[str, Any]) -> float | None:
+    """``wait_timeout=``, or its deprecated old name ``timeout=``, checked."""
+    if "timeout" not in given:
+        return check.optional_seconds(given.get("wait_timeout"), "wait_timeout")
+    if "wait_timeout" in given:
+        raise TypeError(f"{method}() takes wait_timeout= or its old name timeout=, not both")
+    warnings.warn(
+        f"{method}(timeout=...) is deprecated: it bounds the whole wait, so it is called "
+        "wait_timeout= now (timeout= on every other method bounds one request; each "
+        "poll's limit here is request_timeout=)",
+        DeprecationWarning,
+        stacklevel=4,  # the caller of wait(), wait_many() or create_and_wait()
+    )
+    return check.optional_seconds(given["timeout"], "timeout")
 
 
 def _as_video(value: object) -> Video | None:

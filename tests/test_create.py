@@ -343,6 +343,28 @@ class TestExtend:
         }
         assert video.seconds == "12"  # the fake's source is 4 s; the total is reported
 
+    async def test_longer_segments_than_a_new_clip(
+        self, api: FakeVideosAPI, client: AsyncVideos, completed_id: str
+    ) -> None:
+        """An extension's segment may be 16 or 20 s (a new clip may not); 10 is refused
+        before the request, naming the lengths allowed."""
+        await client.extend(completed_id, "and then it rains", 20)
+        assert only_request(api).json["seconds"] == "20"
+        with pytest.raises(ValueError, match="one of 4, 8, 12, 16, 20"):
+            await client.extend(completed_id, "p", 10)
+        with pytest.raises(ValueError, match="one of 4, 8, 12 "):
+            await client.create("p", seconds=16)
+        assert len(api.requests) == 1
+
+    async def test_a_gateway_gets_other_lengths_through_extra_body(
+        self, api: FakeVideosAPI, client: AsyncVideos
+    ) -> None:
+        """The escape the ValueError names: ``extra_body`` replaces the field as sent."""
+        with pytest.raises(BadRequestError) as info:  # the fake, like OpenAI, refuses 10
+            await client.create("p", seconds=4, extra_body={"seconds": "10"})
+        assert only_request(api).json == {"prompt": "p", "seconds": "10"}
+        assert info.value.param == "seconds"
+
     async def test_uploaded_video_is_extended(
         self, api: FakeVideosAPI, client: AsyncVideos, mp4_file: Path
     ) -> None:

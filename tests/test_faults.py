@@ -143,7 +143,7 @@ class TestWaitManyUnderFaults:
                 ids,
                 concurrency=64,
                 request_timeout=CALL_TIMEOUT,
-                timeout=60,
+                wait_timeout=60,
                 on_progress=on_progress,
             ):
                 assert result.video_id not in seen, "reported twice"
@@ -169,7 +169,7 @@ class TestWaitManyUnderFaults:
             failed: list[AsyncVideosError] = []
             async with fake.client(max_retries=0) as videos:
                 async for result in videos.wait_many(
-                    ids, concurrency=64, request_timeout=CALL_TIMEOUT, timeout=60
+                    ids, concurrency=64, request_timeout=CALL_TIMEOUT, wait_timeout=60
                 ):
                     reported.append(result.video_id)
                     if result.error is not None:

@@ -50,8 +50,8 @@ async def public_api() -> None:
             async for chunk in videos.iter_content(created, chunk_size=1 << 20):
                 size: int = len(chunk)
             path: Path = await videos.download(created, "out/v.mp4", overwrite=True)
-            final: Video = await videos.wait(created, timeout=60, poll_interval=2.0)
-            final = await videos.create_and_wait("a cat", timeout=600)
+            final: Video = await videos.wait(created, wait_timeout=60, poll_interval=2.0)
+            final = await videos.create_and_wait("a cat", wait_timeout=600)
             raw: RawResponse[Video] = await videos.with_raw_response.retrieve("video_1")
             request_id: str | None = raw.request_id
             parsed: Video = raw.parse()

@@ -260,7 +260,7 @@ async def _finish(ctx: Context, client: AsyncVideos, video: Video) -> Video:
         return video
     with ctx.live(wait_display(ctx.console, [video.id])) as display:
         display.job(video)
-        return await client.wait(video, timeout=ctx.args.wait_timeout, on_progress=display.job)
+        return await client.wait(video, wait_timeout=ctx.args.wait_timeout, on_progress=display.job)
 
 
 def _outcome(ctx: Context, video: Video) -> int:
@@ -305,7 +305,7 @@ async def wait(ctx: Context, client: AsyncVideos) -> int:
             continue
         ids.append(given.id)
     with ctx.live(wait_display(ctx.console, ids)) as display:
-        results = client.wait_many(ids, timeout=ctx.args.wait_timeout, on_progress=display.job)
+        results = client.wait_many(ids, wait_timeout=ctx.args.wait_timeout, on_progress=display.job)
         async for result in results:
             if result.error is not None:
                 display.job_error(result.video_id, type(result.error).__name__)

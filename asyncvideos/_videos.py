@@ -8,6 +8,7 @@ in ``_pagination.py``, ``_waiting.py`` and ``_download.py``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import warnings
 from collections.abc import (
@@ -52,6 +53,7 @@ from ._waiting import Fetch, Job, Observe, OnProgress, WaitResult, wait_for, wai
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+logger = logging.getLogger("asyncvideos")
 T = TypeVar("T")
 _Raw: TypeAlias = Callable[..., Awaitable[RawResponse[T]]]
 Order = Literal["asc", "desc"]
@@ -122,6 +124,8 @@ class AsyncVideos(BaseClient):
     response's status, headers and request id along with the parsed result.
     """
 
+    _one_page_hinted = False  # list()'s "there are more pages" hint, given once per client
+
     @property
     def with_raw_response(self) -> VideosWithRawResponse:
         """The request methods, each returning a ``RawResponse`` (``parse()`` gives
@@ -148,7 +152,13 @@ class AsyncVideos(BaseClient):
         prefetch: int = 0,
         **options: Unpack[RequestOptions],
     ) -> AsyncGenerator[Video, None]:
-        """Jobs, oldest first by default: one page, or with ``all=True`` every job.
+        """Jobs, oldest first by default: **one page** (20 jobs unless ``limit``
+        says otherwise), or with ``all=True`` every job, page after page.
+
+        Unlike openai-python's ``list()``, ``async for v in videos.list()``
+        does not page through everything: pass ``all=True`` for that. When a
+        ``list()`` without ``limit`` ends on a page that says ``has_more``, a
+        one-time hint is logged (WARNING, on the ``asyncvideos`` logger).
 
         Nothing is fetched until the first job is asked for; with ``all=True``
         the next page is fetched only when the current one is used up (pages
@@ -166,7 +176,19 @@ class AsyncVideos(BaseClient):
         )
         if all:
             return iterate_items(fetch, after=after, prefetch=prefetch)
-        return _one_page(fetch, after)
+        return _one_page(fetch, after, self._hint_one_page if limit is NOT_GIVEN else None)
+
+    def _hint_one_page(self, listed: int) -> None:
+        """Once per client: a bare ``list()`` stopped at a page that has more after it."""
+        if self._one_page_hinted:
+            return
+        self._one_page_hinted = True
+        logger.warning(
+            "list() gave one page (%d jobs) and the server has more: pass all=True to "
+            "walk every page, or limit= to ask for one page on purpose "
+            "(this hint is logged once per client)",
+            listed,
+        )
 
     async def list_page(
         self,
@@ -710,10 +732,14 @@ class VideosWithRawResponse:
         self.download_content: _Raw[bytes] = with_raw(videos.download_content)
 
 
-async def _one_page(fetch: FetchPage, after: str | None) -> AsyncGenerator[Video, None]:
+async def _one_page(
+    fetch: FetchPage, after: str | None, hint: Callable[[int], None] | None
+) -> AsyncGenerator[Video, None]:
     page = await fetch(after)
     for video in page.data:
         yield video
+    if hint is not None and page.has_more:  # only once the whole page was used
+        hint(len(page.data))
 
 
 def _wait_timeout(method: str, given: Mapping[str, Any]) -> float | None:

@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     get = command("get", "Show one or more jobs (also: retrieve).", aliases=["retrieve"])
     _ids(get, "job ids")
 
-    list_ = command("list", "List jobs, a page or all of them (streamed).")
+    list_ = command("list", "List jobs: one page (20), or all of them with --all (streamed).")
     list_.add_argument("--limit", type=int, metavar="N", help="jobs per page (default: 20)")
     list_.add_argument("--order", choices=("asc", "desc"), default="asc", help="default: asc")
     list_.add_argument("--all", action="store_true", help="every job, page after page")

@@ -237,6 +237,9 @@ async def list_(ctx: Context, client: AsyncVideos) -> int:
     options: dict[str, Any] = {"order": args.order, "after": args.after, "all": args.all}
     if args.limit is not None:
         options["limit"] = args.limit
+    elif not args.all:
+        # A page on purpose (the command's --help says so): no library hint about --all.
+        options["limit"] = 20
     listed = 0
     try:
         async for video in client.list(**options):

@@ -28,7 +28,6 @@ from . import _errors as errors
 from . import _validate as check
 from ._callbacks import call_back
 from ._config import (
-    DEFAULT_MAX_RESPONSE_BYTES,
     NOT_GIVEN,
     USER_AGENT,
     ApiKey,
@@ -54,7 +53,6 @@ from ._telemetry import Telemetry, load_telemetry, status_class
 from ._webhooks import WebhookReceiver, check_fallback_interval, check_receiver
 
 logger = logging.getLogger("asyncvideos")
-DEFAULT_MAX_CONNECTIONS = 100
 T = TypeVar("T")
 P = ParamSpec("P")
 _Client = TypeVar("_Client", bound="BaseClient")
@@ -177,8 +175,10 @@ class BaseClient:
         default_headers: Mapping[str, str] | None = None,
         default_query: Mapping[str, str] | None = None,
         auth_scheme: AuthScheme = "bearer",
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_connections: int = 100,
+        # The largest JSON body read into memory (after decompression): a page of
+        # 100 jobs is about 60 KiB, so this leaves room for any real response.
+        max_response_bytes: int = 32 * 1024 * 1024,
         on_retry: OnRetry | None = None,
         webhooks: WebhookReceiver | None = None,
         webhook_fallback_interval: float = 60.0,

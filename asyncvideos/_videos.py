@@ -56,13 +56,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger("asyncvideos")
 T = TypeVar("T")
 _Raw: TypeAlias = Callable[..., Awaitable[RawResponse[T]]]
-Order = Literal["asc", "desc"]
-Variant = Literal["video", "thumbnail", "spritesheet"]
-VideoRef = str | Video
+Order: TypeAlias = Literal["asc", "desc"]
+"""Listing order by creation time: ``"asc"`` (oldest first, the default) or ``"desc"``."""
+Variant: TypeAlias = Literal["video", "thumbnail", "spritesheet"]
+"""Which asset of a job the content methods fetch: the MP4 ``"video"`` (the
+default), a WebP ``"thumbnail"`` or a JPEG ``"spritesheet"``."""
+VideoRef: TypeAlias = str | Video
+"""A job, named by its id or given as the ``Video`` a call returned (its ``id``
+is used; ``wait`` also starts from its known state)."""
 DEFAULT_PAGE_SIZE = 20
 DEFAULT_ALL_PAGE_SIZE = 100
-DEFAULT_CHUNK_SIZE = 256 * 1024
-DEFAULT_WAIT_CONCURRENCY = 16
 
 
 class WaitOptions(TypedDict, total=False):
@@ -193,7 +196,7 @@ class AsyncVideos(BaseClient):
     async def list_page(
         self,
         *,
-        limit: int = DEFAULT_PAGE_SIZE,
+        limit: int = 20,
         order: Order = "asc",
         after: str | None = None,
         **options: Unpack[RequestOptions],
@@ -440,7 +443,7 @@ class AsyncVideos(BaseClient):
         video: VideoRef,
         *,
         variant: Variant | NotGiven = NOT_GIVEN,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        chunk_size: int = 256 * 1024,
         **options: Unpack[RequestOptions],
     ) -> AsyncGenerator[bytes, None]:
         """The content body as chunks of at most ``chunk_size`` bytes, never whole
@@ -463,7 +466,7 @@ class AsyncVideos(BaseClient):
         video: VideoRef,
         *,
         variant: Variant | NotGiven = NOT_GIVEN,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        chunk_size: int = 256 * 1024,
         **options: Unpack[RequestOptions],
     ) -> AbstractAsyncContextManager[ContentStream]:
         """The content body, opened: ``async with videos.open_content(id) as body:``
@@ -504,7 +507,7 @@ class AsyncVideos(BaseClient):
         variant: Variant | NotGiven = NOT_GIVEN,
         overwrite: bool = False,
         on_progress: ProgressCallback | None = None,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        chunk_size: int = 256 * 1024,
         **options: Unpack[RequestOptions],
     ) -> Path:
         """Stream the content to ``path``: whole and checked, or not there at all.
@@ -667,7 +670,7 @@ class AsyncVideos(BaseClient):
         self,
         videos: Iterable[VideoRef] | AsyncIterable[VideoRef],
         *,
-        concurrency: int = DEFAULT_WAIT_CONCURRENCY,
+        concurrency: int = 16,
         **wait: Unpack[WaitOptions],
     ) -> AsyncGenerator[WaitResult, None]:
         """Wait on many jobs together; yield a ``WaitResult`` per job as it finishes.

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["WebhookEvent", "WebhookReceiver", "verify_webhook"]
 
 SECRET_PREFIX = "whsec_"
-DEFAULT_TOLERANCE = 300.0
 #: The largest body ``WebhookReceiver.handle`` reads; an event is a few hundred bytes.
 MAX_BODY_BYTES = 256 * 1024
 #: Signatures read from one header: a rotation sends two or three.
@@ -96,7 +95,7 @@ def verify_webhook(
     headers: Mapping[str, str],
     secret: str,
     *,
-    tolerance: float = DEFAULT_TOLERANCE,
+    tolerance: float = 300.0,
 ) -> WebhookEvent:
     """Check a webhook request's signature and timestamp; return its event.
 
@@ -260,7 +259,7 @@ class WebhookReceiver:
         self,
         secret: str,
         *,
-        tolerance: float = DEFAULT_TOLERANCE,
+        tolerance: float = 300.0,
         remember_events: int = 10_000,
         remember_seconds: float = 600.0,
     ) -> None:

@@ -7,9 +7,14 @@ new export cannot go undocumented.
 
 from __future__ import annotations
 
+import ast
 import importlib
+import inspect
 import re
+import textwrap
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +23,7 @@ import asyncvideos.testing
 import asyncvideos.webhooks
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
+PACKAGE = str(Path(asyncvideos.__file__).parent)
 
 
 def _resolve(entry: str) -> object:
@@ -65,3 +71,34 @@ def test_every_entry_is_public() -> None:
         if name.startswith("_") or module.rpartition(".")[2].startswith("_"):
             continue
         assert name in modules[module].__all__, entry
+
+
+def _public_functions() -> Iterator[tuple[str, Any]]:
+    """Every public function and method the reference shows, inherited ones included."""
+    for module in (asyncvideos, asyncvideos.testing, asyncvideos.webhooks):
+        for name in module.__all__:
+            value = getattr(module, name)
+            if inspect.isfunction(value):
+                yield name, value
+            elif inspect.isclass(value):
+                for attribute, member in inspect.getmembers(value, inspect.isfunction):
+                    if not attribute.startswith("_") or attribute == "__init__":
+                        yield f"{name}.{attribute}", member
+
+
+def test_defaults_are_values_not_constant_names() -> None:
+    """A signature in the reference shows ``concurrency: int = 16``, never the name of a
+    private constant (``DEFAULT_WAIT_CONCURRENCY``); ``NOT_GIVEN`` is the one sentinel."""
+    checked = 0
+    for qualname, function in _public_functions():
+        if not function.__code__.co_filename.startswith(PACKAGE):
+            continue  # generated (attrs' __init__ shows its fields' own defaults) or aiohttp's
+        source = textwrap.dedent(inspect.getsource(function))
+        definition = ast.parse(source).body[0]
+        assert isinstance(definition, (ast.FunctionDef, ast.AsyncFunctionDef))
+        arguments = definition.args
+        for default in [*arguments.defaults, *filter(None, arguments.kw_defaults)]:
+            names = {n.id for n in ast.walk(default) if isinstance(n, ast.Name)}
+            assert names <= {"NOT_GIVEN"}, f"{qualname}: default {ast.unparse(default)}"
+            checked += 1
+    assert checked > 50

@@ -73,7 +73,7 @@ class FakeVideosAPI(FaultPlan):
     def __init__(
         self,
         *,
-        api_key: str = DEFAULT_API_KEY,
+        api_key: str = "sk-fake-0123456789abcdef",  # DEFAULT_API_KEY, shown as its value
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Clock | None = None,

@@ -264,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     # `retrieve`, the library's name for it, is the same command.
-    get = command("get", "Show one or more jobs (also: retrieve).", aliases=["retrieve"])
+    get = command("get", "Show one or more jobs.", aliases=["retrieve"])
     _ids(get, "job ids")
 
     list_ = command("list", "List jobs: one page (20), or all of them with --all (streamed).")

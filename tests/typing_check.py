@@ -66,11 +66,6 @@ async def public_api() -> None:
                     status: str | None = result.video.status
                 else:
                     failure: Exception = result.error
-                # The README's form: it narrows under pyright as well as mypy.
-                if result.error is None:
-                    status = result.video.status
-                else:
-                    failure = result.error
             final = await videos.wait(created, wait_timeout=60, request_timeout=5.0)
     del item_id, finished, more, character, deleted, data, size, path, final, outcome, failure
     del status, request_id, parsed, length

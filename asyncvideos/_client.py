@@ -185,6 +185,35 @@ class BaseClient:
         max_requests_per_second: float | None = None,
         pacing: bool = True,
     ) -> None:
+        """Every argument is keyword-only; a bad one is a ValueError or TypeError
+        naming it, at construction.
+
+        Args:
+            api_key: The key (default ``$OPENAI_API_KEY``): a str, or a callable,
+                sync or async, returning one before each request.
+            base_url: Any OpenAI-compatible endpoint (default ``$OPENAI_BASE_URL``,
+                then ``$OPENAI_API_BASE``, then ``https://api.openai.com/v1``).
+            organization: Sent as ``OpenAI-Organization`` (default ``$OPENAI_ORG_ID``).
+            project: Sent as ``OpenAI-Project`` (default ``$OPENAI_PROJECT_ID``).
+            timeout: Each attempt's limit: seconds, an ``aiohttp.ClientTimeout`` or
+                None for none. ``NOT_GIVEN``: 600 s, 5 s of it to open a socket.
+            max_retries: Retries of a failed request, 0 to 100.
+            session: An ``aiohttp.ClientSession`` of yours: used, never closed.
+            default_headers: Headers sent with every request.
+            default_query: Query parameters sent with every request.
+            auth_scheme: ``"bearer"`` (``Authorization: Bearer``) or ``"api-key"``
+                (an ``api-key`` header, as Azure OpenAI wants).
+            max_connections: The size of the client's one connection pool.
+            max_response_bytes: The largest body read into memory, counted after
+                decompression; past it, ``ResponseTooLargeError``.
+            on_retry: Given a ``RetryDetails`` before each retry's wait.
+            webhooks: A ``WebhookReceiver``: waits end on its verified events.
+            webhook_fallback_interval: With ``webhooks``, seconds between the polls
+                that catch an event that was lost.
+            max_requests_per_second: A hard cap on the request rate.
+            pacing: Space requests by the server's ``x-ratelimit-*`` headers and
+                pause the whole client on a 429 (``False``: each task on its own).
+        """
         self._settings = resolve_settings(
             api_key=api_key,
             base_url=base_url,

@@ -141,7 +141,9 @@ class TestStalls:
         chunks = [c async for c in client.iter_content(video_id, timeout=0.3)]
         elapsed = time.monotonic() - start
         assert b"".join(chunks) == api.content_bytes(video_id)
-        assert 0.3 <= elapsed < 2.0
+        # The stall was waited out (a timer never fires early); that it was then given
+        # up on is the second request: the stalled one would have held on until close.
+        assert elapsed >= 0.3
         first, second = content_requests(api)
         assert first.header("range") is None
         assert 0 < resumed_from(second) <= 100_000
@@ -160,11 +162,11 @@ class TestStalls:
         self, api: FakeVideosAPI, client: AsyncVideos, video_id: str
     ) -> None:
         """The wait for the response headers counts as a wait for bytes."""
-        api.inject(Fault(delay=2.0), path=CONTENT)
-        start = time.monotonic()
+        api.inject(Fault(delay=60.0), path=CONTENT)
         body = b"".join([c async for c in client.iter_content(video_id, timeout=0.2)])
         assert body == api.content_bytes(video_id)
-        assert time.monotonic() - start < 1.5
+        # Two requests: the first, whose headers were 60 s away, was given up on (had
+        # it been waited for, it would have been answered, and alone).
         assert len(content_requests(api)) == 2
 
     async def test_the_task_is_not_left_cancelled(

@@ -21,11 +21,13 @@ from ._terminal import Redacted
 def request_log(err: Redacted, *, debug: bool) -> Iterator[None]:
     """The fake's request log (``asyncvideos.testing``) on ``err`` while the block runs."""
     log = logging.getLogger("asyncvideos.testing")
+    details = logging.getLogger("asyncvideos.testing.details")
     handler = logging.StreamHandler(err)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    previous = log.level, log.propagate
+    previous = log.level, log.propagate, details.level
     log.addHandler(handler)
-    log.setLevel(logging.DEBUG if debug else logging.INFO)
+    log.setLevel(logging.DEBUG)
+    details.setLevel(logging.DEBUG if debug else logging.INFO)  # INFO: none of its lines
     log.propagate = False  # --debug's own handler on "asyncvideos" would repeat each line
     try:
         yield
@@ -33,6 +35,7 @@ def request_log(err: Redacted, *, debug: bool) -> Iterator[None]:
         log.removeHandler(handler)
         log.setLevel(previous[0])
         log.propagate = previous[1]
+        details.setLevel(previous[2])
 
 
 async def serve(ctx: Context) -> int:

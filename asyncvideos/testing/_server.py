@@ -6,10 +6,11 @@ this order: read and record it; pick a fault; wait (``delay``); drop the connect
 (``drop``) or answer with the fault's status; otherwise replay an idempotent POST or run
 the endpoint; add the fault's headers; write the reply, possibly cut short.
 
-Each request answered is logged on the ``asyncvideos.testing`` logger: one INFO line
-(method, path and query, status, time taken, the fault met), and at DEBUG its headers
-(credentials masked) and body. Nothing is shown unless logging is configured
-(``asyncvideos serve`` shows it on stderr).
+Each request answered is logged at DEBUG: one line on the ``asyncvideos.testing``
+logger (method, path and query, status, time taken, the fault met), its headers
+(credentials masked) and body on ``asyncvideos.testing.details``. DEBUG, so that a
+test capturing the client's INFO lines (its retries) sees nothing of the server's;
+``asyncvideos serve`` shows the lines on stderr, and the details with ``--debug``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_API_KEY", "FakeVideosAPI"]
 
 logger = logging.getLogger("asyncvideos.testing")
+details = logging.getLogger("asyncvideos.testing.details")
 
 DEFAULT_API_KEY = "sk-fake-0123456789abcdef"
 # Large enough for any upload a test makes; aiohttp's default (1 MiB) would answer 413.
@@ -340,7 +342,7 @@ class FakeVideosAPI(FaultPlan):
             return response
         finally:
             self._in_flight -= 1
-            if logger.isEnabledFor(logging.INFO):
+            if logger.isEnabledFor(logging.DEBUG):
                 _log_request(request, response, loop.time() - started, seen)
 
     async def _handle_one(self, request: web.Request, seen: dict[str, Any]) -> web.StreamResponse:
@@ -406,7 +408,8 @@ def _described(fault: Fault) -> str:
     """``fault: status=500, delay=0.1``: the fields a fault sets, for the log."""
     unset = Fault()
     shown = [
-        f"{field.name}={value!r}"
+        # A body is named, not quoted: a test may put anything in it (a key it checks for).
+        f"{field.name}=..." if field.name == "body" else f"{field.name}={value!r}"
         for field in attrs.fields(Fault)
         if (value := getattr(fault, field.name)) != getattr(unset, field.name)
     ]
@@ -419,11 +422,11 @@ def _log_request(
     elapsed: float,
     seen: dict[str, Any],
 ) -> None:
-    """One INFO line per request; its headers and body at DEBUG."""
+    """One line per request; its headers and body on the details logger."""
     rec: RecordedRequest | None = seen.get("record")
     status = "dropped" if response is None or response.status == 499 else str(response.status)
     met = seen.get("met")
-    logger.info(
+    logger.debug(
         "%s %s -> %s in %.1f ms%s",
         request.method,
         request.raw_path,  # with the query string, as sent
@@ -431,13 +434,13 @@ def _log_request(
         elapsed * 1000,
         f" ({met})" if met else "",
     )
-    if rec is None or not logger.isEnabledFor(logging.DEBUG):
+    if rec is None or not details.isEnabledFor(logging.DEBUG):
         return
     headers = {
         name: mask_secret(value) if name in ("authorization", "api-key") else value
         for name, value in rec.headers.items()
     }
-    logger.debug("  headers: %s", json.dumps(headers, ensure_ascii=False))
+    details.debug("  headers: %s", json.dumps(headers, ensure_ascii=False))
     if rec.json is not None:
         body = json.dumps(rec.json, ensure_ascii=False)
     elif rec.form is not None:
@@ -447,7 +450,7 @@ def _log_request(
     else:
         return
     cut = "..." if len(body) > _LOGGED_BODY else ""
-    logger.debug("  body: %s%s", body[:_LOGGED_BODY], cut)
+    details.debug("  body: %s%s", body[:_LOGGED_BODY], cut)
 
 
 def _close_connection(request: web.Request) -> None:

@@ -102,3 +102,57 @@ def test_defaults_are_values_not_constant_names() -> None:
             assert names <= {"NOT_GIVEN"}, f"{qualname}: default {ast.unparse(default)}"
             checked += 1
     assert checked > 50
+
+
+GUIDE = DOCS / "guide"
+TESTS = Path(__file__).resolve().parent
+
+
+def test_the_cli_page_names_every_option() -> None:
+    """docs/guide/cli.md lists what each command takes, so it cannot fall behind."""
+    import argparse
+
+    from asyncvideos._cli._args import build_parser
+
+    page = (GUIDE / "cli.md").read_text(encoding="utf-8")
+    parsers = [build_parser()]
+    missing = []
+    while parsers:
+        parser = parsers.pop()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+                names = [
+                    n
+                    for n in action.choices
+                    if not re.search(rf"(asyncvideos|webhooks) {n}\b", page)
+                ]
+                missing += [f"command {name}" for name in names]
+            elif action.help != argparse.SUPPRESS:
+                long = [o for o in action.option_strings if o.startswith("--")]
+                if long and long[0] not in ("--help", "--version") and long[0] not in page:
+                    missing.append(f"{parser.prog} {long[0]}")
+    assert missing == []
+
+
+def test_every_test_the_guarantees_cite_exists() -> None:
+    """A guarantee names the tests that prove it: each file, class and test exists."""
+    page = (DOCS / "explanation" / "guarantees.md").read_text(encoding="utf-8")
+    sources = {path.name: path.read_text(encoding="utf-8") for path in TESTS.rglob("test_*.py")}
+    everything = "\n".join(sources.values())
+    cited = re.findall(r"`((?:tests/[\w/]+\.py)?(?:::)?(?:Test\w+)?(?:::test_\w+)?)`", page)
+    checked = 0
+    for citation in filter(None, cited):
+        path, _, rest = (
+            citation.partition("::") if citation.startswith("tests/") else ("", "", citation)
+        )
+        if path:
+            assert (TESTS.parent / path).is_file(), citation
+            text = sources[Path(path).name]
+        else:
+            text = everything
+        for name in filter(None, rest.split("::")):
+            kind = "class" if name.startswith("Test") else "def"
+            assert re.search(rf"^\s*(async )?{kind} {name}\b", text, re.M), citation
+        checked += 1
+    assert checked >= 25

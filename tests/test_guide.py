@@ -1,5 +1,9 @@
 """Every code block of the README and of the documentation site runs as written.
 
+The blocks that start processes (shell commands, pytest runs, programs that change
+the whole process) take seconds each: they run with the slow tests (``pytest -m
+slow``, which CI runs), the others in the default run.
+
 A page's blocks run in order, as a reader would try them, against a ``FakeVideosAPI``
 on loopback that the environment points at (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``),
 in a temporary folder:
@@ -283,9 +287,33 @@ def test_every_page_is_collected() -> None:
     assert all(blocks(page) for page in guide)
 
 
+def starts_processes(block: Block) -> bool:
+    """Shell commands, pytest runs and programs of their own: seconds each."""
+    return (block.lang == "sh" and not block.how) or block.how in ("pytest", "subprocess")
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
 async def test_every_example_runs(guide_api: FakeVideosAPI, tmp_path: Path, page: Path) -> None:
+    """The page's blocks that run in this process (the others: the slow test below)."""
     async with guide_api.client() as videos:
         run = Page(guide_api, videos, tmp_path)
         for block in blocks(page):
-            await run.run(block)
+            if not starts_processes(block):
+                await run.run(block)
+
+
+PROCESS_PAGES = [page for page in PAGES if any(starts_processes(b) for b in blocks(page))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", PROCESS_PAGES, ids=lambda page: str(page.relative_to(ROOT)))
+async def test_every_command_and_test_run_runs(
+    guide_api: FakeVideosAPI, tmp_path: Path, page: Path
+) -> None:
+    """The page's shell blocks, pytest runs and programs that change the process: a
+    few seconds each, so with the slow tests (``pytest -m slow``, which CI runs)."""
+    async with guide_api.client() as videos:
+        run = Page(guide_api, videos, tmp_path)
+        for block in blocks(page):
+            if starts_processes(block) or block.how in ("pyproject", "conftest"):
+                await run.run(block)

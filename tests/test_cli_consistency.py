@@ -254,3 +254,22 @@ def test_the_demo_counts_bytes_in_one_unit(run: Any, tmp_path: Path) -> None:
     assert "8.4 MB" in out
     assert "MiB" not in out + err
     assert "MB" in err  # the live display's counter
+
+
+@pytest.mark.parametrize("jobs", [2, 6])
+def test_the_jobs_still_running_are_named_for_the_next_wait(
+    run: Any, fake: ThreadedFake, jobs: int
+) -> None:
+    """After a wait that timed out, stderr says which jobs keep running and how to wait
+    for them again (a long list points at the JSON lines instead)."""
+    fake.call(lambda: fake.api.set_outcome(None, "completed", duration=10_000))
+    ids = [lines(run("create", f"take {n}")[1])[0]["id"] for n in range(jobs)]
+    code, out, err = run("wait", *ids, "--wait-timeout", "0.1")
+    assert code == 1
+    assert sorted(line["id"] for line in lines(out)) == sorted(ids)
+    note = err.splitlines()[-1]
+    assert note.startswith(f"asyncvideos: {jobs} jobs keep running on the server; ")
+    if jobs <= 5:
+        assert all(video_id in note.split("asyncvideos wait ")[1].split() for video_id in ids)
+    else:
+        assert note.endswith("(the JSON lines with wait_error)")

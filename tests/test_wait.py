@@ -479,10 +479,12 @@ class TestWaitMany:
         self, api: FakeVideosAPI, client: AsyncVideos, concurrency: int
     ) -> None:
         """No more than `concurrency` polls are at the server at once, and that many are."""
-        ids = api.seed(16)
-        api.inject(Fault(delay=0.02), times=100, method="GET")
+        ids = api.seed(2 * concurrency)
+        # Each poll is held 0.3 s: long enough for `concurrency` of them to be at the
+        # server together however busy the machine (a 20 ms hold was not, under load).
+        api.inject(Fault(delay=0.3), times=100, method="GET")
         results = await collect(client.wait_many(ids, concurrency=concurrency, wait_timeout=10))
-        assert len(results) == 16
+        assert len(results) == 2 * concurrency
         assert api.max_in_flight == concurrency
 
     async def test_one_failure_does_not_stop_the_others(

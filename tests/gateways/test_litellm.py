@@ -3,7 +3,7 @@
 What works is asserted; what LiteLLM does not support is pinned as a strict
 expected failure that proves the limitation with a real request, so a LiteLLM
 release that fixes one shows up as XPASS (and fails the run until the pin and
-the README's compatibility table are updated).
+the compatibility tables, docs/guide/gateways.md and the README's, are updated).
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """One coroutine per command, each on an open ``AsyncVideos``; they return an exit code.
 
-Commands that take many ids (``get``, ``delete``) keep going past a job that
-fails (or an id the library refuses), report it on stderr, and exit 1 at the
-end; results come out in the order the ids were given, with up to ``WINDOW``
-requests in flight.
+Commands that take many ids (``get``, ``delete``, ``download``) keep going past a
+job that fails (or an id the library refuses), report it on stderr, and exit 1 at
+the end; ``get`` and ``delete`` print in the order the ids were given, with up to
+``WINDOW`` requests in flight. A command that waits prints every job it waited on,
+whatever ends the wait: a job still running is printed with its last state and a
+``wait_error``, and a note says how to wait for it again.
 
 While a live display draws on stderr (``live``), error and log lines go
 through it, and table rows wait until it is gone, so nothing is glued to a bar

@@ -29,7 +29,6 @@ from . import _errors as errors
 from . import _validate as check
 from ._callbacks import call_back
 from ._config import (
-    DEFAULT_MAX_RESPONSE_BYTES,
     NOT_GIVEN,
     USER_AGENT,
     ApiKey,
@@ -43,7 +42,6 @@ from ._cost import parse_budget
 from ._http import MAX_ERROR_BODY, Response, StreamedResponse, Transport, shown_url
 from ._masking import mask_secret, masker
 from ._pacing import Pacer, check_max_rate
-from ._pagination import MAX_EMPTY_PAGES
 from ._protocol import (
     FormFile,
     Request,
@@ -185,16 +183,47 @@ class BaseClient:
         default_headers: Mapping[str, str] | None = None,
         default_query: Mapping[str, str] | None = None,
         auth_scheme: AuthScheme = "bearer",
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_connections: int = 100,
+        # The largest JSON body read into memory (after decompression): a page of
+        # 100 jobs is about 60 KiB, so this leaves room for any real response.
+        max_response_bytes: int = 32 * 1024 * 1024,
         on_retry: OnRetry | None = None,
         webhooks: WebhookReceiver | None = None,
         webhook_fallback_interval: float = 60.0,
         max_requests_per_second: float | None = None,
         pacing: bool = True,
         max_download_bytes: int | None = None,
-        max_empty_pages: int = MAX_EMPTY_PAGES,
+        max_empty_pages: int = 100,
     ) -> None:
+        """Every argument is keyword-only; a bad one is a ValueError or TypeError
+        naming it, at construction.
+
+        Args:
+            api_key: The key (default ``$OPENAI_API_KEY``): a str, or a callable,
+                sync or async, returning one before each request.
+            base_url: Any OpenAI-compatible endpoint (default ``$OPENAI_BASE_URL``,
+                then ``$OPENAI_API_BASE``, then ``https://api.openai.com/v1``).
+            organization: Sent as ``OpenAI-Organization`` (default ``$OPENAI_ORG_ID``).
+            project: Sent as ``OpenAI-Project`` (default ``$OPENAI_PROJECT_ID``).
+            timeout: Each attempt's limit: seconds, an ``aiohttp.ClientTimeout`` or
+                None for none. ``NOT_GIVEN``: 600 s, 5 s of it to open a socket.
+            max_retries: Retries of a failed request, 0 to 100.
+            session: An ``aiohttp.ClientSession`` of yours: used, never closed.
+            default_headers: Headers sent with every request.
+            default_query: Query parameters sent with every request.
+            auth_scheme: ``"bearer"`` (``Authorization: Bearer``) or ``"api-key"``
+                (an ``api-key`` header, as Azure OpenAI wants).
+            max_connections: The size of the client's one connection pool.
+            max_response_bytes: The largest body read into memory, counted after
+                decompression; past it, ``ResponseTooLargeError``.
+            on_retry: Given a ``RetryDetails`` before each retry's wait.
+            webhooks: A ``WebhookReceiver``: waits end on its verified events.
+            webhook_fallback_interval: With ``webhooks``, seconds between the polls
+                that catch an event that was lost.
+            max_requests_per_second: A hard cap on the request rate.
+            pacing: Space requests by the server's ``x-ratelimit-*`` headers and
+                pause the whole client on a 429 (``False``: each task on its own).
+        """
         self._settings = resolve_settings(
             api_key=api_key,
             base_url=base_url,

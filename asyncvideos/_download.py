@@ -22,7 +22,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeAlias
 
 from ._callbacks import call_back
 from ._errors import (
@@ -46,7 +46,10 @@ OpenBody = Callable[[int, "str | None"], AbstractAsyncContextManager[StreamedRes
 """Opens the body from a byte offset (0: the whole body), with an ``If-Range`` value."""
 Piece = tuple[int, bytes, "int | None"]
 """``(offset, chunk, total)``: where the chunk goes, its bytes, the whole size if known."""
-ProgressCallback = Callable[[int, "int | None"], Any]
+ProgressCallback: TypeAlias = Callable[[int, "int | None"], Any]
+"""``on_progress(done, total)`` of ``download()``: a sync or async callable given the
+bytes written so far and the whole size (None when the server did not say), after
+each chunk. ``done`` goes back when a download has to start over."""
 _IMAGE_VARIANTS = ("thumbnail", "spritesheet")
 
 

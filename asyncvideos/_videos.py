@@ -8,7 +8,9 @@ in ``_pagination.py``, ``_waiting.py`` and ``_download.py``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import warnings
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -52,29 +54,39 @@ from ._waiting import Fetch, Job, Observe, OnProgress, WaitResult, wait_for, wai
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+logger = logging.getLogger("asyncvideos")
 T = TypeVar("T")
 _Raw: TypeAlias = Callable[..., Awaitable[RawResponse[T]]]
-Order = Literal["asc", "desc"]
-Variant = Literal["video", "thumbnail", "spritesheet"]
-VideoRef = str | Video
+Order: TypeAlias = Literal["asc", "desc"]
+"""Listing order by creation time: ``"asc"`` (oldest first, the default) or ``"desc"``."""
+Variant: TypeAlias = Literal["video", "thumbnail", "spritesheet"]
+"""Which asset of a job the content methods fetch: the MP4 ``"video"`` (the
+default), a WebP ``"thumbnail"`` or a JPEG ``"spritesheet"``."""
+VideoRef: TypeAlias = str | Video
+"""A job, named by its id or given as the ``Video`` a call returned (its ``id``
+is used; ``wait`` also starts from its known state)."""
 DEFAULT_PAGE_SIZE = 20
 DEFAULT_ALL_PAGE_SIZE = 100
-DEFAULT_CHUNK_SIZE = 256 * 1024
-DEFAULT_WAIT_CONCURRENCY = 16
 
 
 class WaitOptions(TypedDict, total=False):
     """The options ``wait``, ``create_and_wait`` and ``wait_many`` share.
 
-    ``timeout``: seconds for the whole wait (None: no limit). ``poll_interval``:
-    seconds between polls when the server sends no hint (default 1 s), and the
-    floor under a hint shorter than 0.1 s.
-    ``on_progress(video)``: called (sync or async) when a job's status or
-    progress changes. ``waiting_statuses``: the statuses that mean "not done
-    yet". ``request_timeout``, ``max_retries``, ``extra_headers``,
-    ``extra_query``: as for any request, applied to each poll.
+    ``wait_timeout``: seconds for the whole wait (None, the default: no
+    limit). ``poll_interval``: seconds between polls when the server sends no
+    hint (default 1 s), and the floor under a hint shorter than 0.1 s.
+    ``on_progress(video)``: called (sync or async) when a
+    job's status or progress changes. ``waiting_statuses``: the statuses that
+    mean "not done yet". ``request_timeout``, ``max_retries``,
+    ``extra_headers``, ``extra_query``: as for any request, applied to each
+    poll (``request_timeout`` is what ``timeout`` is on every other method).
+
+    ``timeout`` is the old name of ``wait_timeout`` here, kept for existing
+    callers with a ``DeprecationWarning``: on every other method ``timeout``
+    bounds one request, so on a wait it read as the per-poll limit.
     """
 
+    wait_timeout: float | None
     timeout: float | None
     poll_interval: float | None
     on_progress: OnProgress | None
@@ -117,6 +129,8 @@ class AsyncVideos(BaseClient):
     response's status, headers and request id along with the parsed result.
     """
 
+    _one_page_hinted = False  # list()'s "there are more pages" hint, given once per client
+
     @property
     def with_raw_response(self) -> VideosWithRawResponse:
         """The request methods, each returning a ``RawResponse`` (``parse()`` gives
@@ -143,7 +157,13 @@ class AsyncVideos(BaseClient):
         prefetch: int = 0,
         **options: Unpack[RequestOptions],
     ) -> AsyncGenerator[Video, None]:
-        """Jobs, oldest first by default: one page, or with ``all=True`` every job.
+        """Jobs, oldest first by default: **one page** (20 jobs unless ``limit``
+        says otherwise), or with ``all=True`` every job, page after page.
+
+        Unlike openai-python's ``list()``, ``async for v in videos.list()``
+        does not page through everything: pass ``all=True`` for that. When a
+        ``list()`` without ``limit`` ends on a page that says ``has_more``, a
+        one-time hint is logged (WARNING, on the ``asyncvideos`` logger).
 
         Nothing is fetched until the first job is asked for; with ``all=True``
         the next page is fetched only when the current one is used up (pages
@@ -163,12 +183,24 @@ class AsyncVideos(BaseClient):
             return iterate_items(
                 fetch, after=after, prefetch=prefetch, max_empty_pages=self._max_empty_pages
             )
-        return _one_page(fetch, after)
+        return _one_page(fetch, after, self._hint_one_page if limit is NOT_GIVEN else None)
+
+    def _hint_one_page(self, listed: int) -> None:
+        """Once per client: a bare ``list()`` stopped at a page that has more after it."""
+        if self._one_page_hinted:
+            return
+        self._one_page_hinted = True
+        logger.warning(
+            "list() gave one page (%d jobs) and the server has more: pass all=True to "
+            "walk every page, or limit= to ask for one page on purpose "
+            "(this hint is logged once per client)",
+            listed,
+        )
 
     async def list_page(
         self,
         *,
-        limit: int = DEFAULT_PAGE_SIZE,
+        limit: int = 20,
         order: Order = "asc",
         after: str | None = None,
         **options: Unpack[RequestOptions],
@@ -238,6 +270,10 @@ class AsyncVideos(BaseClient):
     ) -> Video:
         """``POST /videos``: start a (paid) generation job. Only the arguments given are sent.
 
+        ``seconds`` is 4, 8 or 12 (an int, or a str of digits): another length
+        is a ``ValueError`` before any request, since the API refuses it (a
+        gateway that allows others takes ``extra_body={"seconds": "10"}``). The
+        job's ``Video.seconds`` comes back as the API's string, ``"8"``.
         ``input_reference`` is a file (path, bytes or binary file object), sent
         as multipart/form-data, or ``{"image_url": ...}`` / ``{"file_id": ...}``,
         sent as JSON. Retries reuse one ``Idempotency-Key``, so a retry never
@@ -309,8 +345,12 @@ class AsyncVideos(BaseClient):
         idempotency_key: str | None = None,
         **options: Unpack[PostOptions],
     ) -> Video:
-        """``POST /videos/extensions``: continue a job (or an uploaded video) by ``seconds``."""
-        fields = {"prompt": check.prompt(prompt), "seconds": check.seconds(seconds)}
+        """``POST /videos/extensions``: continue a job (or an uploaded video) by ``seconds``:
+        4, 8, 12, 16 or 20 (another length is a ``ValueError`` before any request)."""
+        fields = {
+            "prompt": check.prompt(prompt),
+            "seconds": check.seconds(seconds),
+        }
         call = self._options("extend", options, idempotency_key=idempotency_key)
         return await self._post_with_source("/videos/extensions", video, fields, call, "extend")
 
@@ -427,7 +467,7 @@ class AsyncVideos(BaseClient):
         video: VideoRef,
         *,
         variant: Variant | NotGiven = NOT_GIVEN,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        chunk_size: int = 256 * 1024,
         **options: Unpack[RequestOptions],
     ) -> AsyncGenerator[bytes, None]:
         """The content body as chunks of at most ``chunk_size`` bytes, never whole
@@ -450,7 +490,7 @@ class AsyncVideos(BaseClient):
         video: VideoRef,
         *,
         variant: Variant | NotGiven = NOT_GIVEN,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        chunk_size: int = 256 * 1024,
         **options: Unpack[RequestOptions],
     ) -> AbstractAsyncContextManager[ContentStream]:
         """The content body, opened: ``async with videos.open_content(id) as body:``
@@ -492,7 +532,7 @@ class AsyncVideos(BaseClient):
         variant: Variant | NotGiven = NOT_GIVEN,
         overwrite: bool = False,
         on_progress: ProgressCallback | None = None,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        chunk_size: int = 256 * 1024,
         **options: Unpack[RequestOptions],
     ) -> Path:
         """Stream the content to ``path``: whole and checked, or not there at all.
@@ -570,7 +610,7 @@ class AsyncVideos(BaseClient):
         }
         return _WaitPlan(
             waiting=check.statuses(given.get("waiting_statuses", DEFAULT_WAITING_STATUSES)),
-            timeout=check.optional_seconds(given.get("timeout"), "timeout"),
+            timeout=_wait_timeout(method, given),
             poll_interval=check.optional_seconds(given.get("poll_interval"), "poll_interval"),
             on_progress=check.callback(given.get("on_progress"), "on_progress"),
             options=self._options(method, request, timeout_name="request_timeout"),
@@ -587,7 +627,7 @@ class AsyncVideos(BaseClient):
 
         The interval is the server's ``openai-poll-after-ms`` when it sends one
         (at least 0.1 s, or ``poll_interval`` when that is shorter), else
-        ``poll_interval``, else 1 s. ``timeout`` bounds the whole wait
+        ``poll_interval``, else 1 s. ``wait_timeout`` bounds the whole wait
         (``WaitTimeoutError`` carries the last state seen); ``request_timeout``
         bounds each poll. With ``raise_on_failure``, a failed job raises
         ``VideoFailedError``. ``on_progress(video)`` (sync or async) is called
@@ -635,8 +675,8 @@ class AsyncVideos(BaseClient):
         raise_on_failure: bool = False,
         **wait: Unpack[WaitOptions],
     ) -> Video:
-        """``create()`` then ``wait()``; ``timeout`` bounds the wait, ``request_timeout``
-        each request (the create's included)."""
+        """``create()`` then ``wait()``; ``wait_timeout`` bounds the wait,
+        ``request_timeout`` each request (the create's included)."""
         fields, upload = creation_fields(prompt, model, seconds, size, input_reference)
         plan = self._wait_plan("create_and_wait", wait)
         raise_on_failure = check.boolean(raise_on_failure, "raise_on_failure")
@@ -656,14 +696,14 @@ class AsyncVideos(BaseClient):
         self,
         videos: Iterable[VideoRef] | AsyncIterable[VideoRef],
         *,
-        concurrency: int = DEFAULT_WAIT_CONCURRENCY,
+        concurrency: int = 16,
         **wait: Unpack[WaitOptions],
     ) -> AsyncGenerator[WaitResult, None]:
         """Wait on many jobs together; yield a ``WaitResult`` per job as it finishes.
 
         At most ``concurrency`` polls are in flight at once, over the client's
         one connection pool. A job whose polls fail (a 404, say) is reported
-        with ``result.error`` and never stops the others; when ``timeout``
+        with ``result.error`` and never stops the others; when ``wait_timeout``
         (for the whole run) passes, each unfinished job is reported with a
         ``WaitTimeoutError``. Every job given is reported exactly once.
         Breaking out of the loop cancels the remaining polls. An exception
@@ -728,10 +768,30 @@ class VideosWithRawResponse:
         self.download_content: _Raw[bytes] = with_raw(videos.download_content)
 
 
-async def _one_page(fetch: FetchPage, after: str | None) -> AsyncGenerator[Video, None]:
+async def _one_page(
+    fetch: FetchPage, after: str | None, hint: Callable[[int], None] | None
+) -> AsyncGenerator[Video, None]:
     page = await fetch(after)
     for video in page.data:
         yield video
+    if hint is not None and page.has_more:  # only once the whole page was used
+        hint(len(page.data))
+
+
+def _wait_timeout(method: str, given: Mapping[str, Any]) -> float | None:
+    """``wait_timeout=``, or its deprecated old name ``timeout=``, checked."""
+    if "timeout" not in given:
+        return check.optional_seconds(given.get("wait_timeout"), "wait_timeout")
+    if "wait_timeout" in given:
+        raise TypeError(f"{method}() takes wait_timeout= or its old name timeout=, not both")
+    warnings.warn(
+        f"{method}(timeout=...) is deprecated: it bounds the whole wait, so it is called "
+        "wait_timeout= now (timeout= on every other method bounds one request; each "
+        "poll's limit here is request_timeout=)",
+        DeprecationWarning,
+        stacklevel=4,  # the caller of wait(), wait_many() or create_and_wait()
+    )
+    return check.optional_seconds(given["timeout"], "timeout")
 
 
 def _job_of(video: object, job: Callable[[str, object], Job]) -> Job:

@@ -35,7 +35,9 @@ from ._telemetry import WaitRecord
 from ._webhooks import Watch, WebhookReceiver
 
 Fetch = Callable[[], Awaitable[tuple[Video, "float | None"]]]
-OnProgress = Callable[[Video], Any]
+OnProgress: TypeAlias = Callable[[Video], Any]
+"""``on_progress(video)`` of the waits: a sync or async callable given the job's new
+state when its status or progress changes (and the state a wait starts from)."""
 #: A scope around one job's wait (a span, when tracing), given the job's id.
 Observe = Callable[[str], AbstractContextManager[WaitRecord]]
 #: One job for ``wait_many``: its id, how to fetch it, and its state when known.

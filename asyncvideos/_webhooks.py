@@ -37,13 +37,10 @@ __all__ = ["WebhookEvent", "WebhookReceiver", "verify_webhook"]
 logger = logging.getLogger("asyncvideos")
 
 SECRET_PREFIX = "whsec_"
-DEFAULT_TOLERANCE = 300.0
 #: The largest body ``WebhookReceiver.handle`` reads; an event is a few hundred bytes.
 MAX_BODY_BYTES = 256 * 1024
 #: Signatures read from one header: a rotation sends two or three.
 MAX_SIGNATURES = 16
-#: Events an ``events()`` consumer may fall behind by before the oldest are dropped.
-DEFAULT_MAX_QUEUED = 1000
 #: Event ids kept to recognise replays, whatever ``remember_events`` says.
 MIN_REMEMBERED_IDS = 10_000
 _EMPTY: Mapping[str, Any] = {}
@@ -104,7 +101,7 @@ def verify_webhook(
     headers: Mapping[str, str],
     secret: str,
     *,
-    tolerance: float = DEFAULT_TOLERANCE,
+    tolerance: float = 300.0,
 ) -> WebhookEvent:
     """Check a webhook request's signature and timestamp; return its event.
 
@@ -281,7 +278,7 @@ class WebhookReceiver:
         self,
         secret: str,
         *,
-        tolerance: float = DEFAULT_TOLERANCE,
+        tolerance: float = 300.0,
         remember_events: int = 10_000,
         remember_seconds: float = 600.0,
     ) -> None:
@@ -341,7 +338,7 @@ class WebhookReceiver:
             return web.Response(status=400, text=f"{error}\n")
         return web.Response(status=200, text="ok\n")
 
-    def events(self, *, max_queued: int = DEFAULT_MAX_QUEUED) -> AsyncGenerator[WebhookEvent, None]:
+    def events(self, *, max_queued: int = 1000) -> AsyncGenerator[WebhookEvent, None]:
         """Every event verified from the first iteration on, duplicates left out.
 
         At most ``max_queued`` events wait for a consumer that falls behind:

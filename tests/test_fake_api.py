@@ -1099,11 +1099,9 @@ class TestFaults:
 
     async def test_delay(self, api: FakeVideosAPI, http: aiohttp.ClientSession) -> None:
         """A delay makes a client timeout fire; the next request is normal."""
-        api.inject(Fault(delay=5.0))
-        began = time.perf_counter()
+        api.inject(Fault(delay=60.0))
         with pytest.raises(asyncio.TimeoutError):
             await call(http, api, "GET", "/v1/videos", timeout=aiohttp.ClientTimeout(total=0.2))
-        assert time.perf_counter() - began < 2
         assert (await call(http, api, "GET", "/v1/videos"))[0] == 200
 
     async def test_short_delay_then_normal(

@@ -51,8 +51,8 @@ async def public_api() -> None:
             async for chunk in videos.iter_content(created, chunk_size=1 << 20):
                 size: int = len(chunk)
             path: Path = await videos.download(created, "out/v.mp4", overwrite=True)
-            final: Video = await videos.wait(created, timeout=60, poll_interval=2.0)
-            final = await videos.create_and_wait("a cat", timeout=600)
+            final: Video = await videos.wait(created, wait_timeout=60, poll_interval=2.0)
+            final = await videos.create_and_wait("a cat", wait_timeout=600)
             raw: RawResponse[Video] = await videos.with_raw_response.retrieve("video_1")
             request_id: str | None = raw.request_id
             parsed: Video = raw.parse()
@@ -67,6 +67,7 @@ async def public_api() -> None:
                     status: str | None = result.video.status
                 else:
                     failure: Exception = result.error
+            final = await videos.wait(created, wait_timeout=60, request_timeout=5.0)
     del item_id, finished, more, character, deleted, data, size, path, final, outcome, failure
     del status, request_id, parsed, length
     seen: list[RetryDetails] = []

@@ -126,6 +126,11 @@ def _run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             return fail(1, str(error))
         except Exception as error:  # a bug or a server we did not foresee: still one line
             return fail(1, f"{type(error).__name__}: {error}" if str(error) else repr(error))
+        finally:
+            # After the error line: what the user may do next (wait for a job again).
+            for note in ctx.notes:
+                err.write(note + "\n")
+            err.flush()
 
 
 def client_options(args: argparse.Namespace) -> dict[str, Any]:

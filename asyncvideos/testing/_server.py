@@ -5,24 +5,33 @@ fakes in one process never share state. Each request goes through the same steps
 this order: read and record it; pick a fault; wait (``delay``); drop the connection
 (``drop``) or answer with the fault's status; otherwise replay an idempotent POST or run
 the endpoint; add the fault's headers; write the reply, possibly cut short.
+
+Each request answered is logged at DEBUG: one line on the ``asyncvideos.testing``
+logger (method, path and query, status, time taken, the fault met), its headers
+(credentials masked) and body on ``asyncvideos.testing.details``. DEBUG, so that a
+test capturing the client's INFO lines (its retries) sees nothing of the server's;
+``asyncvideos serve`` shows the lines on stderr, and the details with ``--debug``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from aiohttp import web
 
 from ._clock import Clock, RealClock
 from ._content import DEFAULT_CONTENT_SIZES, VARIANTS
-from ._faults import FaultPlan, fault_body
+from ._faults import Fault, FaultPlan, fault_body
 from ._jobs import JobStore, Outcome, VideosView
 from ._ratelimit import Limiter, RateLimit
-from ._recording import RecordedRequest, record
+from ._recording import RecordedRequest, mask_secret, record
 from ._routes import Reply, Router, Settings
 from ._webhooks import (
     WebhookDelivery,
@@ -36,6 +45,9 @@ if TYPE_CHECKING:
     from asyncvideos import AsyncVideos
 
 __all__ = ["DEFAULT_API_KEY", "FakeVideosAPI"]
+
+logger = logging.getLogger("asyncvideos.testing")
+details = logging.getLogger("asyncvideos.testing.details")
 
 DEFAULT_API_KEY = "sk-fake-0123456789abcdef"
 # Large enough for any upload a test makes; aiohttp's default (1 MiB) would answer 413.
@@ -63,7 +75,7 @@ class FakeVideosAPI(FaultPlan):
     def __init__(
         self,
         *,
-        api_key: str = DEFAULT_API_KEY,
+        api_key: str = "sk-fake-0123456789abcdef",  # DEFAULT_API_KEY, shown as its value
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Clock | None = None,
@@ -321,21 +333,30 @@ class FakeVideosAPI(FaultPlan):
         # Counted around the whole exchange, from reading the request to the last byte.
         self._in_flight += 1
         self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        response: web.StreamResponse | None = None
+        seen: dict[str, Any] = {}  # what the log tells: the record, and the fault met
         try:
-            return await self._handle_one(request)
+            response = await self._handle_one(request, seen)
+            return response
         finally:
             self._in_flight -= 1
+            if logger.isEnabledFor(logging.DEBUG):
+                _log_request(request, response, loop.time() - started, seen)
 
-    async def _handle_one(self, request: web.Request) -> web.StreamResponse:
+    async def _handle_one(self, request: web.Request, seen: dict[str, Any]) -> web.StreamResponse:
         try:
             rec = await record(request)
         except ConnectionError:
             return web.Response(status=499)  # the client went away mid-upload
         self._requests.append(rec)
+        seen["record"] = rec
         # Over the rate limit: a 429 before any fault or endpoint (neither is used up).
         limit = None if self._limiter is None else self._limiter.take()
         over = limit is not None and not limit.allowed
         fault = None if over else self.pick_fault(rec.method, rec.raw_path)
+        seen["met"] = "rate limited" if over else None if fault is None else _described(fault)
         if fault is not None and fault.delay:
             # Wakes early on close() so shutdown never waits for a long delay.
             with contextlib.suppress(asyncio.TimeoutError):
@@ -378,6 +399,58 @@ class FakeVideosAPI(FaultPlan):
                 reply.status, reply.body, dict(reply.headers)
             )
         return reply
+
+
+_LOGGED_BODY = 2000  # characters of a body shown at DEBUG
+
+
+def _described(fault: Fault) -> str:
+    """``fault: status=500, delay=0.1``: the fields a fault sets, for the log."""
+    unset = Fault()
+    shown = [
+        # A body is named, not quoted: a test may put anything in it (a key it checks for).
+        f"{field.name}=..." if field.name == "body" else f"{field.name}={value!r}"
+        for field in attrs.fields(Fault)
+        if (value := getattr(fault, field.name)) != getattr(unset, field.name)
+    ]
+    return "fault: " + ", ".join(shown)
+
+
+def _log_request(
+    request: web.Request,
+    response: web.StreamResponse | None,
+    elapsed: float,
+    seen: dict[str, Any],
+) -> None:
+    """One line per request; its headers and body on the details logger."""
+    rec: RecordedRequest | None = seen.get("record")
+    status = "dropped" if response is None or response.status == 499 else str(response.status)
+    met = seen.get("met")
+    logger.debug(
+        "%s %s -> %s in %.1f ms%s",
+        request.method,
+        request.raw_path,  # with the query string, as sent
+        status,
+        elapsed * 1000,
+        f" ({met})" if met else "",
+    )
+    if rec is None or not details.isEnabledFor(logging.DEBUG):
+        return
+    headers = {
+        name: mask_secret(value) if name in ("authorization", "api-key") else value
+        for name, value in rec.headers.items()
+    }
+    details.debug("  headers: %s", json.dumps(headers, ensure_ascii=False))
+    if rec.json is not None:
+        body = json.dumps(rec.json, ensure_ascii=False)
+    elif rec.form is not None:
+        body = "form " + json.dumps(rec.form, ensure_ascii=False)
+    elif rec.body:
+        body = f"{len(rec.body)} bytes"
+    else:
+        return
+    cut = "..." if len(body) > _LOGGED_BODY else ""
+    details.debug("  body: %s%s", body[:_LOGGED_BODY], cut)
 
 
 def _close_connection(request: web.Request) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import asyncvideos
+import asyncvideos.ledger
 import asyncvideos.testing
 import asyncvideos.webhooks
 
@@ -39,6 +40,7 @@ def documented() -> set[str]:
         (asyncvideos, "asyncvideos."),
         (asyncvideos.testing, "asyncvideos.testing."),
         (asyncvideos.webhooks, "asyncvideos.webhooks."),
+        (asyncvideos.ledger, "asyncvideos.ledger."),
     ],
 )
 def test_every_public_name_has_a_reference_entry(module: object, prefix: str) -> None:
@@ -59,6 +61,7 @@ def test_every_entry_is_public() -> None:
         "asyncvideos": asyncvideos,
         "asyncvideos.testing": asyncvideos.testing,
         "asyncvideos.webhooks": asyncvideos.webhooks,
+        "asyncvideos.ledger": asyncvideos.ledger,
     }
     for entry in documented() - set(modules):  # a module's own docstring
         module, _, name = entry.rpartition(".")

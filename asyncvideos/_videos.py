@@ -298,10 +298,13 @@ class AsyncVideos(BaseClient):
 
     def _sender(self, call: CallOptions) -> Send:
         """How the ledger sends a paid request: with ``call``'s options and its key."""
-        plain = attrs.evolve(call, extra_body={})  # merged into the request already
+        # extra_body is merged into the request already.
+        plain = call if not call.extra_body else attrs.evolve(call, extra_body={})
 
         async def send(request: PaidRequest, key: str) -> Video:
-            options = attrs.evolve(plain, idempotency_key=key)
+            options = plain
+            if key != plain.idempotency_key:  # a resend from resume(): the entry's key
+                options = attrs.evolve(plain, idempotency_key=key)
             files = () if request.file is None else (request.file,)
             if request.file is None:
                 return await self._call(
@@ -326,9 +329,10 @@ class AsyncVideos(BaseClient):
         return send
 
     def _retriever(self, call: CallOptions) -> Callable[[str], Awaitable[Video]]:
-        plain = attrs.evolve(call, idempotency_key=None, extra_body={})
+        """How the ledger reads a job: with ``call``'s options, no key, no body."""
 
         async def retrieve(video_id: str) -> Video:
+            plain = attrs.evolve(call, idempotency_key=None, extra_body={})  # rarely needed
             path = check.video_path(video_id)
             return await self._call("GET", path, plain, Video, "retrieve", video_id=video_id)
 

@@ -153,6 +153,16 @@ def _count_writes(base_url: str, key: str, jobs: int) -> float:
             Counted.writes += 1
             return await super().update(key, change, states=states, owner=owner)
 
+        async def record(
+            self, key: str, change: Change, *, states: Collection[State], owner: str | None = None
+        ) -> bool:
+            Counted.writes += 1
+            return await super().record(key, change, states=states, owner=owner)
+
+        async def note(self, key: str, change: Change, *, states: Collection[State]) -> None:
+            Counted.writes += 1
+            await super().note(key, change, states=states)
+
     folder = Path(tempfile.mkdtemp(prefix="ledger-count-"))
     asyncio.run(_jobs(base_url, key, jobs, Counted(folder / "count.db"), "count"))
     return Counted.writes / jobs
@@ -212,8 +222,8 @@ def report(
         f"completed at its {POLLS}th poll, poll hint 50 ms: {POLLS + 1} requests per job); each "
         f"run a fresh client process after a warm-up of {WARM_UP} jobs; CPU is the client "
         "process's, the ledger's thread included",
-        f"- the ledger's writes per job (begin, claims, updates; counted in a run of its "
-        f"own): {writes:.2f}",
+        "- the ledger's writes per job (begin, claims, updates, records, notes; counted in a "
+        f"run of its own): {writes:.2f}",
         "",
         "| client | CPU s | CPU vs no ledger | wall s | jobs failed |",
         "|---|---|---|---|---|",

@@ -281,6 +281,36 @@ class TestPaidCalls:
         assert done is not None
         assert done.state == "created"
 
+    async def test_a_long_post_keeps_its_lease(
+        self, api: FakeVideosAPI, db: Path, other: SQLiteLedger
+    ) -> None:
+        """A POST that outlives a third of the lease renews it: nobody can claim it."""
+        store = SQLiteLedger(db, lease_seconds=0.9)
+        api.inject(Fault(delay=1.5), times=1, method="POST")
+        async with api.client(ledger=store) as videos:
+            task = asyncio.ensure_future(videos.create("a boat", idempotency_key="k"))
+            await until(lambda: api.in_flight == 1, "the POST in flight")
+            first = await other.get("k")
+            assert first is not None
+            assert first.lease_expires_at is not None
+            renewed: list[Entry] = []
+
+            async def look() -> None:
+                while not renewed:
+                    entry = await other.get("k")
+                    assert entry is not None
+                    assert entry.lease_expires_at is not None
+                    if entry.lease_expires_at > first.lease_expires_at:
+                        renewed.append(entry)
+                    await asyncio.sleep(0.02)
+
+            await asyncio.wait_for(look(), 10)
+            assert renewed[0].owner == first.owner
+            assert await other.claim("k", owner="thief", states=("intent",)) is None
+            await task
+        await store.close()
+        assert posts(api) == ["k"]
+
     async def test_a_known_key_returns_its_job_with_one_retrieve(
         self, api: FakeVideosAPI, store: Counting
     ) -> None:

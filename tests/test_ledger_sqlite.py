@@ -281,3 +281,34 @@ def test_the_columns_are_the_entrys_fields_in_order() -> None:
     from asyncvideos.ledger import Entry
 
     assert tuple(field.name for field in attrs.fields(Entry)) == sqlite_backend._COLUMNS
+
+
+class TestNote:
+    async def test_a_noted_write_is_seen_by_every_later_call(self, tmp_path: Path) -> None:
+        async with SQLiteLedger(tmp_path / "jobs.db") as store:
+            await store.begin(intent("k1"), owner="a")
+            await store.note("k1", Change(status="in_progress"), states=("intent",))
+            entry = await store.get("k1")  # queued after the note: sees it
+            assert entry is not None
+            assert entry.status == "in_progress"
+
+    async def test_a_noted_write_that_fails_is_logged(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        async with SQLiteLedger(tmp_path / "jobs.db") as store:
+            await store.begin(intent("k1"), owner="a")
+            await store.begin(intent("k2"), owner="a")
+            await store.update("k1", Change(video_id="v1"), states=("intent",))
+            await store.note("k2", Change(video_id="v1"), states=("intent",))
+            entry = await store.get("k2")
+            assert entry is not None
+            assert entry.video_id is None
+        assert "could not record a status of k2" in caplog.text
+
+    async def test_noting_opens_the_ledger_when_needed(self, tmp_path: Path) -> None:
+        store = SQLiteLedger(tmp_path / "jobs.db")
+        try:
+            await store.note("k1", Change(status="x"), states=("created",))  # nothing to write
+            assert await store.entries() == []
+        finally:
+            await store.close()

@@ -62,6 +62,7 @@ from .._models import Video
 from .._protocol import FormFile
 from ._owners import new_owner, owner_is_dead
 from ._store import (
+    UNSET,
     Change,
     Entry,
     Intent,
@@ -144,6 +145,8 @@ class PaidRequest:
     file_path: str | None = None
     source_video_id: str | None = None
     _sha256: str | None = attrs.field(default=None, alias="sha256")
+    #: What is computed once: the fingerprint (a request is sent, and reconciled, as is).
+    _cache: dict[str, object] = attrs.field(factory=dict, eq=False, repr=False, init=False)
 
     @property
     def body(self) -> Mapping[str, Any]:
@@ -172,10 +175,13 @@ class PaidRequest:
         }
 
     def fingerprint(self) -> str:
-        described = self.described()
-        if self.file is not None:
-            described["file"] = {"sha256": self.file_sha256()}
-        return fingerprint(self.operation, described)
+        found = self._cache.get("fingerprint")
+        if found is None:
+            described = self.described()
+            if self.file is not None:
+                described["file"] = {"sha256": self.file_sha256()}
+            found = self._cache["fingerprint"] = fingerprint(self.operation, described)
+        return str(found)
 
     def intent(self, key: str) -> Intent:
         body = self.body
@@ -389,9 +395,12 @@ class Journal:
     ) -> Video:
         """POST with the lease held and record the answer; a failure goes to the
         policy (after a first attempt) or is raised (after a resend)."""
+        renewal = self.renewal(entry.key, owner, _INTENT)
         try:
-            async with self.renewing(entry.key, owner, _INTENT):
+            try:
                 video = await send(request, entry.key)
+            finally:
+                await renewal.stop()
         except asyncio.CancelledError:
             await self._release(entry.key, owner)
             raise
@@ -526,9 +535,17 @@ class Journal:
     # -- writes of the steps -----------------------------------------------
 
     async def _record_created(self, key: str, video: Video, *, adopted: bool = False) -> Entry:
-        change = attrs.evolve(status_change(video), video_id=video.id, lease="release")
-        if adopted:
-            change = attrs.evolve(change, error_code=None, error_message=None, candidates=())
+        error = video.error
+        change = Change(
+            state=state_of(video),
+            video_id=video.id,
+            status=video.status,
+            expires_at=video.expires_at,
+            error_code=None if error is None else error.code,
+            error_message=None if error is None else error.message,
+            candidates=() if adopted else UNSET,
+            lease="release",
+        )
         entry = await self.store.update(key, change, states=_UNANSWERED)
         if entry is None:
             current = await self.store.get(key)
@@ -572,32 +589,27 @@ class Journal:
         except AsyncVideosError as error:  # the lease then simply expires
             logger.warning("Could not release the lease on %s: %s", key, error)
 
+    def renewal(self, key: str, owner: str, states: tuple[State, ...]) -> _Renewal:
+        """Renew the lease on ``key`` from now until ``stop()``: every third of the
+        lease, from when a third has passed (most POSTs end well before, and
+        cost a timer only)."""
+        return _Renewal(self.store, key, owner, states)
+
     @contextlib.asynccontextmanager
     async def renewing(
         self, key: str, owner: str, states: tuple[State, ...]
     ) -> AsyncIterator[None]:
-        """Renew the lease on ``key`` while the block runs (a POST, a download)."""
-        interval = self.store.lease_seconds / 3
-
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(interval)
-                try:
-                    await self.store.update(key, Change(lease="renew"), states=states, owner=owner)
-                except AsyncVideosError as error:
-                    logger.warning("Could not renew the lease on %s: %s", key, error)
-
-        task = asyncio.ensure_future(renew())
+        """``renewal()`` while the block runs (a download, a listing)."""
+        renewal = self.renewal(key, owner, states)
         try:
             yield
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await renewal.stop()
 
     async def observed(self, entry: Entry, video: Video) -> None:
         """Record the job's status if it changed from what the entry says."""
         if video.status != entry.status and entry.state == "created":
-            await self.store.record(entry.key, status_change(video), states=_CREATED)
+            await self.store.note(entry.key, status_change(video), states=_CREATED)
 
     def recording(
         self, fetch: Fetch, video_id: str, known: tuple[str, str | None] | None = None
@@ -607,17 +619,22 @@ class Journal:
         ``known`` is ``(key, last status)`` when the caller has it; otherwise the
         entry is looked up on the first poll (a job of no entry is not recorded).
         """
-        state: list[Any] = [] if known is None else [known]
+        store = self.store
+        looked = known is not None
+        key, last = known if known is not None else ("", None)
 
         async def polled() -> tuple[Video, float | None]:
-            if not state:
-                entry = await self.store.find(video_id)
-                state.append(None if entry is None else (entry.key, entry.status))
+            nonlocal looked, key, last
+            if not looked:
+                looked = True
+                entry = await store.find(video_id)
+                if entry is not None:
+                    key, last = entry.key, entry.status
             video, hint = await fetch()
-            if state[0] is not None and video.status != state[0][1]:
-                key = state[0][0]
-                await self.store.record(key, status_change(video), states=_CREATED)
-                state[0] = (key, video.status)
+            if key and video.status != last:
+                last = video.status
+                # Not waited on: the store does it before anything later of ours.
+                await store.note(key, status_change(video), states=_CREATED)
             return video, hint
 
         return polled
@@ -666,6 +683,38 @@ class Journal:
             await self.store.record_status(event.video_id, status=status, state=state)  # type: ignore[arg-type]
         except AsyncVideosError as error:
             logger.warning("Could not record event %s in the ledger: %s", event.id, error)
+
+
+class _Renewal:
+    """A lease kept alive: a timer, then a task renewing every third of the lease."""
+
+    __slots__ = ("_interval", "_key", "_owner", "_states", "_store", "_task", "_timer")
+
+    def __init__(self, store: LedgerStore, key: str, owner: str, states: tuple[State, ...]) -> None:
+        self._store, self._key, self._owner, self._states = store, key, owner, states
+        self._interval = store.lease_seconds / 3
+        self._task: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(self._interval, self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.ensure_future(self._renew())
+
+    async def _renew(self) -> None:
+        while True:
+            try:
+                await self._store.update(
+                    self._key, Change(lease="renew"), states=self._states, owner=self._owner
+                )
+            except AsyncVideosError as error:
+                logger.warning("Could not renew the lease on %s: %s", self._key, error)
+            await asyncio.sleep(self._interval)
+
+    async def stop(self) -> None:
+        self._timer.cancel()
+        task = self._task
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 def _reused(key: str, entry: Entry | None = None) -> ValueError:

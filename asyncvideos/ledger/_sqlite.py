@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import math
 import os
 import sqlite3
@@ -39,10 +40,11 @@ from typing import Any, Literal, TypeVar
 
 from .._errors import LedgerError
 from ._store import Change, Entry, Intent, LedgerStore, State, VideoOwnedError
-from ._worker import Work, Worker
+from ._worker import Work, Worker, micro
 
 __all__ = ["MIGRATIONS", "SQLiteLedger"]
 
+logger = logging.getLogger("asyncvideos")
 T = TypeVar("T")
 Synchronous = Literal["full", "normal"]
 
@@ -159,7 +161,7 @@ _CHUNK = 500
 
 
 def _seconds(value: datetime | None) -> float | None:
-    return None if value is None else round(value.timestamp(), 6)
+    return None if value is None else micro(value.timestamp())
 
 
 class _Request(Mapping[str, Any]):
@@ -464,7 +466,7 @@ class SQLiteLedger(LedgerStore):
                 intent.source_video_id,
                 request,
                 owner,
-                round(now + self.lease_seconds, 6),
+                micro(now + self.lease_seconds),
                 now,
                 now,
             )
@@ -497,7 +499,7 @@ class SQLiteLedger(LedgerStore):
 
         def work(connection: sqlite3.Connection, now: float | None) -> Entry | None:
             assert now is not None
-            parameters: list[Any] = [owner, round(now + self.lease_seconds, 6), now]
+            parameters: list[Any] = [owner, micro(now + self.lease_seconds), now]
             parameters.extend(_column_value(name, value) for name, value in columns.items())
             parameters.extend([key, *chosen, now, owner])
             if replacing is not None:
@@ -532,6 +534,28 @@ class SQLiteLedger(LedgerStore):
 
         return await self._run(work, write=True) if chosen else False
 
+    async def note(self, key: str, change: Change, *, states: Collection[State]) -> None:
+        worker = self._worker
+        if worker is None:  # not open yet: the ordinary way opens it
+            await super().note(key, change, states=states)
+            return
+        columns = change.columns()
+        chosen = tuple(sorted(states))
+        statement = _update_statement(
+            tuple(columns), change.lease, len(chosen), False, returning=False
+        )
+
+        def work(connection: sqlite3.Connection, now: float | None) -> None:
+            assert now is not None
+            connection.execute(
+                statement, _update_parameters(now, columns, change, self.lease_seconds, key, chosen)
+            )
+
+        def failed(error: BaseException) -> None:
+            logger.warning("The ledger could not record a status of %s: %s", key, error)
+
+        worker.post(work, failed)
+
     async def update(
         self,
         key: str,
@@ -565,7 +589,7 @@ def _update_parameters(
     parameters: list[Any] = [now]
     parameters.extend(_column_value(name, value) for name, value in columns.items())
     if change.lease == "renew":
-        parameters.append(round(now + lease_seconds, 6))
+        parameters.append(micro(now + lease_seconds))
     parameters.append(key)
     parameters.extend(states)
     return parameters

@@ -105,7 +105,10 @@ subclasses ``LedgerContract`` and gives it a ``make_store`` fixture.
 Additive changes since ``stable``:
 
 - ``record(key, change, states=, owner=) -> bool``: ``update`` without the
-  entry read back (for status writes); the default calls ``update``.
+  entry read back; the default calls ``update``.
+- ``note(key, change, states=) -> None``: a write nobody waits on (statuses),
+  done in order before any later call returns, failures logged; the default
+  awaits ``record``.
 """
 
 from __future__ import annotations
@@ -113,6 +116,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
+import logging
 from collections.abc import Collection, Mapping
 from datetime import datetime
 from types import TracebackType
@@ -135,6 +139,8 @@ __all__ = [
     "VideoOwnedError",
     "fingerprint",
 ]
+
+logger = logging.getLogger("asyncvideos")
 
 State: TypeAlias = Literal[
     "intent",
@@ -472,6 +478,15 @@ class LedgerStore(abc.ABC):
         """``update()`` for a caller that does not need the entry back (a status
         write): whether it was written. A backend may skip reading the row."""
         return await self.update(key, change, states=states, owner=owner) is not None
+
+    async def note(self, key: str, change: Change, *, states: Collection[State]) -> None:
+        """A write nobody waits on (a status seen by a wait): done before any later
+        call on this store returns, in order; a failure is logged, not raised. The
+        default awaits ``record()``; a backend with a queue just queues it."""
+        try:
+            await self.record(key, change, states=states)
+        except LedgerError as error:
+            logger.warning("The ledger could not record a status of %s: %s", key, error)
 
     async def record_status(
         self,

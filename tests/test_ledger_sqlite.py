@@ -90,6 +90,22 @@ class TestOpening:
         with pytest.raises(LedgerError):  # a failed open can be tried again
             await store.open()
 
+    async def test_a_failed_open_leaves_no_thread(self, tmp_path: Path) -> None:
+        (tmp_path / "jobs.db").write_bytes(b"no database" * 100)
+        before = {thread.ident for thread in threading.enumerate()}
+        for _ in range(3):
+            with pytest.raises(LedgerError):
+                await SQLiteLedger(tmp_path / "jobs.db").open()
+        await asyncio.sleep(0.05)
+        alive = [
+            thread
+            for thread in threading.enumerate()
+            if thread.ident not in before and thread.name == "asyncvideos-ledger"
+        ]
+        for thread in alive:
+            thread.join(5)
+        assert not any(thread.is_alive() for thread in alive)
+
     async def test_a_folder_in_the_way_is_a_ledger_error(self, tmp_path: Path) -> None:
         (tmp_path / "jobs.db").mkdir()
         with pytest.raises(LedgerError):

@@ -298,6 +298,7 @@ class SQLiteLedger(LedgerStore):
         try:
             await worker.start()
         except BaseException as error:
+            worker.stop()  # the thread ends; the next open() starts another
             self._opening = None
             opening.set_exception(error)
             opening.exception()  # retrieved: the waiters, if any, re-raise it

@@ -40,7 +40,15 @@ class _Item(Generic[T]):
     error: BaseException | None = None
 
 
-_STOP = object()
+@attrs.define(slots=True)
+class _Stop:
+    """Close the connection (after the work queued before) and end the thread."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+    future: asyncio.Future[None] | None = None
+
+
+_STOP = _Stop()
 
 
 def micro(seconds: float) -> float:
@@ -91,8 +99,13 @@ class Worker:
         self._queue.put(_STOP)
 
     async def stopped(self) -> None:
-        self.stop()
-        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        """``stop()``, and wait until the connection is closed."""
+        if not self._thread.is_alive():
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.put(_Stop(loop, future))
+        await future
 
     # -- on the thread ---------------------------------------------------------
 
@@ -100,35 +113,36 @@ class Worker:
         try:
             self._connection = self._connect()
         except BaseException as error:  # reported to start(), and every later item
-            self._fail_all(error)
+            _stopped(self._fail_all(error))
             return
+        stop: _Stop | None = None
         try:
-            while True:
+            while stop is None:
                 first = self._queue.get()
-                if first is _STOP:
-                    return
+                if isinstance(first, _Stop):
+                    stop = first
+                    break
                 batch = [first]
-                stop = False
                 while True:
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
                         break
-                    if item is _STOP:
-                        stop = True
+                    if isinstance(item, _Stop):
+                        stop = item
                         break
                     batch.append(item)
                 self._run_batch(batch)
-                if stop:
-                    return
         finally:
             self._connection.close()
+            if stop is not None:
+                _stopped(stop)
 
-    def _fail_all(self, error: BaseException) -> None:
+    def _fail_all(self, error: BaseException) -> _Stop:
         while True:
             item = self._queue.get()
-            if item is _STOP:
-                return
+            if isinstance(item, _Stop):
+                return item
             item.error = error
             _deliver([item])
 
@@ -171,6 +185,20 @@ class Worker:
             item.result = item.work(connection, now)
         except Exception as error:
             item.error = error
+
+
+def _stopped(stop: _Stop) -> None:
+    """Tell ``stopped()`` that the connection is closed."""
+    loop, future = stop.loop, stop.future
+    if loop is None or future is None:
+        return
+
+    def settle() -> None:
+        if not future.done():
+            future.set_result(None)
+
+    with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+        loop.call_soon_threadsafe(settle)
 
 
 def _deliver(batch: list[_Item[Any]]) -> None:

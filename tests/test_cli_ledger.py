@@ -154,6 +154,22 @@ class TestResume:
         assert entries(db)[0].state == "rejected"
         assert run("resume", "--ledger", ledger, "--reconcile", "resend") == (0, "", "")
 
+    def test_a_failed_job_and_a_timeout_are_reported(
+        self, fake: ThreadedFake, run: Any, db: Path
+    ) -> None:
+        ledger = f"sqlite:///{db}"
+        fake.call(lambda: fake.api.set_outcome(None, "failed"))
+        run("create", "a storm", "--ledger", ledger)
+        code, out, err = run("resume", "--ledger", ledger)
+        assert code == 1
+        assert lines(out)[0]["status"] == "failed"
+        assert "ended as failed" in err
+        fake.call(lambda: fake.api.set_outcome(None, "completed", duration=3600))
+        run("create", "a long one", "--ledger", ledger)
+        code, _, err = run("resume", "--ledger", ledger, "--wait-timeout", "0.2")
+        assert code == 1
+        assert "did not finish within 0.2 s" in err
+
     def test_needs_a_ledger(self, fake: ThreadedFake, run: Any) -> None:
         code, _, err = run("resume")
         assert code == 2

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from conditions import until
 
@@ -311,6 +312,23 @@ class TestPaidCalls:
         await store.close()
         assert posts(api) == ["k"]
 
+    async def test_no_secret_reaches_the_ledger(
+        self, api: FakeVideosAPI, db: Path, tmp_path: Path
+    ) -> None:
+        """Neither the key nor any header is in the file, whatever the calls did."""
+        image = tmp_path / "a.png"
+        image.write_bytes(PNG)
+        async with api.client(
+            ledger=f"sqlite:///{db}", default_headers={"X-Secret-Header": "hunter2-secret"}
+        ) as videos:
+            video = await videos.create_and_wait("a boat", idempotency_key="k")
+            await videos.create("a cat", input_reference=image, idempotency_key="f")
+            await videos.download(video, tmp_path / "boat.mp4")
+        stored = _ledger_bytes(tmp_path)
+        assert b"a boat" in stored  # prompts are kept: the ledger is readable this way
+        for secret in (api.api_key, "hunter2-secret", "X-Secret-Header", "Authorization"):
+            assert secret.encode() not in stored
+
     async def test_a_known_key_returns_its_job_with_one_retrieve(
         self, api: FakeVideosAPI, store: Counting
     ) -> None:
@@ -570,6 +588,23 @@ class TestResend:
         assert entry is not None
         assert (entry.state, entry.video_id) == ("created", video.id)
 
+    async def test_only_as_sound_as_the_servers_memory_of_keys(self, store: Counting) -> None:
+        """A server that forgot the key (its idempotency_ttl passed) makes a second job:
+        why the guide says resend holds within the time the server keeps keys."""
+        clock = ManualClock()
+        async with FakeVideosAPI(clock=clock, idempotency_ttl=60) as api:
+            # A process wrote its intent, POSTed, and died before the answer.
+            await store.begin(_paid_intent("a boat", "k"), owner=owner_of(dead_pid()))
+            headers = {"Authorization": f"Bearer {api.api_key}", "Idempotency-Key": "k"}
+            async with aiohttp.ClientSession() as http:
+                url = f"{api.base_url}/videos"
+                async with http.post(url, json={"prompt": "a boat"}, headers=headers) as sent:
+                    assert sent.status == 200
+            clock.advance(61)
+            async with api.client(ledger=store, reconcile="resend") as videos:
+                await videos.create("a boat", idempotency_key="k")
+            assert len(api.videos) == 2
+
     async def test_a_failed_resend_leaves_the_intent_for_later(
         self, api: FakeVideosAPI, store: Counting
     ) -> None:
@@ -772,6 +807,11 @@ class TestHolders:
             child.wait()
 
 
+def _ledger_bytes(folder: Path) -> bytes:
+    """Every byte of the ledger's files (the database, its WAL)."""
+    return b"".join(path.read_bytes() for path in folder.glob("jobs.db*"))
+
+
 def _zombie(pid: int) -> bool:
     with open(f"/proc/{pid}/stat", "rb") as file:
         return file.read().rpartition(b")")[2].split()[0] == b"Z"
@@ -779,6 +819,10 @@ def _zombie(pid: int) -> bool:
 
 async def _intent_of(videos: AsyncVideos, prompt: str, key: str) -> Intent:
     """The intent the client would write for ``create(prompt, idempotency_key=key)``."""
+    return _paid_intent(prompt, key)
+
+
+def _paid_intent(prompt: str, key: str) -> Intent:
     from asyncvideos.ledger._flow import PaidRequest
 
     return PaidRequest("create", "/videos", json={"prompt": prompt}).intent(key)

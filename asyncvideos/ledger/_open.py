@@ -3,8 +3,11 @@
 ``sqlite:///relative/jobs.db`` and ``sqlite:////absolute/jobs.db`` (SQLAlchemy's
 convention: the path is what follows the third slash), with options as query
 parameters: ``?lease_seconds=30&synchronous=normal&busy_timeout=10``.
-``postgresql://...`` is the fleet backend's, from the ``postgres`` extra.
-Nothing is opened here: the ledger connects on first use.
+``postgresql://...`` (and ``postgres://``) is the fleet backend's, from the
+``postgres`` extra: this imports ``asyncvideos.ledger._postgres`` and calls its
+``ledger_from_url(url) -> LedgerStore``; without that module (or its driver)
+the error says what to install. Nothing is opened here: the ledger connects
+on first use.
 """
 
 from __future__ import annotations

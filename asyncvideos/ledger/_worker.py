@@ -159,9 +159,12 @@ class Worker:
             return
         try:
             connection.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as error:
+        except sqlite3.Error as error:  # no write lock: the writes fail, the reads run
             for item in batch:
-                item.error = error
+                if item.write:
+                    item.error = error
+                else:
+                    self._one(item, connection, None)
             _deliver(batch)
             return
         for item in batch:

@@ -115,6 +115,14 @@ async def store(db: Path) -> AsyncIterator[Counting]:
 
 
 @pytest.fixture
+async def quick_store(db: Path) -> AsyncIterator[Counting]:
+    """A store with a 2 s lease: a held entry is looked at again every 0.1 s."""
+    counting = Counting(SQLiteLedger(db, lease_seconds=2))
+    yield counting
+    await counting.close()
+
+
+@pytest.fixture
 async def other(db: Path) -> AsyncIterator[SQLiteLedger]:
     """A second connection to the same file, as another process would have."""
     ledger = SQLiteLedger(db)
@@ -748,9 +756,10 @@ class TestHolders:
         assert list(api.videos) == [video.id]
 
     async def test_a_live_holder_is_waited_on_not_reconciled(
-        self, api: FakeVideosAPI, store: Counting, other: SQLiteLedger
+        self, api: FakeVideosAPI, quick_store: Counting, other: SQLiteLedger
     ) -> None:
         """Another live process is mid-POST: its answer is taken, nothing is sent."""
+        store = quick_store
         sleeper = await asyncio.create_subprocess_exec(
             sys.executable, "-c", "import time; time.sleep(30)"
         )

@@ -16,7 +16,17 @@ from typing import Any
 
 import pytest
 from conditions import until
-from test_ledger import PNG, Counting, _paid_intent, dead_pid, owner_of, posts
+
+# quick_store is a fixture of test_ledger's, requested by name.
+from test_ledger import (  # noqa: F401
+    PNG,
+    Counting,
+    _paid_intent,
+    dead_pid,
+    owner_of,
+    posts,
+    quick_store,
+)
 
 from asyncvideos import (
     AmbiguousCreateError,
@@ -98,9 +108,10 @@ class TestRaces:
         assert entry.video_id == theirs
 
     async def test_a_download_held_by_another_process_is_waited_for(
-        self, api: FakeVideosAPI, store: Counting, db: Path, tmp_path: Path
+        self, api: FakeVideosAPI, quick_store: Counting, db: Path, tmp_path: Path
     ) -> None:
         """Two workers, one file: the second waits and takes the first one's."""
+        store = quick_store
         target = tmp_path / "boat.mp4"
         sleeper = await asyncio.create_subprocess_exec(
             sys.executable, "-c", "import time; time.sleep(30)"
@@ -337,9 +348,10 @@ class TestSmallPrint:
 
 class TestExpiry:
     async def test_expiry_found_while_waiting_for_another_holder(
-        self, store: Counting, db: Path, tmp_path: Path
+        self, quick_store: Counting, db: Path, tmp_path: Path
     ) -> None:
         """Another process holds the download; it finds the content expired."""
+        store = quick_store
         sleeper = await asyncio.create_subprocess_exec(
             sys.executable, "-c", "import time; time.sleep(30)"
         )

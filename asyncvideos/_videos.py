@@ -63,7 +63,8 @@ from ._waiting import Fetch, Job, Observe, OnProgress, WaitResult, wait_for, wai
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from .ledger._flow import PaidRequest, Send
+    from .ledger._flow import Send
+    from .ledger._request import PaidRequest
     from .ledger._resume import Write
     from .ledger._store import LedgerStore
 
@@ -279,7 +280,7 @@ class AsyncVideos(BaseClient):
             return await self._call(
                 "POST", path, call, Video, operation, form_fields=fields, form_files=(part,)
             )
-        from .ledger._flow import PaidRequest
+        from .ledger._request import PaidRequest
 
         journal = await self._ready_journal()
         extra = call.extra_body

@@ -374,7 +374,7 @@ class TestPaidCalls:
 
     def test_extra_body_is_part_of_the_request(self) -> None:
         """What a gateway is asked (extra_body) defines the request too."""
-        from asyncvideos.ledger._flow import PaidRequest
+        from asyncvideos.ledger._request import PaidRequest
 
         plain = PaidRequest("create", "/videos", json={"prompt": "a boat"})
         extra = PaidRequest("create", "/videos", json={"prompt": "a boat", "x": 1})
@@ -832,7 +832,7 @@ async def _intent_of(videos: AsyncVideos, prompt: str, key: str) -> Intent:
 
 
 def _paid_intent(prompt: str, key: str) -> Intent:
-    from asyncvideos.ledger._flow import PaidRequest
+    from asyncvideos.ledger._request import PaidRequest
 
     return PaidRequest("create", "/videos", json={"prompt": prompt}).intent(key)
 

@@ -213,7 +213,7 @@ def _gone(owner: str | None) -> bool:
 
 
 async def _give_back(journal: Journal, key: str, owner: str) -> None:
-    await journal._release(key, owner, _DOWNLOADABLE)
+    await journal.release(key, owner, _DOWNLOADABLE)
 
 
 def file_name(video_id: str, variant: str) -> str:

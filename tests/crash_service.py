@@ -44,7 +44,7 @@ from typing import Any
 
 # Everything a generation uses, imported before the first fork: every restart
 # runs the same code, and pays no import.
-import asyncvideos.ledger._config  # noqa: F401
+import asyncvideos.ledger._config
 import asyncvideos.ledger._resume  # noqa: F401
 from asyncvideos import AmbiguousCreateError, AsyncVideos, AsyncVideosError
 from asyncvideos.ledger import Change, Entry, Intent, LedgerStore, State, open_ledger

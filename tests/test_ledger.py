@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Collection
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -230,9 +232,7 @@ class TestConstructor:
     ) -> None:
         async with SQLiteLedger(db):
             pass
-        import sqlite3
-
-        with sqlite3.connect(db) as connection:
+        with closing(sqlite3.connect(db)) as connection, connection:
             connection.execute("UPDATE schema_version SET version = 7")
         videos = api.client(ledger=f"sqlite:///{db}")
         with pytest.raises(LedgerError, match="newer"):

@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ class TestContract(LedgerContract):
 
 
 def pragma(path: Path, name: str) -> object:
-    with sqlite3.connect(path) as connection:
+    with closing(sqlite3.connect(path)) as connection, connection:
         return connection.execute(f"PRAGMA {name}").fetchone()[0]
 
 
@@ -47,7 +48,7 @@ class TestOpening:
             assert await store.entries() == []
         assert path.is_file()
         assert pragma(path, "journal_mode") == "wal"
-        with sqlite3.connect(path) as connection:
+        with closing(sqlite3.connect(path)) as connection, connection:
             assert connection.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
 
     async def test_calls_run_off_the_event_loop_thread(self, tmp_path: Path) -> None:
@@ -128,18 +129,18 @@ class TestMigrations:
         path = tmp_path / "jobs.db"
         async with SQLiteLedger(path) as store:
             await store.begin(intent("k1"), owner="a")
-        with sqlite3.connect(path) as connection:
+        with closing(sqlite3.connect(path)) as connection, connection:
             connection.execute("UPDATE schema_version SET version = 99")
         with pytest.raises(LedgerError, match=r"schema version 99, newer .* \(1\)"):
             await SQLiteLedger(path).open()
-        with sqlite3.connect(path) as connection:  # and nothing was changed
+        with closing(sqlite3.connect(path)) as connection, connection:  # and nothing was changed
             assert connection.execute("SELECT version FROM schema_version").fetchall() == [(99,)]
 
     async def test_two_version_rows_are_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "jobs.db"
         async with SQLiteLedger(path):
             pass
-        with sqlite3.connect(path) as connection:
+        with closing(sqlite3.connect(path)) as connection, connection:
             connection.execute("INSERT INTO schema_version VALUES (1)")
         with pytest.raises(LedgerError, match="schema_version rows"):
             await SQLiteLedger(path).open()
@@ -158,7 +159,7 @@ class TestMigrations:
                 entry = await store.get("k1")
                 assert entry is not None
                 assert entry.prompt == "a paper boat"
-        with sqlite3.connect(path) as connection:
+        with closing(sqlite3.connect(path)) as connection, connection:
             assert connection.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
             assert connection.execute("SELECT key FROM notes").fetchall() == [("migrated",)]
 
@@ -172,7 +173,7 @@ class TestMigrations:
         monkeypatch.setattr(sqlite_backend, "MIGRATIONS", (*sqlite_backend.MIGRATIONS, broken))
         with pytest.raises(LedgerError):
             await SQLiteLedger(path).open()
-        with sqlite3.connect(path) as connection:
+        with closing(sqlite3.connect(path)) as connection, connection:
             assert connection.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
             tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
             assert "notes" not in tables

@@ -97,7 +97,7 @@ The rules the database enforces (never a read-then-write in Python):
 Leases use the backend's clock: ``claim`` and ``begin`` set
 ``lease_expires_at`` to its now plus ``lease_seconds``; a lease is free when
 ``owner`` is NULL or ``lease_expires_at <= now``. Owners are opaque strings
-made by the flow (host, process and call; see ``_flow.py``).
+made by the flow (host, process and call; see ``_owners.py``).
 
 ``tests/ledger_contract.py`` is this contract as tests: a backend's test module
 subclasses ``LedgerContract`` and gives it a ``make_store`` fixture.

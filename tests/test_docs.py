@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import asyncvideos
+import asyncvideos.ledger
 import asyncvideos.testing
 import asyncvideos.webhooks
 
@@ -45,6 +46,7 @@ def documented() -> set[str]:
         (asyncvideos, "asyncvideos."),
         (asyncvideos.testing, "asyncvideos.testing."),
         (asyncvideos.webhooks, "asyncvideos.webhooks."),
+        (asyncvideos.ledger, "asyncvideos.ledger."),
     ],
 )
 def test_every_public_name_has_a_reference_entry(module: object, prefix: str) -> None:
@@ -65,6 +67,7 @@ def test_every_entry_is_public() -> None:
         "asyncvideos": asyncvideos,
         "asyncvideos.testing": asyncvideos.testing,
         "asyncvideos.webhooks": asyncvideos.webhooks,
+        "asyncvideos.ledger": asyncvideos.ledger,
     }
     for entry in documented() - set(modules):  # a module's own docstring
         module, _, name = entry.rpartition(".")

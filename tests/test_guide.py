@@ -25,6 +25,8 @@ in a temporary folder:
   parser, each ``pip install`` names only extras that exist;
 - a block after ``<!-- test: same-as PATH -->`` must equal that file of the repository
   (its comments aside);
+- a block after ``<!-- test: by PATH::TEST -->`` is run by that test of the
+  repository, which needs a set-up of its own (a ledger, a fault): the test must exist;
 - ``text`` blocks are output, not code.
 
 Any other block fails the test, so that no example is left unchecked.
@@ -141,6 +143,8 @@ class Page:
         how = block.how.split()
         if how and how[0] == "same-as":
             same_as(block, ROOT / how[1])
+        elif how and how[0] == "by":
+            delegated_to(block, how[1])
         elif how == ["setup"]:
             setup(block)
         elif how == ["pyproject"]:
@@ -278,6 +282,17 @@ async def shell(block: Block) -> None:
     )
     out, err = await asyncio.wait_for(process.communicate(), 120)
     assert process.returncode == 0, f"{block.where}:\n{out.decode()}\n{err.decode()}"
+
+
+def delegated_to(block: Block, test: str) -> None:
+    """A block that ``test`` (``tests/test_x.py::test_name``) runs: it must exist."""
+    path, _, name = test.partition("::")
+    module = ROOT / path
+    assert module.is_file(), f"{block.where}: no {path}"
+    source = module.read_text(encoding="utf-8")
+    assert re.search(rf"^(async )?def {re.escape(name)}\(", source, re.M), (
+        f"{block.where}: {path} has no test {name}"
+    )
 
 
 def test_every_page_is_collected() -> None:

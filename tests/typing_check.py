@@ -19,6 +19,15 @@ from asyncvideos import (
     VideoPage,
     WaitResult,
 )
+from asyncvideos.ledger import (
+    AmbiguousCreateError,
+    ContentExpiredError,
+    Entry,
+    LedgerStore,
+    SQLiteLedger,
+    State,
+    open_ledger,
+)
 from asyncvideos.testing import FakeVideosAPI, Fault, ManualClock
 from asyncvideos.webhooks import WebhookEvent, WebhookReceiver
 
@@ -86,7 +95,45 @@ async def public_api() -> None:
     receiver = WebhookReceiver(FakeVideosAPI.generate_webhook_secret(), remember_events=100)
     events: AsyncGenerator[WebhookEvent, None] = receiver.events(max_queued=100)
     await events.aclose()
+    await ledgered()
     print(asyncvideos.__version__)
+
+
+async def ledgered() -> None:
+    async with FakeVideosAPI(idempotency_keys=False, idempotency_ttl=None) as api:
+        ledger: LedgerStore = SQLiteLedger(
+            Path("jobs.db"), lease_seconds=30.0, synchronous="normal"
+        )
+        other: LedgerStore = open_ledger("sqlite:///other.db")
+
+        def created(entry: Entry) -> None:
+            print(entry.key, entry.video_id)
+
+        async with api.client(
+            ledger=ledger, reconcile="adopt", on_created=created, clock_skew=60.0
+        ) as videos:
+            try:
+                video: Video = await videos.create_and_wait("a cat", idempotency_key="order-1")
+            except AmbiguousCreateError as error:
+                key: str = error.key
+                candidates: tuple[str, ...] = error.candidates
+                assert videos.ledger is not None
+                settled: Entry = await videos.ledger.resolve(key, video_id=candidates[0])
+                del settled
+            else:
+                try:
+                    await videos.download(video, Path("out.mp4"))
+                except ContentExpiredError as expired:
+                    print(expired.video_id, expired.expires_at)
+            async for result in videos.resume(download_dir="videos", timeout=60.0):
+                ledger_key: str | None = result.key
+                del ledger_key
+            state: State = "created"
+            entries: list[Entry] = await ledger.entries(state=state)
+            del entries
+        await other.close()
+        async with AsyncVideos(api_key="sk-x", ledger="sqlite:///jobs.db") as by_url:
+            assert by_url.ledger is not None
 
 
 if __name__ == "__main__":

@@ -492,6 +492,13 @@ async def _download_one(ctx: Context, client: AsyncVideos, video: Video | str) -
     ctx.out.downloaded(video_id, args.variant, str(path), path.stat().st_size)
 
 
+async def resume(ctx: Context, client: AsyncVideos) -> int:
+    """``resume``: in ``_jobs``, with ``jobs``."""
+    from ._jobs import resume as resume_jobs
+
+    return await resume_jobs(ctx, client)
+
+
 COMMANDS: dict[str, Callable[[Context, AsyncVideos], Awaitable[int]]] = {
     "get": get,
     "retrieve": get,
@@ -501,6 +508,7 @@ COMMANDS: dict[str, Callable[[Context, AsyncVideos], Awaitable[int]]] = {
     "delete": delete,
     "wait": wait,
     "download": download,
+    "resume": resume,
 }
 
 __all__ = [

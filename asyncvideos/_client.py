@@ -26,6 +26,7 @@ from yarl import URL
 
 from . import _errors as errors
 from . import _validate as check
+from ._budget import BudgetStore, SharedPacer, budget_name
 from ._callbacks import call_back
 from ._config import (
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -207,10 +208,12 @@ class BaseClient:
         # Waits finish on this receiver's events, polling only as a fallback.
         self._webhooks = check_receiver(webhooks)
         self._webhook_fallback = check_fallback_interval(webhook_fallback_interval)
-        # One rate budget for every request and task of this client (see _pacing).
-        self._pacer = Pacer(
-            max_requests_per_second=check_max_rate(max_requests_per_second),
-            adaptive=check.boolean(pacing, "pacing"),
+        # One rate budget for every request and task of this client (see _pacing),
+        # or of the fleet's when a shared store is given (_share_rate_budget).
+        self._max_rate = check_max_rate(max_requests_per_second)
+        self._adaptive = check.boolean(pacing, "pacing")
+        self._pacer: Pacer | SharedPacer = Pacer(
+            max_requests_per_second=self._max_rate, adaptive=self._adaptive
         )
         self._transport = Transport(
             session=session,
@@ -255,6 +258,22 @@ class BaseClient:
         key = self._settings.api_key
         shown = mask_secret(key) if isinstance(key, str) else "<callable>"
         return f"{type(self).__name__}(base_url={self.base_url!r}, api_key={shown!r})"
+
+    def _share_rate_budget(self, store: BudgetStore, name: str | None = None) -> None:
+        """Take request turns from the fleet's budget in ``store`` (see ``_budget``)
+        instead of this client's own; a ledger on a shared database does this.
+
+        ``name`` identifies the budget in the store; by default a hash of the base
+        URL and the key (a callable key needs a name: it is not known yet).
+        """
+        if name is None:
+            key = self._settings.api_key
+            if not isinstance(key, str):
+                raise TypeError("a shared rate budget for a callable api_key needs a name")
+            name = budget_name(self.base_url, key)
+        self._pacer = SharedPacer(
+            store, name, max_requests_per_second=self._max_rate, adaptive=self._adaptive
+        )
 
     # -- options -----------------------------------------------------------
 

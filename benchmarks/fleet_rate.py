@@ -11,33 +11,40 @@ each worker its share.
 
 For each limit (100, 50 and 10 requests/s), with and without the ``x-ratelimit-*``
 headers (without them a client learns only from 429s), each budget (``per-process``:
-each client's own pacer, as today) and each N (1, 2, 4, 8, 16): the share of
+each client's own pacer, as today; ``shared``: the fleet's one budget in PostgreSQL,
+a throwaway server started for the run, a fresh budget each run) and each N (1, 2,
+4, 8, 16): the share of
 responses that were 429s, wall time against the ideal (the requests the fake
 answered without a 429, at exactly the limit: ``requests / limit``), and the jobs
-that failed (their retries spent on 429s). Goals: <= 1 % 429s, wall <= 1.2x ideal,
-no job failed.
+that failed (their retries spent on 429s); for the shared budget, the database
+exchanges per request and their mean latency. Goals: <= 1 % 429s, wall <= 1.2x
+ideal, no job failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import sys
 import time
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import attrs
 
 from benchmarks._fleet import Child, markdown_table, receive
 
+TESTS = Path(__file__).resolve().parent.parent / "tests"
 QUEUE_SECONDS = 0.0
 RUN_SECONDS = 1.0
 POLL_AFTER_MS = 1000
 #: A bucket that refills in 1 s is full again after this pause between runs.
 REFILL_SECONDS = 1.2
-BUDGETS = ("per-process",)
+BUDGETS = ("per-process", "shared")
 GOAL_SHARE = 0.01
 GOAL_RATIO = 1.2
 
@@ -53,6 +60,8 @@ class Outcome:
     rate_limited: int
     failed: int
     wall: float
+    exchanges: int = 0
+    exchange_ms: float = 0.0
 
     @property
     def share(self) -> float:
@@ -82,6 +91,9 @@ class Outcome:
             f"{self.ideal:.1f}",
             f"{self.ratio:.2f}x",
             f"{self.failed}/{self.jobs}",
+            f"{self.exchanges / self.requests:.2f} ({self.exchange_ms:.2f} ms)"
+            if self.exchanges
+            else "-",
             "PASS" if self.passed else "MISS",
         ]
 
@@ -97,6 +109,7 @@ HEADER = (
     "ideal s",
     "wall / ideal",
     "jobs failed",
+    "db exchanges per request (mean latency)",
     "goal",
 )
 
@@ -139,7 +152,14 @@ async def _worker(conn: Connection) -> None:
     from asyncvideos import AsyncVideos, AsyncVideosError
 
     while (run := await receive(conn)) != "stop":
-        async with AsyncVideos(api_key=run["key"], base_url=run["base_url"]) as client:
+        async with AsyncExitStack() as stack:
+            client = await stack.enter_async_context(
+                AsyncVideos(api_key=run["key"], base_url=run["base_url"])
+            )
+            store = None
+            if run["budget"] == "shared":
+                store = await stack.enter_async_context(_TimedStore.connect(run["database"]))
+                client._share_rate_budget(store, run["name"])
             conn.send("ready")
             await receive(conn)  # go
             failed = 0
@@ -152,7 +172,48 @@ async def _worker(conn: Connection) -> None:
                     failed += 1
 
             await asyncio.gather(*(job(i) for i in range(run["jobs"])))
-            conn.send({"failed": failed, "done": time.time()})
+            conn.send(
+                {
+                    "failed": failed,
+                    "done": time.time(),
+                    "exchanges": 0 if store is None else store.exchanges,
+                    "exchange_seconds": 0.0 if store is None else store.seconds,
+                }
+            )
+
+
+class _TimedStore:
+    """The PostgreSQL budget store on its own pool, timing each exchange."""
+
+    def __init__(self, pool: Any) -> None:
+        from asyncvideos._postgres_budget import PostgresBudgetStore
+
+        self._pool = pool
+        self._store = PostgresBudgetStore(pool)
+        self.exchanges = 0
+        self.seconds = 0.0
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, url: str) -> AsyncIterator[_TimedStore]:
+        from psycopg_pool import AsyncConnectionPool
+
+        pool = AsyncConnectionPool(
+            url, min_size=1, max_size=2, open=False, kwargs={"autocommit": True}
+        )
+        await pool.open(wait=True)
+        try:
+            yield cls(pool)
+        finally:
+            await pool.close()
+
+    async def exchange(self, name: str, report: Any, want: int) -> Any:
+        began = time.perf_counter()
+        try:
+            return await self._store.exchange(name, report, want)
+        finally:
+            self.exchanges += 1
+            self.seconds += time.perf_counter() - began
 
 
 # -- the coordinator -------------------------------------------------------------------
@@ -163,8 +224,9 @@ async def run_once(
 ) -> dict[str, Any]:
     await fake.ask("reset")
     shares = [jobs // len(workers) + (i < jobs % len(workers)) for i in range(len(workers))]
+    name = f"bench-{secrets.token_hex(4)}"  # a budget nobody has learned: a cold start
     for worker, share in zip(workers, shares, strict=True):
-        worker.send({**server, "jobs": share, "timeout": timeout})
+        worker.send({**server, "jobs": share, "timeout": timeout, "name": name})
     for worker in workers:
         assert await worker.recv() == "ready"
     began = time.time()
@@ -172,11 +234,14 @@ async def run_once(
         worker.send("go")
     results = [await worker.recv() for worker in workers]
     requests, rate_limited = await fake.ask("count")
+    exchanges = sum(r["exchanges"] for r in results)
     return {
         "requests": requests,
         "rate_limited": rate_limited,
         "failed": sum(r["failed"] for r in results),
         "wall": max(r["done"] for r in results) - began,
+        "exchanges": exchanges,
+        "exchange_ms": 1000 * sum(r["exchange_seconds"] for r in results) / max(exchanges, 1),
     }
 
 
@@ -189,6 +254,9 @@ async def bench(
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
     async with AsyncExitStack() as stack:
+        database = ""
+        if "shared" in budgets:
+            database = await _postgres(stack)
         pools: dict[int, list[Child]] = {}
         for n in processes:
             pools[n] = []
@@ -206,7 +274,11 @@ async def bench(
                     for budget in budgets:
                         for n in processes:
                             figures = await run_once(
-                                fake, server, pools[n], jobs=jobs, timeout=timeout
+                                fake,
+                                {**server, "budget": budget, "database": database},
+                                pools[n],
+                                jobs=jobs,
+                                timeout=timeout,
                             )
                             outcome = Outcome(limit, headers, budget, n, jobs, **figures)
                             print(" | ".join(outcome.row()), file=sys.stderr, flush=True)
@@ -214,6 +286,22 @@ async def bench(
                 finally:
                     await fake.stop()
     return outcomes
+
+
+async def _postgres(stack: AsyncExitStack) -> str:
+    """A throwaway PostgreSQL server (tests/postgres_server.py), fsync on: a commit's
+    real cost is part of an exchange's; the budget table in a new database."""
+    sys.path.insert(0, str(TESTS))
+    from postgres_server import PostgresServer, unavailable
+
+    reason = unavailable()
+    if reason is not None:
+        raise SystemExit(f"--budget shared needs PostgreSQL: {reason}")
+    server = stack.enter_context(PostgresServer(fsync=True))
+    url = server.create_database("bench")
+    async with _TimedStore.connect(url) as store:
+        await store._store.create_table()
+    return url
 
 
 def _ints(text: str) -> list[int]:

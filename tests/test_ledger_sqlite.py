@@ -1,0 +1,224 @@
+"""``SQLiteLedger`` on real files: the backend contract, migrations, durability settings."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from ledger_contract import LedgerContract, MakeStore, intent
+
+from asyncvideos import LedgerError
+from asyncvideos.ledger import SQLiteLedger, open_ledger
+from asyncvideos.ledger import _sqlite as sqlite_backend
+
+
+@pytest.fixture
+async def make_store(tmp_path: Path) -> AsyncIterator[MakeStore]:
+    stores: list[SQLiteLedger] = []
+
+    async def make(lease_seconds: float) -> SQLiteLedger:
+        store = SQLiteLedger(tmp_path / "jobs.db", lease_seconds=lease_seconds)
+        await store.open()
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        await store.close()
+
+
+class TestContract(LedgerContract):
+    """The contract every backend meets, on one SQLite file and several connections."""
+
+
+def pragma(path: Path, name: str) -> object:
+    with sqlite3.connect(path) as connection:
+        return connection.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+class TestOpening:
+    async def test_the_file_and_its_folders_are_made_in_wal_mode(self, tmp_path: Path) -> None:
+        path = tmp_path / "a" / "b" / "jobs.db"
+        async with SQLiteLedger(path) as store:
+            assert await store.entries() == []
+        assert path.is_file()
+        assert pragma(path, "journal_mode") == "wal"
+        with sqlite3.connect(path) as connection:
+            assert connection.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+
+    async def test_calls_run_off_the_event_loop_thread(self, tmp_path: Path) -> None:
+        """Every database call runs on the ledger's own thread."""
+        threads: set[str] = set()
+
+        def trace(statement: str) -> None:
+            threads.add(threading.current_thread().name)
+
+        async with SQLiteLedger(tmp_path / "jobs.db") as store:
+            await store._run(lambda connection: connection.set_trace_callback(trace))
+            await store.begin(intent("k1"), owner="a")
+            await store.get("k1")
+        assert threads
+        assert all(name.startswith("asyncvideos-ledger") for name in threads)
+        assert threading.current_thread().name not in threads
+
+    async def test_concurrent_first_uses_open_once(self, tmp_path: Path) -> None:
+        store = SQLiteLedger(tmp_path / "jobs.db")
+        try:
+            results = await asyncio.gather(*(store.get(f"k{n}") for n in range(8)))
+            assert results == [None] * 8
+        finally:
+            await store.close()
+
+    async def test_a_closed_ledger_refuses_work(self, tmp_path: Path) -> None:
+        store = SQLiteLedger(tmp_path / "jobs.db")
+        await store.open()
+        await store.close()
+        await store.close()  # idempotent
+        with pytest.raises(RuntimeError, match="closed"):
+            await store.get("k1")
+
+    async def test_a_file_that_is_not_a_database_is_a_ledger_error(self, tmp_path: Path) -> None:
+        path = tmp_path / "jobs.db"
+        path.write_bytes(b"this is no database" * 100)
+        store = SQLiteLedger(path)
+        with pytest.raises(LedgerError, match="Cannot open the ledger"):
+            await store.open()
+        with pytest.raises(LedgerError):  # a failed open can be tried again
+            await store.open()
+
+    async def test_a_folder_in_the_way_is_a_ledger_error(self, tmp_path: Path) -> None:
+        (tmp_path / "jobs.db").mkdir()
+        with pytest.raises(LedgerError):
+            await SQLiteLedger(tmp_path / "jobs.db").open()
+
+    @pytest.mark.parametrize(("setting", "expected"), [("full", 2), ("normal", 1)])
+    async def test_synchronous(self, tmp_path: Path, setting: str, expected: int) -> None:
+        store = SQLiteLedger(tmp_path / "jobs.db", synchronous=setting)  # type: ignore[arg-type]
+        async with store:
+            value = await store._run(
+                lambda connection: connection.execute("PRAGMA synchronous").fetchone()[0]
+            )
+            assert value == expected
+
+
+class TestMigrations:
+    """A schema_version table and numbered forward migrations, on real files."""
+
+    async def test_a_newer_database_is_refused(self, tmp_path: Path) -> None:
+        path = tmp_path / "jobs.db"
+        async with SQLiteLedger(path) as store:
+            await store.begin(intent("k1"), owner="a")
+        with sqlite3.connect(path) as connection:
+            connection.execute("UPDATE schema_version SET version = 99")
+        with pytest.raises(LedgerError, match=r"schema version 99, newer .* \(1\)"):
+            await SQLiteLedger(path).open()
+        with sqlite3.connect(path) as connection:  # and nothing was changed
+            assert connection.execute("SELECT version FROM schema_version").fetchall() == [(99,)]
+
+    async def test_two_version_rows_are_refused(self, tmp_path: Path) -> None:
+        path = tmp_path / "jobs.db"
+        async with SQLiteLedger(path):
+            pass
+        with sqlite3.connect(path) as connection:
+            connection.execute("INSERT INTO schema_version VALUES (1)")
+        with pytest.raises(LedgerError, match="schema_version rows"):
+            await SQLiteLedger(path).open()
+
+    async def test_a_later_migration_applies_once_and_keeps_the_entries(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A version-1 file meets code with a migration 2: applied once, data kept."""
+        path = tmp_path / "jobs.db"
+        async with SQLiteLedger(path) as store:
+            await store.begin(intent("k1"), owner="a")
+        migration = ("CREATE TABLE notes (key TEXT)", "INSERT INTO notes VALUES ('migrated')")
+        monkeypatch.setattr(sqlite_backend, "MIGRATIONS", (*sqlite_backend.MIGRATIONS, migration))
+        for _ in range(2):
+            async with SQLiteLedger(path) as store:
+                entry = await store.get("k1")
+                assert entry is not None
+                assert entry.prompt == "a paper boat"
+        with sqlite3.connect(path) as connection:
+            assert connection.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+            assert connection.execute("SELECT key FROM notes").fetchall() == [("migrated",)]
+
+    async def test_a_failed_migration_leaves_the_file_as_it_was(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path = tmp_path / "jobs.db"
+        async with SQLiteLedger(path):
+            pass
+        broken = ("CREATE TABLE notes (key TEXT)", "THIS IS NOT SQL")
+        monkeypatch.setattr(sqlite_backend, "MIGRATIONS", (*sqlite_backend.MIGRATIONS, broken))
+        with pytest.raises(LedgerError):
+            await SQLiteLedger(path).open()
+        with sqlite3.connect(path) as connection:
+            assert connection.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+            assert "notes" not in tables
+
+
+class TestArguments:
+    @pytest.mark.parametrize(
+        ("options", "error", "match"),
+        [
+            ({"path": 3}, TypeError, "path"),
+            ({"path": ""}, ValueError, "path"),
+            ({"path": ":memory:"}, ValueError, "outlives"),
+            ({"lease_seconds": 0}, ValueError, "lease_seconds"),
+            ({"lease_seconds": float("inf")}, ValueError, "lease_seconds"),
+            ({"lease_seconds": "5"}, TypeError, "lease_seconds"),
+            ({"synchronous": "off"}, ValueError, "synchronous"),
+            ({"busy_timeout": -1}, ValueError, "busy_timeout"),
+            ({"busy_timeout": True}, TypeError, "busy_timeout"),
+            ({"clock": 5}, TypeError, "clock"),
+        ],
+    )
+    def test_bad_settings(
+        self, tmp_path: Path, options: dict[str, object], error: type[Exception], match: str
+    ) -> None:
+        given = {"path": tmp_path / "jobs.db", **options}
+        with pytest.raises(error, match=match):
+            SQLiteLedger(**given)  # type: ignore[arg-type]
+
+
+class TestOpenLedger:
+    def test_sqlite_urls(self) -> None:
+        relative = open_ledger("sqlite:///data/jobs.db")
+        assert isinstance(relative, SQLiteLedger)
+        assert str(relative.path) == "data/jobs.db"
+        absolute = open_ledger("sqlite:////var/lib/app/jobs%20x.db?lease_seconds=2.5")
+        assert isinstance(absolute, SQLiteLedger)
+        assert str(absolute.path) == "/var/lib/app/jobs x.db"
+        assert absolute.lease_seconds == 2.5
+        tuned = open_ledger("SQLITE:///j.db?synchronous=NORMAL&busy_timeout=1")
+        assert isinstance(tuned, SQLiteLedger)
+        assert (tuned.synchronous, tuned.busy_timeout) == ("normal", 1.0)
+        assert repr(tuned) == "SQLiteLedger('j.db')"
+
+    @pytest.mark.parametrize(
+        ("url", "error", "match"),
+        [
+            (b"sqlite:///x.db", TypeError, "str"),
+            ("jobs.db", ValueError, "sqlite://"),
+            ("mysql://host/db", ValueError, "mysql"),
+            ("sqlite://host/x.db", ValueError, "no host"),
+            ("sqlite:///", ValueError, "names a file"),
+            ("sqlite:///x.db?color=red", ValueError, "color"),
+            ("sqlite:///x.db?lease_seconds=soon", ValueError, "number"),
+            ("sqlite:///x.db?lease_seconds=nan", ValueError, "finite"),
+            ("sqlite:///x.db?lease_seconds=0", ValueError, "lease_seconds"),
+            ("sqlite:///x.db?synchronous=off", ValueError, "synchronous"),
+        ],
+    )
+    def test_bad_urls(self, url: object, error: type[Exception], match: str) -> None:
+        with pytest.raises(error, match=match):
+            open_ledger(url)  # type: ignore[arg-type]
+
+    def test_postgresql_without_the_extra_says_what_to_install(self) -> None:
+        with pytest.raises(ImportError, match=r"asyncvideos\[postgres\]"):
+            open_ledger("postgresql://localhost/jobs")

@@ -80,7 +80,7 @@ class TestTheServer:
 def test_importing_asyncvideos_loads_no_database_driver() -> None:
     """The ledger's drivers are imported by the ledger that needs one, never before."""
     code = (
-        "import sys, asyncvideos, asyncvideos.webhooks, asyncvideos.testing; "
+        "import sys, asyncvideos, asyncvideos.webhooks, asyncvideos.testing, asyncvideos.ledger; "
         "print(sorted(m for m in ('psycopg', 'psycopg_pool', 'asyncpg', 'psycopg2') "
         "if m in sys.modules))"
     )

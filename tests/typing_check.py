@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 from pathlib import Path
 
 import aiohttp
@@ -18,6 +19,7 @@ from asyncvideos import (
     VideoPage,
     WaitResult,
 )
+from asyncvideos.ledger import Entry, PostgresLedger, State
 from asyncvideos.testing import FakeVideosAPI, Fault, ManualClock
 from asyncvideos.webhooks import WebhookReceiver
 
@@ -79,6 +81,12 @@ async def public_api() -> None:
         webhook_fallback_interval=30.0,
     )
     await paced.close()
+    fleet = PostgresLedger("postgresql://worker@db/jobs", lease_seconds=30.0)
+    async with fleet:
+        purged: int = await fleet.purge(older_than=datetime.timedelta(days=30))
+        unfinished: list[State] = ["created"]
+        claimed: list[Entry] = await fleet.claim_next(owner="w1", states=unfinished)
+    del purged, claimed
     print(asyncvideos.__version__)
 
 

@@ -4,7 +4,9 @@
 ``WebhookVerificationError`` out. ``WebhookReceiver`` adds what a service needs
 around it: an ``aiohttp.web`` handler, a stream of events, duplicate detection,
 and the watches through which ``wait``/``wait_many`` finish on an event. Knows
-no client: ``_waiting.py`` asks it for a watch per job.
+no client: ``_waiting.py`` asks it for a watch per job. In a fleet, a ``Relay``
+(the PostgreSQL ledger's) hands each verified event to the other replicas and
+theirs to this one, so a wait wakes whichever replica the balancer chose.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -205,6 +207,12 @@ def _event(body: bytes) -> WebhookEvent:
     return WebhookEvent(event_id, event_type, created_at, video_id, data)
 
 
+class Relay(Protocol):
+    """Where a receiver sends each event it verified, for the fleet's other replicas."""
+
+    async def publish(self, event: WebhookEvent) -> None: ...
+
+
 class Watch:
     """One waiter's view of the events for one job: ``wait()`` wakes on the next."""
 
@@ -280,6 +288,7 @@ class WebhookReceiver:
         self._recent: OrderedDict[str, tuple[float, WebhookEvent]] = OrderedDict()
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._subscribers: set[asyncio.Queue[WebhookEvent]] = set()
+        self._relay: Relay | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tolerance={self._tolerance:g})"
@@ -297,7 +306,10 @@ class WebhookReceiver:
         fails verification; nothing is delivered then.
         """
         event = _verify(body, headers, self._key, self._tolerance)
-        self._deliver(event)
+        fresh = self._deliver(event)
+        if fresh and self._relay is not None:
+            # After this replica's own waiters: the fleet's hear of it a round trip later.
+            await self._relay.publish(event)
         return event
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -323,11 +335,12 @@ class WebhookReceiver:
         finally:
             self._subscribers.discard(queue)
 
-    def _deliver(self, event: WebhookEvent) -> None:
+    def _deliver(self, event: WebhookEvent) -> bool:
+        """Hand ``event`` to its watches and subscribers; False for a duplicate."""
         now = time.monotonic()
         self._prune(now)
         if event.id in self._seen:
-            return
+            return False
         if self._limit:
             self._seen[event.id] = now + self._ttl
             if len(self._seen) > self._limit:
@@ -336,7 +349,7 @@ class WebhookReceiver:
             queue.put_nowait(event)
         video_id = event.video_id
         if video_id is None or not event.type.startswith("video."):
-            return  # not about a video job: nobody waits on it
+            return True  # not about a video job: nobody waits on it
         if self._limit:
             known = self._recent.pop(video_id, None)
             # Out of order: the newer of two events for one job is the one kept.
@@ -348,6 +361,7 @@ class WebhookReceiver:
                 self._recent.popitem(last=False)
         for watch in self._watches.get(video_id, ()):
             watch.notify(event)
+        return True
 
     def _prune(self, now: float) -> None:
         recent, seen = self._recent, self._seen

@@ -51,8 +51,9 @@ Table layout (PostgreSQL's types for the layout in ``_store.py``)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -65,6 +66,8 @@ from psycopg_pool import AsyncConnectionPool
 from .._errors import LedgerError
 from .._postgres_budget import CREATE_TABLE as CREATE_RATE_BUDGETS
 from .._postgres_budget import PostgresBudgetStore
+from .._webhooks import WebhookReceiver
+from ._postgres_events import EventRelay
 from ._store import FINISHED, Change, Entry, Intent, LedgerStore, State, VideoOwnedError
 
 __all__ = ["CHANNEL", "MIGRATIONS", "PostgresLedger", "ledger_from_url"]
@@ -575,6 +578,28 @@ class PostgresLedger(LedgerStore):
         }
         found = await self._fetch(statement, parameters)
         return found[0] if found else None
+
+    # -- the fleet's webhooks ------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def share_webhooks(self, receiver: WebhookReceiver) -> AsyncIterator[EventRelay]:
+        """Share ``receiver``'s events with every replica on this database, and
+        theirs with it, while the block runs: each verified event is recorded and
+        ``NOTIFY``-ed, and the notifications wake this replica's waits (see
+        ``_postgres_events``). Polling stays the fallback."""
+        if not isinstance(receiver, WebhookReceiver):
+            raise TypeError(f"receiver must be a WebhookReceiver, got {type(receiver).__name__}")
+        await self.open()
+        assert self._pool is not None
+        conninfo = self._url if self._url is not None else self._pool.conninfo
+        if not isinstance(conninfo, str):
+            raise TypeError("share_webhooks needs a pool made from a connection string")
+        relay = EventRelay(self, receiver, conninfo)
+        await relay.start()
+        try:
+            yield relay
+        finally:
+            await relay.stop()
 
     # -- operations --------------------------------------------------------
 

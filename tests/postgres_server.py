@@ -290,3 +290,80 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
+
+
+PGBOUNCER_HINT = "apt-get install -y pgbouncer"
+
+
+def find_pgbouncer() -> str | None:
+    return shutil.which("pgbouncer") or next(
+        (path for path in ("/usr/sbin/pgbouncer",) if os.path.exists(path)), None
+    )
+
+
+class PgBouncer:
+    """A throwaway PgBouncer in front of ``server``, in ``pool_mode`` (transaction by
+    default), on a free loopback port; run as the server's unprivileged user."""
+
+    def __init__(self, server: PostgresServer, *, pool_mode: str = "transaction") -> None:
+        self._server = server
+        self.pool_mode = pool_mode
+        self.port = 0
+        self.folder: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> PgBouncer:
+        binary = find_pgbouncer()
+        if binary is None:
+            raise RuntimeError(f"pgbouncer is not installed ({PGBOUNCER_HINT})")
+        user = _server_user()
+        self.folder = Path(tempfile.mkdtemp(prefix="avpgb-", dir="/tmp"))
+        self.port = _free_port()
+        config = self.folder / "pgbouncer.ini"
+        config.write_text(
+            "[databases]\n"
+            f"* = host=127.0.0.1 port={self._server.port} user={ROLE}\n"
+            "[pgbouncer]\n"
+            "listen_addr = 127.0.0.1\n"
+            f"listen_port = {self.port}\n"
+            f"unix_socket_dir = {self.folder}\n"
+            "auth_type = any\n"
+            f"pool_mode = {self.pool_mode}\n"
+            "default_pool_size = 4\n"
+            "max_client_conn = 200\n"
+            f"logfile = {self.folder / 'pgbouncer.log'}\n"
+        )
+        if user is not None:
+            os.chown(self.folder, user.pw_uid, user.pw_gid)
+            os.chown(config, user.pw_uid, user.pw_gid)
+        self._process = subprocess.Popen(
+            [binary, str(config)],
+            user=None if user is None else user.pw_uid,
+            group=None if user is None else user.pw_gid,
+            extra_groups=[] if user is not None else None,
+            cwd=self.folder,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port(self.port)
+        except OSError:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+    def url(self, database: str) -> str:
+        return f"postgresql://{ROLE}@127.0.0.1:{self.port}/{database}"

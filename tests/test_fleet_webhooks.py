@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import attrs
 import pytest
@@ -161,11 +162,70 @@ class TestWithoutListen:
 
         monkeypatch.setattr(PostgresLedger, "_rows", elsewhere)
         caplog.set_level(logging.WARNING, "asyncvideos")
-        async with PostgresLedger(postgres_url) as ledger:
-            async with ledger.share_webhooks(
+        async with (
+            PostgresLedger(postgres_url) as ledger,
+            ledger.share_webhooks(
                 WebhookReceiver(FakeVideosAPI.generate_webhook_secret())
-            ) as relay:
-                assert not relay.listening
+            ) as relay,
+        ):
+            assert not relay.listening
         warnings = [r for r in caplog.records if "LISTEN does not reach this process" in r.message]
         assert len(warnings) == 1
         assert EVENTS_CHANNEL == "asyncvideos_events"
+
+
+@pytest.fixture
+def bouncer_url(postgres_server: Any, postgres_url: str) -> Iterator[str]:
+    """``postgres_url`` through a PgBouncer in transaction mode."""
+    from postgres_server import PGBOUNCER_HINT, PgBouncer, find_pgbouncer, required
+
+    if find_pgbouncer() is None:
+        message = f"PgBouncer is not installed ({PGBOUNCER_HINT})"
+        if required():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    with PgBouncer(postgres_server) as bouncer:
+        yield bouncer.url(postgres_url.rsplit("/", 1)[1])
+
+
+class TestBehindPgBouncer:
+    """A pooler in transaction mode: statements work, LISTEN does not, polling holds."""
+
+    async def test_the_ledger_works_through_it(self, bouncer_url: str) -> None:
+        async with PostgresLedger(bouncer_url) as ledger:
+            # More than psycopg's prepare threshold (5): no prepared statement is used.
+            for n in range(8):
+                await created(ledger, f"k{n}", f"v{n}")
+            claimed = await ledger.claim_next(owner="w", states=("created",))
+            assert len(claimed) == 8
+            assert ledger.rate_budgets is not None
+            from asyncvideos._budget import Report
+
+            grant = await ledger.rate_budgets.exchange("b", Report(), 3)
+            assert grant.count == 3
+
+    async def test_listen_is_found_not_to_work_and_waits_poll(
+        self, bouncer_url: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.WARNING, "asyncvideos")
+        secret = FakeVideosAPI.generate_webhook_secret()
+        waiting, receiving = WebhookReceiver(secret), WebhookReceiver(secret)
+        async with AsyncExitStack() as stack:
+            hook = await stack.enter_async_context(serving(receiving))
+            ledgers = [
+                await stack.enter_async_context(PostgresLedger(bouncer_url)) for _ in range(2)
+            ]
+            relays = [
+                await stack.enter_async_context(ledger.share_webhooks(receiver))
+                for ledger, receiver in zip(ledgers, (waiting, receiving), strict=True)
+            ]
+            assert not any(relay.listening for relay in relays)
+            api = await stack.enter_async_context(
+                FakeVideosAPI(webhook_url=hook, webhook_secret=secret, speed=20.0)
+            )
+            async with api.client(webhooks=waiting, webhook_fallback_interval=0.5) as client:
+                job = await client.create("a paper boat")
+                done = await client.wait(Video(id=job.id, status="in_progress"), timeout=15)
+            assert done.status == "completed"
+        warnings = [r for r in caplog.records if "LISTEN does not reach" in r.message]
+        assert len(warnings) == 2  # once per relay

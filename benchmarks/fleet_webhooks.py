@@ -1,7 +1,8 @@
 """Webhooks for a fleet: replicas behind a round-robin balancer, each waiting on its jobs.
 
-Run ``python -m benchmarks.fleet_webhooks`` (1, 2 and 4 replicas; about 3 minutes
-with the default 60 s fallback; ``--help``). Every role is a process of its own:
+Run ``python -m benchmarks.fleet_webhooks`` (1, 2 and 4 replicas, before and after;
+about 4 minutes with the default 60 s fallback; ``--help``). Every role is a process
+of its own:
 
 - the fake API (``FakeVideosAPI``), whose one webhook URL is the balancer's (with one
   replica, the replica's own: no balancer);
@@ -10,6 +11,12 @@ with the default 60 s fallback; ``--help``). Every role is a process of its own:
   served by ``aiohttp.web``, each waiting (``wait_many``) on its share of the jobs:
   each job is a replica's drawn at random (seeded), as the replica that created it
   would be behind a balancer, while the balancer hands event k to replica k mod N.
+
+Two modes: ``before``, each replica's receiver wakes only its own waits (today's
+code without a shared ledger); ``after``, each replica shares its receiver through a
+``PostgresLedger`` on one database (``ledger.share_webhooks(receiver)``: every
+verified event is NOTIFY-ed and every replica LISTENs), PostgreSQL being a throwaway
+server the benchmark starts (``fsync`` on).
 
 The jobs are seeded in progress on the fake and finish at known times (``--lead`` s
 after the start, spread over ``--spread`` s), so each replica measures the delay from
@@ -28,8 +35,9 @@ import random
 import sys
 import time
 from collections import Counter
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, ExitStack
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -46,10 +54,12 @@ from benchmarks._fleet import (
 )
 
 SETUP_SECONDS = 2.0
+TESTS = Path(__file__).resolve().parent.parent / "tests"
 
 
 @attrs.frozen
 class Outcome:
+    mode: str
     replicas: int
     jobs: int
     reached: int  # events that reached the replica waiting on their job
@@ -62,6 +72,7 @@ class Outcome:
 
     def row(self) -> list[str]:
         return [
+            self.mode,
             f"{self.replicas}" + (" (no balancer)" if self.replicas == 1 else ""),
             f"{self.jobs}",
             f"{100 * self.reached / self.jobs:.0f}%",
@@ -74,6 +85,7 @@ class Outcome:
 
 
 HEADER = (
+    "mode",
     "replicas",
     "jobs",
     "events that reach the waiting replica",
@@ -115,19 +127,32 @@ async def _fake(conn: Connection, webhook_url: str, secret: str, plan: dict[str,
 # -- a replica -------------------------------------------------------------------------
 
 
-def replica_process(conn: Connection, secret: str, fallback: float) -> None:
-    asyncio.run(_replica(conn, secret, fallback))
+def replica_process(conn: Connection, secret: str, fallback: float, database: str) -> None:
+    asyncio.run(_replica(conn, secret, fallback, database))
 
 
-async def _replica(conn: Connection, secret: str, fallback: float) -> None:
-    from asyncvideos import AsyncVideos, Video
-    from asyncvideos.testing import DEFAULT_API_KEY
+async def _replica(conn: Connection, secret: str, fallback: float, database: str) -> None:
     from asyncvideos.webhooks import WebhookReceiver
 
     receiver = WebhookReceiver(secret)
     app = web.Application()
     app.router.add_post("/webhooks", receiver.handle)
     counts = Counter[str]()
+    async with AsyncExitStack() as stack:
+        if database:
+            from asyncvideos.ledger import PostgresLedger
+
+            ledger = await stack.enter_async_context(PostgresLedger(database))
+            await stack.enter_async_context(ledger.share_webhooks(receiver))
+        await _serve_replica(conn, receiver, app, counts, fallback)
+
+
+async def _serve_replica(
+    conn: Connection, receiver: Any, app: web.Application, counts: Counter[str], fallback: float
+) -> None:
+    from asyncvideos import AsyncVideos, Video
+    from asyncvideos.testing import DEFAULT_API_KEY
+
     async with serving(app) as url:
         conn.send(f"{url}/webhooks")
         plan = await receive(conn)
@@ -167,7 +192,7 @@ async def _replica(conn: Connection, secret: str, fallback: float) -> None:
 
 
 async def run_once(
-    replicas: int, *, jobs: int, lead: float, spread: float, fallback: float
+    replicas: int, *, jobs: int, lead: float, spread: float, fallback: float, database: str = ""
 ) -> Outcome:
     from asyncvideos.testing import FakeVideosAPI
 
@@ -175,7 +200,7 @@ async def run_once(
     async with AsyncExitStack() as stack:
         children: list[Child] = []
         for _ in range(replicas):
-            child = Child(replica_process, secret, fallback)
+            child = Child(replica_process, secret, fallback, database)
             stack.push_async_callback(child.stop)
             children.append(child)
         urls = [await child.recv() for child in children]
@@ -219,6 +244,7 @@ async def run_once(
     seen = Counter(video_id for result in results for video_id in result["seen"])
     failed = sum(result["failed"] for result in results)
     return Outcome(
+        mode="after" if database else "before",
         replicas=replicas,
         jobs=jobs,
         reached=sum(c.get("reached", 0) for c in counts),
@@ -240,27 +266,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fallback", type=float, default=60.0, help="webhook_fallback_interval, s (60)"
     )
+    parser.add_argument(
+        "--mode", default="before,after", help="before (no ledger), after (PostgreSQL): both"
+    )
     args = parser.parse_args(argv)
+    modes = args.mode.split(",")
+    if not set(modes) <= {"before", "after"}:
+        parser.error("--mode: before, after or both")
     outcomes = []
-    for replicas in (int(n) for n in args.replicas.split(",")):
-        outcome = asyncio.run(
-            run_once(
-                replicas,
-                jobs=args.jobs,
-                lead=args.lead,
-                spread=args.spread,
-                fallback=args.fallback,
-            )
-        )
-        print(" | ".join(outcome.row()), file=sys.stderr, flush=True)
-        outcomes.append(outcome)
+    with ExitStack() as stack:
+        database = _postgres(stack) if "after" in modes else ""
+        for mode in modes:
+            for replicas in (int(n) for n in args.replicas.split(",")):
+                outcome = asyncio.run(
+                    run_once(
+                        replicas,
+                        jobs=args.jobs,
+                        lead=args.lead,
+                        spread=args.spread,
+                        fallback=args.fallback,
+                        database=database if mode == "after" else "",
+                    )
+                )
+                print(" | ".join(outcome.row()), file=sys.stderr, flush=True)
+                outcomes.append(outcome)
     print(
         f"{args.jobs} jobs finishing over {args.spread:g} s, {args.lead:g} s after the "
         f"start; webhook_fallback_interval {args.fallback:g} s; before: each replica's "
-        "receiver wakes only its own waits\n"
+        "receiver wakes only its own waits; after: receivers shared through a "
+        "PostgresLedger (NOTIFY/LISTEN)\n"
     )
     print(markdown_table(HEADER, [o.row() for o in outcomes]))
     return 0
+
+
+def _postgres(stack: ExitStack) -> str:
+    """A throwaway PostgreSQL server (tests/postgres_server.py), fsync on; a database."""
+    sys.path.insert(0, str(TESTS))
+    from postgres_server import PostgresServer, unavailable
+
+    reason = unavailable()
+    if reason is not None:
+        raise SystemExit(f"--mode after needs PostgreSQL: {reason}")
+    server = stack.enter_context(PostgresServer(fsync=True))
+    return server.create_database("bench")
 
 
 if __name__ == "__main__":

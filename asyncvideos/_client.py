@@ -17,7 +17,8 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from contextvars import ContextVar
-from typing import Any, Generic, ParamSpec, TypedDict, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar
 from urllib.parse import urlencode
 
 import aiohttp
@@ -53,6 +54,11 @@ from ._protocol import (
 from ._retry import OnRetry, RetryDetails, call_with_retries
 from ._telemetry import Telemetry, load_telemetry, status_class
 from ._webhooks import WebhookReceiver, check_fallback_interval, check_receiver
+
+if TYPE_CHECKING:
+    from ._models import Video
+    from .ledger._flow import Journal, OnCreated, Reconcile
+    from .ledger._store import LedgerStore
 
 logger = logging.getLogger("asyncvideos")
 DEFAULT_MAX_CONNECTIONS = 100
@@ -185,6 +191,10 @@ class BaseClient:
         webhook_fallback_interval: float = 60.0,
         max_requests_per_second: float | None = None,
         pacing: bool = True,
+        ledger: LedgerStore | str | None = None,
+        reconcile: Reconcile = "raise",
+        on_created: OnCreated | None = None,
+        clock_skew: float = 300.0,
     ) -> None:
         self._settings = resolve_settings(
             api_key=api_key,
@@ -231,20 +241,57 @@ class BaseClient:
             extra_headers={},
             extra_query=self._settings.default_query,
         )
+        # The job ledger: None (and nothing of it imported) unless one is given.
+        self._journal: Journal | None = None
+        if ledger is not None or reconcile != "raise" or on_created is not None:
+            from .ledger._config import make_journal
+
+            self._journal = make_journal(
+                ledger,
+                reconcile=reconcile,
+                on_created=on_created,
+                clock_skew=clock_skew,
+                newest=self._newest,
+            )
+        elif clock_skew != 300.0:
+            raise ValueError("clock_skew= needs a ledger: AsyncVideos(ledger=...)")
 
     # -- lifecycle ---------------------------------------------------------
 
     async def __aenter__(self: _Client) -> _Client:
         if self._transport.closed:
             raise RuntimeError("This AsyncVideos client is closed; create a new one")
+        if self._journal is not None:
+            await self._ready_journal()  # a ledger that cannot be opened fails here
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def close(self) -> None:
-        """Close the connection pool this client opened (a borrowed session is left open)."""
-        await self._transport.close()
+        """Close the connection pool this client opened (a borrowed session is left
+        open), and the ledger it opened from a URL (a ledger object is left open)."""
+        try:
+            if self._journal is not None:
+                await self._journal.close()
+        finally:
+            await self._transport.close()
+
+    async def _ready_journal(self) -> Journal:
+        """The ledger, opened, with this client's webhook events recorded in it."""
+        journal = self._journal
+        if journal is None:
+            raise ValueError("this needs a ledger: AsyncVideos(ledger=...)")
+        if self._transport.closed:
+            raise RuntimeError("This AsyncVideos client is closed; create a new one")
+        await journal.ready()
+        if self._webhooks is not None:
+            journal.listen(self._webhooks)
+        return journal
+
+    def _newest(self, since: datetime) -> AsyncIterator[Video]:
+        """The server's jobs, newest first, down to about ``since`` (for the ledger)."""
+        raise NotImplementedError
 
     @property
     def closed(self) -> bool:

@@ -8,6 +8,7 @@ in ``_pagination.py``, ``_waiting.py`` and ``_download.py``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import (
     AsyncGenerator,
@@ -17,18 +18,29 @@ from collections.abc import (
     Callable,
     Iterable,
     Mapping,
+    MutableSequence,
 )
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict, TypeVar
 
 import attrs
 
 from . import _validate as check
-from ._client import BaseClient, CallOptions, PostOptions, RawResponse, RequestOptions, with_raw
+from ._client import (
+    BaseClient,
+    CallOptions,
+    PostOptions,
+    RawResponse,
+    RequestOptions,
+    _form_values,
+    with_raw,
+)
 from ._config import NOT_GIVEN, NotGiven, TimeoutSetting
 from ._download import (
     ContentStream,
+    Digest,
     OpenBody,
     ProgressCallback,
     check_whole_body,
@@ -44,12 +56,16 @@ from ._models import (
     VideoPage,
 )
 from ._pagination import FetchPage, iterate_items, iterate_pages
-from ._protocol import poll_after, resource_path
+from ._protocol import FormFile, poll_after, resource_path
 from ._uploads import FileInput, check_file_input, creation_fields, read_file
 from ._waiting import Fetch, Job, Observe, OnProgress, WaitResult, wait_for, wait_many
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+    from .ledger._flow import PaidRequest, Send
+    from .ledger._resume import Write
+    from .ledger._store import LedgerStore
 
 T = TypeVar("T")
 _Raw: TypeAlias = Callable[..., Awaitable[RawResponse[T]]]
@@ -238,10 +254,94 @@ class AsyncVideos(BaseClient):
     ) -> Video:
         if upload is not None:
             part = await read_file(upload, "input_reference", part="input_reference")
-            return await self._call(
-                "POST", "/videos", call, Video, "create", form_fields=fields, form_files=(part,)
+            return await self._paid(
+                "create", "/videos", call, fields, part=part, file_path=_path_of(upload)
             )
-        return await self._call("POST", "/videos", call, Video, "create", json_body=fields)
+        return await self._paid("create", "/videos", call, fields)
+
+    async def _paid(
+        self,
+        operation: Literal["create", "remix", "edit", "extend"],
+        path: str,
+        call: CallOptions,
+        fields: dict[str, Any],
+        *,
+        part: FormFile | None = None,
+        file_path: str | None = None,
+        video_id: str | None = None,
+    ) -> Video:
+        """Send a paid POST: as it is, or through the job ledger when there is one."""
+        if self._journal is None:
+            if part is None:
+                return await self._call(
+                    "POST", path, call, Video, operation, video_id=video_id, json_body=fields
+                )
+            return await self._call(
+                "POST", path, call, Video, operation, form_fields=fields, form_files=(part,)
+            )
+        from .ledger._flow import PaidRequest
+
+        journal = await self._ready_journal()
+        extra = call.extra_body
+        if part is None:
+            request = PaidRequest(
+                operation, path, json={**fields, **extra}, source_video_id=video_id
+            )
+        else:
+            form = {**fields, **_form_values(extra)} if extra else fields
+            request = PaidRequest(
+                operation, path, form=form, file=part, file_path=file_path, source_video_id=video_id
+            )
+        key = call.idempotency_key
+        assert key is not None  # every POST's options carry one
+        return await journal.create(request, key, self._sender(call), self._retriever(call))
+
+    def _sender(self, call: CallOptions) -> Send:
+        """How the ledger sends a paid request: with ``call``'s options and its key."""
+        plain = attrs.evolve(call, extra_body={})  # merged into the request already
+
+        async def send(request: PaidRequest, key: str) -> Video:
+            options = attrs.evolve(plain, idempotency_key=key)
+            files = () if request.file is None else (request.file,)
+            if request.file is None:
+                return await self._call(
+                    "POST",
+                    request.path,
+                    options,
+                    Video,
+                    request.operation,
+                    video_id=request.source_video_id,
+                    json_body=request.json,
+                )
+            return await self._call(
+                "POST",
+                request.path,
+                options,
+                Video,
+                request.operation,
+                form_fields=request.form,
+                form_files=files,
+            )
+
+        return send
+
+    def _retriever(self, call: CallOptions) -> Callable[[str], Awaitable[Video]]:
+        plain = attrs.evolve(call, idempotency_key=None, extra_body={})
+
+        async def retrieve(video_id: str) -> Video:
+            path = check.video_path(video_id)
+            return await self._call("GET", path, plain, Video, "retrieve", video_id=video_id)
+
+        return retrieve
+
+    def _newest(self, since: datetime) -> AsyncGenerator[Video, None]:
+        return _newest(self.list(all=True, order="desc"), since)
+
+    @property
+    def ledger(self) -> LedgerStore | None:
+        """The job ledger given to the constructor (opened from its URL), or None:
+        ``videos.ledger.entries(state=...)``, ``get(key)``, ``resolve(key, video_id=...)``."""
+        return None if self._journal is None else self._journal.store
 
     async def remix(
         self,
@@ -256,9 +356,7 @@ class AsyncVideos(BaseClient):
         path = check.video_path(video_id, suffix="/remix")
         body = {"prompt": check.prompt(prompt)}
         call = self._options("remix", options, idempotency_key=idempotency_key)
-        return await self._call(
-            "POST", path, call, Video, "remix", video_id=video_id, json_body=body
-        )
+        return await self._paid("remix", path, call, body, video_id=video_id)
 
     async def edit(
         self,
@@ -294,18 +392,16 @@ class AsyncVideos(BaseClient):
         video: object,
         fields: dict[str, Any],
         options: CallOptions,
-        operation: str,
+        operation: Literal["edit", "extend"],
     ) -> Video:
         if isinstance(video, (str, Video)):
             video_id = check.checked_video_id(video)
             body = {"video": {"id": video_id}, **fields}
-            return await self._call(
-                "POST", path, options, Video, operation, video_id=video_id, json_body=body
-            )
+            return await self._paid(operation, path, options, body, video_id=video_id)
         check_file_input(video, "video", paths_as_str=False)
         part = await read_file(video, "video", part="video")
-        return await self._call(
-            "POST", path, options, Video, operation, form_fields=fields, form_files=(part,)
+        return await self._paid(
+            operation, path, options, fields, part=part, file_path=_path_of(video)
         )
 
     # -- characters --------------------------------------------------------
@@ -445,11 +541,11 @@ class AsyncVideos(BaseClient):
         video: object,
         variant: object,
         chunk_size: object,
-        options: RequestOptions,
+        options: RequestOptions | CallOptions,
         *,
         may_restart: bool,
     ) -> ContentStream:
-        call = self._options(method, options)
+        call = options if isinstance(options, CallOptions) else self._options(method, options)
         path, query = self._content_request(video, variant)
         return ContentStream(
             self._body_opener(path, query, call, check.video_id(video)),
@@ -485,21 +581,89 @@ class AsyncVideos(BaseClient):
         a regular file is replaced (keeping its permissions), anything else at
         ``path`` (a directory, FIFO, device) is a ``ValueError``.
         """
-        stream = self._content_stream(
-            "download", video, variant, chunk_size, options, may_restart=True
-        )
-        target = target_path(path, overwrite)
+        call = self._options("download", options)
         check.callback(on_progress, "on_progress")
+        if self._journal is None:
+            stream = self._content_stream(
+                "download", video, variant, chunk_size, call, may_restart=True
+            )
+            target = target_path(path, overwrite)
+            return await self._write(video, stream, target, overwrite, on_progress)
+        # Through the ledger: a recorded, whole file is not fetched again.
+        return await self._ledgered_download(
+            video, path, variant, overwrite, on_progress, chunk_size, call
+        )
+
+    async def _write(
+        self,
+        video: object,
+        stream: ContentStream,
+        target: Path,
+        overwrite: bool,
+        on_progress: ProgressCallback | None,
+        digest: Digest | None = None,
+    ) -> Path:
         with self._span("download", check.video_id(video)) as span:
             try:
                 async with stream:
                     return await write_atomically(
-                        stream.pieces(), target, on_progress=on_progress, overwrite=overwrite
+                        stream.pieces(),
+                        target,
+                        on_progress=on_progress,
+                        overwrite=overwrite,
+                        digest=digest,
                     )
             finally:
                 if span is not None:
                     span.set_attribute("asyncvideos.download.bytes", stream.received)
                     span.set_attribute("asyncvideos.download.resumes", stream.resumes)
+
+    async def _ledgered_download(
+        self,
+        video: VideoRef,
+        path: str | os.PathLike[str],
+        variant: object,
+        overwrite: bool,
+        on_progress: ProgressCallback | None,
+        chunk_size: object,
+        call: CallOptions,
+    ) -> Path:
+        from .ledger._resume import absolute
+        from .ledger._resume import download as download_through
+
+        video_id = check.checked_video_id(video)
+        _, query = self._content_request(video_id, variant)
+        check.integer(chunk_size, "chunk_size", low=1)
+        given = target_path(path, True)  # checks the argument; existence is decided below
+        journal = await self._ready_journal()
+        entry = await journal.store.find(video_id)
+        ours = entry is not None and entry.target == absolute(given)
+        target = target_path(path, overwrite or ours)
+        stream = self._content_stream(
+            "download", video, variant, chunk_size, call, may_restart=True
+        )
+        if entry is None:
+            return await self._write(video, stream, target, overwrite, on_progress)
+        write = self._writer(chunk_size, call, on_progress)
+        return await download_through(
+            journal, entry, target, query.get("variant", "video"), overwrite, write
+        )
+
+    def _writer(
+        self, chunk_size: object, call: CallOptions, on_progress: ProgressCallback | None
+    ) -> Write:
+        """How the ledger writes a job's content to a file, hashing it as it goes."""
+
+        async def write(
+            video_id: str, variant: str, target: Path, overwrite: bool, digest: Digest
+        ) -> Path:
+            chosen: Variant | NotGiven = NOT_GIVEN if variant == "video" else variant  # type: ignore[assignment]
+            stream = self._content_stream(
+                "download", video_id, chosen, chunk_size, call, may_restart=True
+            )
+            return await self._write(video_id, stream, target, overwrite, on_progress, digest)
+
+        return write
 
     def _body_opener(
         self, path: str, query: dict[str, str], options: CallOptions, video_id: str
@@ -575,10 +739,18 @@ class AsyncVideos(BaseClient):
         return await self._wait_one(video_id, plan, raise_on_failure, _as_video(video))
 
     async def _wait_one(
-        self, video_id: str, plan: _WaitPlan, raise_on_failure: bool, start: Video | None
+        self,
+        video_id: str,
+        plan: _WaitPlan,
+        raise_on_failure: bool,
+        start: Video | None,
+        known: tuple[str, str | None] | None = None,
     ) -> Video:
+        fetch = self._poll_fetcher(video_id, plan.options)
+        if self._journal is not None:
+            fetch = self._journal.recording(fetch, video_id, known)
         return await wait_for(
-            self._poll_fetcher(video_id, plan.options),
+            fetch,
             video_id=video_id,
             waiting=plan.waiting,
             timeout=plan.timeout,
@@ -624,7 +796,11 @@ class AsyncVideos(BaseClient):
         )
         with self._span("create_and_wait"):
             created = await self._send_create(fields, upload, create_call)
-            return await self._wait_one(created.id, plan, raise_on_failure, created)
+            known = None
+            if self._journal is not None:
+                assert create_call.idempotency_key is not None
+                known = (create_call.idempotency_key, created.status)
+            return await self._wait_one(created.id, plan, raise_on_failure, created, known)
 
     def wait_many(
         self,
@@ -656,8 +832,13 @@ class AsyncVideos(BaseClient):
         # Retry-After between its attempts does not hold a slot.
         gate = asyncio.Semaphore(check.integer(concurrency, "concurrency", low=1))
 
+        journal = self._journal
+
         def job(video_id: str, video: object) -> Job:
-            return (video_id, self._poll_fetcher(video_id, plan.options, gate), _as_video(video))
+            fetch = self._poll_fetcher(video_id, plan.options, gate)
+            if journal is not None:
+                fetch = journal.recording(fetch, video_id)
+            return (video_id, fetch, _as_video(video))
 
         async def arriving(source: AsyncIterable[object]) -> AsyncIterator[Job]:
             async for video in source:
@@ -675,6 +856,125 @@ class AsyncVideos(BaseClient):
             fallback_interval=self._webhook_fallback,
             observe=self._observe_wait(),
         )
+
+    def resume(
+        self,
+        *,
+        concurrency: int = DEFAULT_WAIT_CONCURRENCY,
+        download_dir: str | os.PathLike[str] | None = None,
+        **wait: Unpack[WaitOptions],
+    ) -> AsyncGenerator[WaitResult, None]:
+        """Re-attach to every unfinished job of the ledger; yield a ``WaitResult`` per
+        entry as it finishes, as ``wait_many`` does (``result.key`` is its key).
+
+        An ``intent`` (a create whose answer was never recorded) is reconciled by
+        the client's ``reconcile`` policy; a ``created`` job is waited on; a
+        completed one is downloaded where its target was recorded (by an earlier
+        ``download()``), or into ``download_dir`` when given. An ``ambiguous``
+        entry is reported with its ``AmbiguousCreateError``, content that expired
+        first with ``ContentExpiredError``. ``timeout`` bounds the whole run; at
+        most ``concurrency`` polls (and downloads) are in flight. Needs a ledger.
+        """
+        from .ledger._resume import resume as resume_entries
+
+        if self._journal is None:
+            raise ValueError("resume() needs a ledger: AsyncVideos(ledger=...)")
+        plan = self._wait_plan("resume", wait)
+        gate = asyncio.Semaphore(check.integer(concurrency, "concurrency", low=1))
+        folder = None
+        if download_dir is not None:
+            if not isinstance(download_dir, (str, os.PathLike)) or not str(download_dir).strip():
+                raise TypeError("download_dir must be a path (str or os.PathLike) or None")
+            folder = Path(download_dir)
+        calls = _ResumeCalls(self, plan, gate)
+        return resume_entries(self._journal, calls, timeout=plan.timeout, download_dir=folder)
+
+    async def _wait_recorded(
+        self,
+        video_id: str,
+        key: str,
+        status: str | None,
+        plan: _WaitPlan,
+        gate: asyncio.Semaphore,
+        seen: MutableSequence[Video],
+    ) -> Video:
+        """One job's wait for ``resume()``: statuses recorded, polls through ``gate``."""
+        journal = self._journal
+        assert journal is not None
+        fetch = journal.recording(
+            self._poll_fetcher(video_id, plan.options, gate), video_id, (key, status)
+        )
+
+        async def polled() -> tuple[Video, float | None]:
+            video, hint = await fetch()
+            seen.append(video)
+            return video, hint
+
+        return await wait_for(
+            polled,
+            video_id=video_id,
+            waiting=plan.waiting,
+            timeout=None,
+            poll_interval=plan.poll_interval,
+            on_progress=plan.on_progress,
+            raise_on_failure=False,
+            webhooks=self._webhooks,
+            fallback_interval=self._webhook_fallback,
+            observe=self._observe_wait(),
+        )
+
+
+@attrs.frozen
+class _ResumeCalls:
+    """What ``resume()`` needs of the client: its default options, one gate."""
+
+    client: AsyncVideos
+    plan: _WaitPlan
+    gate: asyncio.Semaphore
+
+    @property
+    def send(self) -> Send:
+        return self.client._sender(self.client._options("resume", {}, idempotency_key=None))
+
+    @property
+    def retrieve(self) -> Callable[[str], Awaitable[Video]]:
+        return self.client._retriever(self.client._default_options)
+
+    @property
+    def write(self) -> Write:
+        write = self.client._writer(DEFAULT_CHUNK_SIZE, self.client._default_options, None)
+        gate = self.gate
+
+        async def gated(
+            video_id: str, variant: str, target: Path, overwrite: bool, digest: Digest
+        ) -> Path:
+            async with gate:
+                return await write(video_id, variant, target, overwrite, digest)
+
+        return gated
+
+    async def wait(
+        self, video_id: str, key: str, status: str | None, seen: MutableSequence[Video]
+    ) -> Video:
+        return await self.client._wait_recorded(video_id, key, status, self.plan, self.gate, seen)
+
+
+async def _newest(
+    listing: AsyncGenerator[Video, None], since: datetime
+) -> AsyncGenerator[Video, None]:
+    """Jobs of a newest-first listing down to ``since`` (jobs of no known time too)."""
+    async with contextlib.aclosing(listing) as jobs:
+        async for video in jobs:
+            if video.created_at is not None and video.created_at < since:
+                return
+            yield video
+
+
+def _path_of(value: object) -> str | None:
+    """The absolute path of an upload given as one (for the ledger to read it again)."""
+    if isinstance(value, (str, os.PathLike)):
+        return os.path.abspath(value)  # (a getcwd, not blocking I/O)
+    return None
 
 
 class VideosWithRawResponse:

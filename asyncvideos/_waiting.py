@@ -51,11 +51,13 @@ FINAL_EVENTS = frozenset({"video.completed", "video.failed"})
 @attrs.frozen(slots=True)
 class WaitSuccess:
     """A job that reached a final status (``completed``, ``failed``, ...): ``video``
-    is its final state. ``ok`` is True and ``error`` None."""
+    is its final state. ``ok`` is True and ``error`` None. ``key`` is the job's
+    ledger key in the results of ``resume()`` (None elsewhere)."""
 
     video_id: str
     video: Video
     error: None = None
+    key: str | None = None
     ok: ClassVar[Literal[True]] = True
 
 
@@ -63,11 +65,15 @@ class WaitSuccess:
 class WaitFailure:
     """A job that could not be waited on to the end: ``error`` says why (a
     ``NotFoundError``, a ``WaitTimeoutError``, an exception raised by
-    ``on_progress``, ...); ``video`` is the last state seen, if any. ``ok`` is False."""
+    ``on_progress``, ...); ``video`` is the last state seen, if any. ``ok`` is False.
+    In the results of ``resume()``, ``key`` is the job's ledger key, and
+    ``video_id`` is ``""`` for an entry the server's id is not known of (an
+    ``AmbiguousCreateError``)."""
 
     video_id: str
     video: Video | None
     error: Exception
+    key: str | None = None
     ok: ClassVar[Literal[False]] = False
 
 

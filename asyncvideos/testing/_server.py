@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -24,6 +26,7 @@ from ._jobs import JobStore, Outcome, VideosView
 from ._ratelimit import Limiter, RateLimit
 from ._recording import RecordedRequest, record
 from ._routes import Reply, Router, Settings
+from ._validate import ApiError
 from ._webhooks import (
     WebhookDelivery,
     WebhookFaults,
@@ -58,6 +61,14 @@ class FakeVideosAPI(FaultPlan):
     ``webhook_secret``), meeting ``webhook_faults``; ``webhook_deliveries`` lists them.
     Given only ``webhook_secret``, events start once ``webhook_url`` is set (for a
     receiver started after the fake).
+
+    A POST with an ``Idempotency-Key`` that succeeded is remembered for
+    ``idempotency_ttl`` seconds of the fake's clock (None: for ever): the same
+    key on the same path with the same body gets the first answer again
+    (``idempotent-replayed: true``), with another body a 422
+    ``idempotency_key_reused`` error (as the IETF Idempotency-Key draft and
+    careful servers answer; nothing is created). ``idempotency_keys=False``
+    ignores the header entirely, as LiteLLM's proxy does: every POST creates.
     """
 
     def __init__(
@@ -80,6 +91,8 @@ class FakeVideosAPI(FaultPlan):
         webhook_secret: str | None = None,
         webhook_faults: WebhookFaults | None = None,
         rate_limit: RateLimit | None = None,
+        idempotency_keys: bool = True,
+        idempotency_ttl: float | None = 24 * 60 * 60,
     ) -> None:
         if clock is not None and speed != 1.0:
             raise ValueError("speed applies to the real-time clock; not with clock=")
@@ -91,6 +104,16 @@ class FakeVideosAPI(FaultPlan):
             raise ValueError(f"content_sizes maps {VARIANTS} to sizes in bytes")
         if rate_limit is not None and not isinstance(rate_limit, RateLimit):
             raise TypeError(f"rate_limit must be a RateLimit, got {type(rate_limit).__name__}")
+        if not isinstance(idempotency_keys, bool):
+            raise TypeError("idempotency_keys must be a bool")
+        if idempotency_ttl is not None and not idempotency_ttl >= 0:
+            raise ValueError(
+                f"idempotency_ttl must be >= 0 seconds or None, got {idempotency_ttl!r}"
+            )
+        #: Whether an Idempotency-Key is honoured (False: ignored, as by LiteLLM).
+        self.idempotency_keys = idempotency_keys
+        #: Seconds (of the fake's clock) a key is remembered; None: for ever.
+        self.idempotency_ttl = idempotency_ttl
         self.api_key = api_key
         self._limiter = None if rate_limit is None else Limiter(rate_limit)
         #: How many requests the rate limit answered with 429.
@@ -109,7 +132,8 @@ class FakeVideosAPI(FaultPlan):
         self._router = Router(self._store, settings)
         FaultPlan.__init__(self)
         self._requests: list[RecordedRequest] = []
-        self._idempotent: dict[tuple[str, str], Reply] = {}
+        #: (key, path) -> (the request's fingerprint, its answer, when it was given)
+        self._idempotent: dict[tuple[str, str], tuple[str, Reply, float]] = {}
         self._request_ids = random.Random(f"{seed}:request-ids")
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
@@ -365,19 +389,58 @@ class FakeVideosAPI(FaultPlan):
 
     def _run(self, rec: RecordedRequest) -> Reply:
         key = rec.headers.get("idempotency-key")
-        if rec.method != "POST" or not key:
+        if rec.method != "POST" or not key or not self.idempotency_keys:
             return self._router.dispatch(rec)
+        now = self.clock.now()
+        self._forget_keys(now)
+        fingerprint = _request_fingerprint(rec)
         cached = self._idempotent.get((key, rec.raw_path))
         if cached is not None:
-            headers = {**cached.headers, "idempotent-replayed": "true"}
-            return Reply(cached.status, cached.body, headers)
+            if cached[0] != fingerprint:
+                return Reply.error(
+                    ApiError(
+                        422,
+                        f"Idempotency-Key {key[:100]!r} was already used with a different "
+                        "request; use a new key for a new request.",
+                        param="Idempotency-Key",
+                        code="idempotency_key_reused",
+                    )
+                )
+            reply = cached[1]
+            headers = {**reply.headers, "idempotent-replayed": "true"}
+            return Reply(reply.status, reply.body, headers)
         reply = self._router.dispatch(rec)
         # Only successes are remembered: a rejected request did nothing to replay.
         if 200 <= reply.status < 300:
-            self._idempotent[(key, rec.raw_path)] = Reply(
-                reply.status, reply.body, dict(reply.headers)
-            )
+            kept = Reply(reply.status, reply.body, dict(reply.headers))
+            self._idempotent[(key, rec.raw_path)] = (fingerprint, kept, now)
         return reply
+
+    def _forget_keys(self, now: float) -> None:
+        """Forget keys older than ``idempotency_ttl`` (kept in the order they came)."""
+        ttl = self.idempotency_ttl
+        if ttl is None:
+            return
+        remembered = self._idempotent
+        while remembered:
+            oldest = next(iter(remembered))
+            if now - remembered[oldest][2] < ttl:
+                return
+            del remembered[oldest]
+
+
+def _request_fingerprint(rec: RecordedRequest) -> str:
+    """What a request asked for: its parsed JSON body, or its raw body with the
+    multipart boundary taken out (each client picks its own)."""
+    if rec.json is not None:
+        data = json.dumps(rec.json, sort_keys=True, separators=(",", ":")).encode()
+    else:
+        data = rec.body
+        _, _, boundary = rec.headers.get("content-type", "").partition("boundary=")
+        boundary = boundary.split(";", 1)[0].strip().strip('"')
+        if boundary:
+            data = data.replace(boundary.encode(), b"")
+    return hashlib.sha256(data).hexdigest()
 
 
 def _close_connection(request: web.Request) -> None:

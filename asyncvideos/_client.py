@@ -9,6 +9,7 @@ turns the response into data or a typed error with the key masked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -243,6 +244,7 @@ class BaseClient:
         )
         # The job ledger: None (and nothing of it imported) unless one is given.
         self._journal: Journal | None = None
+        self._fleet: contextlib.AsyncExitStack | None = None
         if ledger is not None or reconcile != "raise" or on_created is not None:
             from .ledger._config import make_journal
 
@@ -272,6 +274,9 @@ class BaseClient:
         """Close the connection pool this client opened (a borrowed session is left
         open), and the ledger it opened from a URL (a ledger object is left open)."""
         try:
+            if self._fleet is not None:
+                fleet, self._fleet = self._fleet, None
+                await fleet.aclose()
             if self._journal is not None:
                 await self._journal.close()
         finally:
@@ -284,9 +289,16 @@ class BaseClient:
             raise ValueError("this needs a ledger: AsyncVideos(ledger=...)")
         if self._transport.closed:
             raise RuntimeError("This AsyncVideos client is closed; create a new one")
-        await journal.ready()
+        store = await journal.ready()
         if self._webhooks is not None:
             journal.listen(self._webhooks)
+        # A fleet's ledger (PostgreSQL) also shares the rate budget and the webhook
+        # events between the processes on it; known by this hook, so that nothing
+        # of it (no driver) is imported here.
+        join = getattr(store, "_join_fleet", None)
+        if join is not None and self._fleet is None:
+            self._fleet = contextlib.AsyncExitStack()
+            await join(self, self._fleet)
         return journal
 
     def _newest(self, since: datetime) -> AsyncIterator[Video]:

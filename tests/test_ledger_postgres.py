@@ -180,3 +180,47 @@ class TestConstruction:
             async with pool.connection() as connection:
                 cursor = await connection.execute("SELECT key FROM jobs")
                 assert await cursor.fetchall() == [("k1",)]
+
+
+class TestAFleetOfClients:
+    """``AsyncVideos(ledger="postgresql://...")``: paid calls, budget and events shared."""
+
+    async def test_replicas_racing_one_key_pay_once(self, postgres_url: str) -> None:
+        from asyncvideos.testing import FakeVideosAPI
+
+        async with FakeVideosAPI(speed=100.0, poll_after_ms=10) as api:
+            replicas = [api.client(ledger=postgres_url) for _ in range(4)]
+            try:
+                for replica in replicas:
+                    await replica.__aenter__()
+                videos = await asyncio.gather(
+                    *(
+                        replica.create("a paper boat", idempotency_key="order-42")
+                        for replica in replicas
+                        for _ in range(3)
+                    )
+                )
+            finally:
+                for replica in replicas:
+                    await replica.close()
+            posts = [r for r in api.requests if r.method == "POST"]
+            assert len({video.id for video in videos}) == 1
+            assert len(api.videos) == 1
+            assert len(posts) == 1
+
+    async def test_the_clients_share_the_keys_budget_and_the_webhooks(
+        self, postgres_url: str
+    ) -> None:
+        from asyncvideos._budget import SharedPacer
+        from asyncvideos.testing import FakeVideosAPI
+        from asyncvideos.webhooks import WebhookReceiver
+
+        receiver = WebhookReceiver(FakeVideosAPI.generate_webhook_secret())
+        async with FakeVideosAPI(speed=100.0) as api:
+            async with api.client(ledger=postgres_url, webhooks=receiver) as videos:
+                assert isinstance(videos._pacer, SharedPacer)
+                assert receiver._relay is not None
+                await videos.create("a paper boat")
+            assert receiver._relay is None  # closed with the client
+            async with api.client(ledger=postgres_url, pacing=False) as unpaced:
+                assert not isinstance(unpaced._pacer, SharedPacer)

@@ -53,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -71,6 +72,8 @@ from ._postgres_events import EventRelay
 from ._store import FINISHED, Change, Entry, Intent, LedgerStore, State, VideoOwnedError
 
 __all__ = ["CHANNEL", "MIGRATIONS", "PostgresLedger", "ledger_from_url"]
+
+logger = logging.getLogger("asyncvideos")
 
 #: The NOTIFY channel of status changes recorded from webhook events.
 CHANNEL = "asyncvideos_jobs"
@@ -578,6 +581,25 @@ class PostgresLedger(LedgerStore):
         }
         found = await self._fetch(statement, parameters)
         return found[0] if found else None
+
+    # -- the fleet ---------------------------------------------------------
+
+    async def _join_fleet(self, client: Any, stack: contextlib.AsyncExitStack) -> None:
+        """What ``AsyncVideos(ledger=this)`` does once the ledger is open: its requests
+        take turns from the key's one budget in this database (unless ``pacing=False``
+        or the key is a callable, which has no name yet), and its ``webhooks=``
+        receiver's events are shared with every replica (``share_webhooks``)."""
+        assert self.rate_budgets is not None
+        if client._adaptive:
+            try:
+                client._share_rate_budget(self.rate_budgets)
+            except TypeError:
+                logger.info(
+                    "A callable api_key: this client keeps its own rate budget "
+                    "(the fleet's is named after the key)"
+                )
+        if client._webhooks is not None:
+            await stack.enter_async_context(self.share_webhooks(client._webhooks))
 
     # -- the fleet's webhooks ------------------------------------------------
 

@@ -78,6 +78,8 @@ MAX_GRANT = 64
 SPACING_HOLDS = 10.0
 #: The weight of a new report in the fleet's averaged spacing.
 _SMOOTHING = 0.3
+#: One report moves the fleet's spacing by at most this factor, either way.
+_STEP = 2.0
 #: Send this much under the refill rate the headers tell.
 _HEADROOM = 1.05
 
@@ -87,14 +89,15 @@ def fleet_spacing(budget: Budget) -> float | None:
 
     With a ``limit``: ``limit - remaining`` requests refill in ``reset`` s, so the
     bucket refills at that rate, and the fleet sends ``_HEADROOM`` under it.
-    ``remaining`` is rounded down, which overstates the rate by up to one request:
-    a bucket with fewer than two spent tells nothing (None). Without a ``limit``,
-    the pacer's ``reset / (remaining + 1)``.
+    ``remaining`` is rounded down, which can overstate the rate of a nearly full
+    bucket many times over: the store moves the fleet's spacing at most
+    ``_STEP``-fold per report. A full bucket tells nothing (None). Without a
+    ``limit``, the pacer's ``reset / (remaining + 1)``.
     """
     if budget.limit is None:
         return budget.interval
     spent = budget.limit - budget.remaining
-    if spent < 2 or budget.reset <= 0:
+    if spent < 1 or budget.reset <= 0:
         return None
     return _HEADROOM * budget.reset / spent
 
@@ -180,8 +183,9 @@ def exchange(
         # One response's headers tell the rate to within a request: an average of
         # the fleet's reports, while they hold, smooths that out.
         spacing = report.spacing
-        if now < row.spacing_until:
-            spacing = (1 - _SMOOTHING) * row.spacing + _SMOOTHING * spacing
+        if now < row.spacing_until and row.spacing > 0:
+            step = min(max(spacing, row.spacing / _STEP), row.spacing * _STEP)
+            spacing = (1 - _SMOOTHING) * row.spacing + _SMOOTHING * step
         row = attrs.evolve(row, spacing=spacing, spacing_until=now + report.spacing_for)
     if report.pause > 0:
         until = now + report.pause

@@ -1,8 +1,10 @@
 """The fleet's rate budgets in PostgreSQL: one row per budget, exchanged under its lock.
 
 ``PostgresBudgetStore.exchange`` runs ``_budget.exchange`` (the rules, pure) in one
-transaction: the row is read ``FOR UPDATE`` with the server's clock, the rules
-applied in Python, the row written back. So every process of a fleet takes its
+transaction of two round trips (pipelined): the row is read ``FOR UPDATE`` with
+the server's clock, the rules applied in Python, the row written back, committed
+without waiting for the disk (``synchronous_commit = off`` for this transaction:
+the schedule of the next moments is not worth an fsync). So every process of a fleet takes its
 slots from one schedule, whatever their own clocks say, and two exchanges on one
 budget never interleave. Needs the ``postgres`` extra (psycopg 3 and its pool);
 imported only when a PostgreSQL ledger is used.
@@ -98,8 +100,15 @@ class PostgresBudgetStore:
 async def _exchange(
     connection: AsyncConnection[Any], name: str, report: Report, want: int
 ) -> Grant:
-    async with connection.transaction():
-        found = await (await connection.execute(_SELECT, (name,))).fetchone()
+    # Pipelined: BEGIN, the commit setting and the locking read go in one round
+    # trip, the write and COMMIT in another, so the row is locked for about one.
+    async with connection.pipeline() as pipeline, connection.transaction():
+        # A budget's row is the fleet's schedule for the next moments: a server
+        # crash that loses its last commits loses nothing worth an fsync each.
+        await connection.execute("SET LOCAL synchronous_commit = off")
+        cursor = await connection.execute(_SELECT, (name,))
+        await pipeline.sync()
+        found = await cursor.fetchone()
         if found is None:
             # A new budget. Two processes may both find none: the database keeps the
             # first row (ON CONFLICT DO NOTHING) and both go on from it, locked.

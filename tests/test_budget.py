@@ -55,8 +55,9 @@ class TestRules:
         assert grant.spacing == 0.1
         assert grant.count == 2  # HORIZON's worth
         row, grant = exchange(row, 1.0, Report(spacing=0.02, spacing_for=5), 100)
-        # Averaged: one response tells the rate only to within a request.
-        assert grant.spacing == pytest.approx(0.7 * 0.1 + 0.3 * 0.02)
+        # Averaged, each report moving it at most twofold: one response tells the
+        # rate only to within a request.
+        assert grant.spacing == pytest.approx(0.7 * 0.1 + 0.3 * 0.05)
         # After the headers' reset, they no longer hold.
         assert row.interval(6.5) < 0.02
 
@@ -103,8 +104,8 @@ class TestRules:
         # 10 of 20 spent, back in 0.25 s: 40 requests/s, sent a little under it.
         half = Budget(remaining=10, reset=0.25, limit=20)
         assert fleet_spacing(half) == pytest.approx(1.05 * 0.25 / 10)
-        # A bucket nearly full tells no rate (remaining is rounded down) ...
-        assert fleet_spacing(Budget(remaining=19, reset=0.02, limit=20)) is None
+        # A full bucket tells no rate ...
+        assert fleet_spacing(Budget(remaining=20, reset=0.0, limit=20)) is None
         # ... nor headers without a limit: the pacer's rule then.
         assert fleet_spacing(Budget(remaining=3, reset=1.0)) == pytest.approx(0.25)
 

@@ -9,7 +9,8 @@ the store, a row per budget:
 - **Slots.** ``next_at`` is the next free time slot; a process leases several at
   once (``exchange(want=n)``: up to ``HORIZON`` seconds' worth, at least one), so a
   request costs a fraction of one database round trip, and sends each request at
-  its slot. Slots not used within a spacing of their time are dropped, not saved up.
+  its slot. Slots held and not used within a spacing of their time are dropped, not
+  saved up; slots that arrive late (a slow exchange) are used at once.
 - **The spacing** is the fleet's, from the ``x-ratelimit-*-requests`` headers any
   process read: with a ``limit``, the bucket's refill rate (``limit - remaining``
   requests come back in ``reset`` s), a little under it, averaged over the reports;
@@ -57,7 +58,8 @@ logger = logging.getLogger("asyncvideos")
 
 #: Slots leased at once: at most this many seconds' worth (at least one slot) ...
 HORIZON = 0.25
-#: ... and none further ahead than this: the fleet's schedule is committed no longer.
+#: ... and none further ahead than this on a spacing the headers told (HORIZON on an
+#: estimate): the fleet's schedule is committed no longer.
 LOOKAHEAD = 5.0
 #: A grant of "no limit in force" lasts this long before the store is asked again.
 REFRESH = 1.0
@@ -201,11 +203,18 @@ def exchange(
     pause = max(row.pause_until - now, 0.0)
     if want <= 0:
         return row, Grant(pause=pause)
-    if start > now + LOOKAHEAD:
-        # The fleet has leased what it may this far ahead: ask again when the
-        # schedule is within reach, with what is known then.
-        return row, Grant(delay=start - now - LOOKAHEAD, pause=pause)
+    # Far ahead only on a spacing the headers told: an estimate (a cold start
+    # above all) may be far off, and slots granted on it cannot be taken back.
+    lookahead = LOOKAHEAD if now < row.spacing_until else HORIZON
     count = min(want, MAX_GRANT, max(1, math.floor(HORIZON / spacing)))
+    if start > now + lookahead:
+        if row.slow_start and now >= row.spacing_until:
+            # Nothing learned yet: the first answers will tell more than the cold
+            # spacing does, so ask again when the schedule is within reach.
+            return row, Grant(delay=start - now - lookahead, pause=pause)
+        # The fleet has leased what it may this far ahead: one slot, so that each
+        # process holds its place in the queue without asking again and again.
+        count = 1
     row = attrs.evolve(
         row,
         next_at=start + count * spacing,
@@ -287,8 +296,12 @@ class SharedPacer:
         self._adaptive = adaptive
         #: Every request asks: the fleet's state is in the store, not here.
         self.engaged = True
-        self._slots: deque[float] = deque()
+        #: Slots granted: (when, usable until). A slot that arrives late (the
+        #: exchange took longer than its delay) is still the fleet's gift to this
+        #: process; one held and not used within a spacing of its time is not.
+        self._slots: deque[tuple[float, float]] = deque()
         self._spacing = 0.0  # of the slots held
+        self._granted = 0  # how many the last grant gave
         self._free_until = -math.inf
         self._pause_until = 0.0
         self._last = -math.inf
@@ -324,21 +337,26 @@ class SharedPacer:
         if now < self._free_until:
             return True
         # A slot missed by more than a spacing is the fleet's no longer.
-        while self._slots and self._slots[0] < now - max(self._spacing, 1e-3):
+        while self._slots and self._slots[0][1] < now:
             self._slots.popleft()
-        return bool(self._slots) and self._slots[0] <= now
+        return bool(self._slots) and self._slots[0][0] <= now
 
     def _take(self, now: float) -> None:
         self._last = now
         if now >= self._free_until:
             self._slots.popleft()
+            # Half the slots spent and more requests waiting than slots held: ask
+            # for the next lease now, so it arrives before these run out.
+            wanting = len(self._waiters) - len(self._slots)
+            if 2 * len(self._slots) <= self._granted and wanting > 0:
+                self._ask(asyncio.get_running_loop(), wanting)
 
     def _turn(self, now: float) -> float | None:
         """When the next waiter may go, or None until the store grants more slots."""
         if now < self._free_until:
             at = now
         elif self._slots:
-            at = self._slots[0]
+            at = self._slots[0][0]
         else:
             return None
         return max(at, self._pause_until, self._last + self._floor)
@@ -404,7 +422,13 @@ class SharedPacer:
             self._free_until = -math.inf
             self._spacing = grant.spacing
             first = now + grant.delay
-            self._slots.extend(first + i * grant.spacing for i in range(grant.count))
+            grace = max(grant.spacing, 1e-3)
+            self._granted = grant.count
+            for i in range(grant.count):
+                at = first + i * grant.spacing
+                self._slots.append((at, max(at, now) + grace))
+            if len(self._slots) > grant.count:  # a lease asked for ahead: keep them in order
+                self._slots = deque(sorted(self._slots))
         else:
             self._ask_after = now + grant.delay
         if self._report.pause:
@@ -454,7 +478,7 @@ class SharedPacer:
         self._pause_until = until
         self._free_until = -math.inf
         # Slots inside the pause are lost; the fleet's next ones start after it.
-        while self._slots and self._slots[0] < until:
+        while self._slots and self._slots[0][0] < until:
             self._slots.popleft()
         self._report = self._report.merge(Report(pause=wait, estimate=estimate))
         self._ask(loop, len(self._waiters))

@@ -70,12 +70,18 @@ class TestRules:
         row, other = exchange(row, 1.5, Report(), 3)  # another process, later
         assert other.delay == pytest.approx(1.5 + 3 * 0.01)
 
-    def test_nothing_is_leased_further_ahead_than_the_lookahead(self) -> None:
+    def test_beyond_the_lookahead_one_slot_at_a_time(self) -> None:
         row, _ = exchange(None, 0.0, Report(spacing=0.01, spacing_for=60), 1)
         row, grant = exchange(row, 0.0, Report(pause=LOOKAHEAD + 1), 3)
-        # Ask again when the schedule is within reach.
+        assert grant.count == 1
+        assert grant.delay == pytest.approx(LOOKAHEAD + 1)
+        # On a cold start (nothing learned), the lookahead is HORIZON, and beyond
+        # it the answer is "ask again then": the first answers will tell more.
+        row, _ = exchange(None, 0.0, Report(), 1)
+        for _ in range(3):
+            row, grant = exchange(row, 0.0, Report(), 5)
         assert grant.count == 0
-        assert grant.delay == pytest.approx(1.0)
+        assert grant.delay == pytest.approx(row.next_at - HORIZON)
 
     def test_with_nothing_in_force_requests_go_free(self) -> None:
         row = BudgetRow(next_at=0.0)  # learned long ago: nothing holds now

@@ -875,10 +875,6 @@ class AsyncVideos(BaseClient):
         first with ``ContentExpiredError``. ``timeout`` bounds the whole run; at
         most ``concurrency`` polls (and downloads) are in flight. Needs a ledger.
         """
-        from .ledger._resume import resume as resume_entries
-
-        if self._journal is None:
-            raise ValueError("resume() needs a ledger: AsyncVideos(ledger=...)")
         plan = self._wait_plan("resume", wait)
         gate = asyncio.Semaphore(check.integer(concurrency, "concurrency", low=1))
         folder = None
@@ -886,6 +882,10 @@ class AsyncVideos(BaseClient):
             if not isinstance(download_dir, (str, os.PathLike)) or not str(download_dir).strip():
                 raise TypeError("download_dir must be a path (str or os.PathLike) or None")
             folder = Path(download_dir)
+        if self._journal is None:
+            raise ValueError("resume() needs a ledger: AsyncVideos(ledger=...)")
+        from .ledger._resume import resume as resume_entries
+
         calls = _ResumeCalls(self, plan, gate)
         return resume_entries(self._journal, calls, timeout=plan.timeout, download_dir=folder)
 

@@ -203,6 +203,20 @@ class LedgerContract:
         assert done.updated_at >= entry.updated_at
         assert await store.get("k1") == done
 
+    async def test_record_writes_without_reading_back(self, make_store: MakeStore) -> None:
+        """record(): update's conditions and rules, True or False for the outcome."""
+        store = await make_store(LONG)
+        await created(store, "k1", "video_1")
+        assert await store.record("k1", Change(status="in_progress"), states=("created",))
+        assert not await store.record("k1", Change(status="x"), states=("intent",))
+        assert not await store.record("k1", Change(status="x"), states=("created",), owner="b")
+        entry = await store.get("k1")
+        assert entry is not None
+        assert entry.status == "in_progress"
+        await store.begin(intent("k2"), owner="b")
+        with pytest.raises(VideoOwnedError):
+            await store.record("k2", Change(video_id="video_1"), states=("intent",))
+
     async def test_a_lease_is_renewed_or_released_by_update(self, make_store: MakeStore) -> None:
         store = await make_store(LONG)
         first, _ = await store.begin(intent("k1"), owner="a")

@@ -92,10 +92,11 @@ GOOD: dict[str, dict[str, Any]] = {
     "wait": {"video": SOURCE},
     "create_and_wait": {"prompt": "a paper boat", "timeout": 30},
     "wait_many": {"videos": [SOURCE]},
+    "resume": {"download_dir": InTmp(lambda p: p / "resumed", "a folder to make")},
 }
 
 # Public members that take no argument: nothing to check.
-NO_ARGUMENTS = {"close", "closed", "base_url", "with_raw_response"}
+NO_ARGUMENTS = {"close", "closed", "base_url", "with_raw_response", "ledger"}
 
 # -- bad values of the per-call options, tried on every method that takes each ----------
 
@@ -325,6 +326,11 @@ BAD: dict[str, dict[str, list[tuple[Any, type[Exception], str]]]] = {
         "concurrency": [(0, ValueError, ""), (True, TypeError, ""), (2.0, TypeError, "")],
         **{name: _short(values) for name, values in WAIT_OPTIONS.items()},
     },
+    "resume": {
+        "concurrency": [(0, ValueError, ""), (True, TypeError, "")],
+        "download_dir": [(5, TypeError, ""), ("", TypeError, "")],
+        **{name: _short(values) for name, values in WAIT_OPTIONS.items()},
+    },
 }
 
 
@@ -472,8 +478,13 @@ async def test_the_good_arguments_are_accepted(
     """Each method's good arguments make a request, so each bad case fails for its one value."""
     if SOURCE not in table_api.videos:  # delete's good call removed it
         table_api.add_videos({"id": SOURCE, "status": "completed"})
+    # resume() needs a ledger with something in it to wait for.
+    ledger = {"ledger": f"sqlite:///{tmp_path}/jobs.db"} if method == "resume" else {}
+    if ledger:
+        async with table_api.client(max_retries=0, **ledger) as videos:
+            await videos.create("a paper boat")
     table_api.clear_requests()
-    async with table_api.client(max_retries=0) as videos:
+    async with table_api.client(max_retries=0, **ledger) as videos:
         # A ValueError or TypeError fails the test; an API error (a 404 for a character
         # that does not exist) is an answer, so the arguments were accepted.
         with contextlib.suppress(AsyncVideosError):
@@ -575,6 +586,18 @@ BAD_CONSTRUCTORS = [
         id="webhook_fallback_interval-str",
     ),
     pytest.param({"webhooks": 5}, TypeError, "webhooks", id="webhooks-int"),
+    pytest.param({"ledger": 5}, TypeError, "ledger", id="ledger-int"),
+    pytest.param({"ledger": "jobs.db"}, ValueError, "ledger", id="ledger-no-scheme"),
+    pytest.param(
+        {"ledger": "sqlite:///j.db", "reconcile": "guess"}, ValueError, "reconcile", id="reconcile"
+    ),
+    pytest.param({"reconcile": "adopt"}, ValueError, "ledger", id="reconcile-no-ledger"),
+    pytest.param(
+        {"ledger": "sqlite:///j.db", "on_created": 5}, TypeError, "on_created", id="on_created"
+    ),
+    pytest.param(
+        {"ledger": "sqlite:///j.db", "clock_skew": -1}, ValueError, "clock_skew", id="clock_skew"
+    ),
 ]
 
 

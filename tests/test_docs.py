@@ -40,6 +40,7 @@ def documented() -> set[str]:
         (asyncvideos, "asyncvideos."),
         (asyncvideos.testing, "asyncvideos.testing."),
         (asyncvideos.webhooks, "asyncvideos.webhooks."),
+        (asyncvideos.ledger, "asyncvideos.ledger."),
     ],
 )
 def test_every_public_name_has_a_reference_entry(module: object, prefix: str) -> None:

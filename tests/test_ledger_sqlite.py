@@ -14,7 +14,7 @@ import pytest
 from ledger_contract import LedgerContract, MakeStore, intent
 
 from asyncvideos import LedgerError
-from asyncvideos.ledger import SQLiteLedger, open_ledger
+from asyncvideos.ledger import Change, SQLiteLedger, VideoOwnedError, open_ledger
 from asyncvideos.ledger import _sqlite as sqlite_backend
 
 
@@ -60,7 +60,7 @@ class TestOpening:
             threads.add(threading.current_thread().name)
 
         async with SQLiteLedger(tmp_path / "jobs.db") as store:
-            await store._run(lambda connection: connection.set_trace_callback(trace))
+            await store._run(lambda connection, _: connection.set_trace_callback(trace))
             await store.begin(intent("k1"), owner="a")
             await store.get("k1")
         assert threads
@@ -102,7 +102,7 @@ class TestOpening:
         store = SQLiteLedger(tmp_path / "jobs.db", synchronous=setting)  # type: ignore[arg-type]
         async with store:
             value = await store._run(
-                lambda connection: connection.execute("PRAGMA synchronous").fetchone()[0]
+                lambda connection, _: connection.execute("PRAGMA synchronous").fetchone()[0]
             )
             assert value == expected
 
@@ -240,3 +240,62 @@ class TestOpenLedger:
         from asyncvideos.ledger import PostgresLedger
 
         assert isinstance(open_ledger("postgresql://localhost/jobs"), PostgresLedger)
+
+
+class TestManyOpeners:
+    async def test_connections_opening_a_new_file_together_all_get_in(self, tmp_path: Path) -> None:
+        for attempt in range(20):
+            path = tmp_path / f"jobs-{attempt}.db"
+            stores = [SQLiteLedger(path) for _ in range(6)]
+            try:
+                await asyncio.gather(*(store.open() for store in stores))
+                assert await stores[0].entries() == []
+            finally:
+                for store in stores:
+                    await store.close()
+
+
+class TestGroupCommit:
+    async def test_concurrent_writes_share_commits(self, tmp_path: Path) -> None:
+        """Writes waiting together are one transaction: far fewer commits than writes."""
+        statements: list[str] = []
+        async with SQLiteLedger(tmp_path / "jobs.db") as store:
+            await store._run(lambda connection, _: connection.set_trace_callback(statements.append))
+            results = await asyncio.gather(
+                *(store.begin(intent(f"k{n}"), owner="a") for n in range(50))
+            )
+            assert all(written for _, written in results)
+            assert len(await store.entries()) == 50
+        commits = [statement for statement in statements if statement == "COMMIT"]
+        assert 1 <= len(commits) <= 25
+
+    async def test_a_failed_write_is_undone_alone(self, tmp_path: Path) -> None:
+        """In one batch, the write that breaks a rule fails; the others are kept."""
+        async with SQLiteLedger(tmp_path / "jobs.db") as store:
+            for n in range(10):
+                await store.begin(intent(f"k{n}"), owner="a")
+            outcomes = await asyncio.gather(
+                *(
+                    store.update(
+                        f"k{n}",
+                        Change(state="created", video_id="same" if n in (3, 7) else f"v{n}"),
+                        states=("intent",),
+                    )
+                    for n in range(10)
+                ),
+                return_exceptions=True,
+            )
+            failures = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+            assert len(failures) == 1
+            assert isinstance(failures[0], VideoOwnedError)
+            owned = await store.owned([f"v{n}" for n in range(10)] + ["same"])
+        assert len(owned) == 9
+
+
+def test_the_columns_are_the_entrys_fields_in_order() -> None:
+    """Rows are read into an Entry by position."""
+    import attrs
+
+    from asyncvideos.ledger import Entry
+
+    assert tuple(field.name for field in attrs.fields(Entry)) == sqlite_backend._COLUMNS

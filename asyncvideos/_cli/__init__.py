@@ -144,6 +144,13 @@ def client_options(args: argparse.Namespace) -> dict[str, Any]:
         options["default_headers"] = dict(args.headers)
     if args.queries:
         options["default_query"] = dict(args.queries)
+    from ._jobs import ledger_url
+
+    ledger = ledger_url(args)
+    if ledger is not None and args.command in ("create", "remix", "resume"):
+        options["ledger"] = ledger
+        if args.command == "resume":
+            options["reconcile"] = args.reconcile
     return options
 
 
@@ -216,6 +223,10 @@ async def _command(ctx: Any) -> int:
         from ._webhooks import run
 
         return await run(ctx)
+    if args.command == "jobs":  # the ledger alone: no key needed
+        from ._jobs import jobs
+
+        return await jobs(ctx)
     if not (args.api_key or os.environ.get("OPENAI_API_KEY")):
         raise UsageError(
             "no API key: pass --api-key or set OPENAI_API_KEY "

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._version import __version__
+from ._jobs import add_ledger_option
+from ._jobs import add_parsers as add_ledger_parsers
 
 VARIANT_SUFFIXES = {"video": ".mp4", "thumbnail": ".webp", "spritesheet": ".jpg"}
 
@@ -279,11 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--input-reference", metavar="PATH", help="an image to guide the first frame"
     )
     _wait_option(create)
+    add_ledger_option(create)
 
     remix = command("remix", "Start a new job from a completed one and a new prompt.")
     remix.add_argument("id", metavar="ID")
     remix.add_argument("prompt", metavar="PROMPT")
     _wait_option(remix)
+    add_ledger_option(remix)
 
     delete = command("delete", "Delete jobs.")
     _ids(delete, "job ids")
@@ -364,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=positive_float, default=2.0, metavar="X", help="jobs run X times faster (2)"
     )
 
+    add_ledger_parsers(command)
+
     from ._webhooks import add_parser as add_webhooks_parser
 
     add_webhooks_parser(
@@ -385,6 +391,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "serve": CONNECTION_OPTIONS + OUTPUT_OPTIONS,
         "demo": CONNECTION_OPTIONS,
         "webhooks": CONNECTION_OPTIONS,
+        "jobs": CONNECTION_OPTIONS,
     }
     for name, flag, unset in ignored.get(args.command, ()):
         if getattr(args, name) != unset:

@@ -367,6 +367,13 @@ async def download(ctx: Context, client: AsyncVideos) -> int:
     return 0
 
 
+async def resume(ctx: Context, client: AsyncVideos) -> int:
+    """``resume``: in ``_jobs``, with ``jobs``."""
+    from ._jobs import resume as resume_jobs
+
+    return await resume_jobs(ctx, client)
+
+
 COMMANDS: dict[str, Callable[[Context, AsyncVideos], Awaitable[int]]] = {
     "get": get,
     "list": list_,
@@ -375,6 +382,7 @@ COMMANDS: dict[str, Callable[[Context, AsyncVideos], Awaitable[int]]] = {
     "delete": delete,
     "wait": wait,
     "download": download,
+    "resume": resume,
 }
 
 __all__ = [

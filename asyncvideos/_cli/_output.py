@@ -16,12 +16,15 @@ import os
 import shutil
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 
 from .._models import DeletedVideo, Video
 from ._terminal import json_line, printable
+
+if TYPE_CHECKING:
+    from ..ledger._store import Entry
 
 _TIMESTAMPS = ("created_at", "completed_at", "expires_at")
 _STATUS_COLOURS = {"completed": "32", "failed": "31", "in_progress": "33", "queued": "36"}
@@ -158,3 +161,33 @@ class Output:
             return
         names = ("ID", "VARIANT", "BYTES", "PATH")
         self._row(names, (video_id, variant, str(size), path))
+
+    def entry(self, entry: Entry) -> None:
+        """One job of the ledger (``jobs``): its key, state and what is known of it."""
+        if self.as_json:
+            self.record(entry_json(entry))
+            return
+        cells = (
+            entry.key,
+            entry.state,
+            entry.video_id or "",
+            entry.status or "",
+            readable_time(entry.created_at),
+            entry.target or "",
+            " ".join(entry.prompt.splitlines()),
+        )
+        names = ("KEY", "STATE", "ID", "STATUS", "CREATED", "FILE", "PROMPT")
+        self._row(names, cells, status=1)
+
+
+_ENTRY_TIMES = ("created_at", "updated_at", "expires_at", "downloaded_at", "lease_expires_at")
+
+
+def entry_json(entry: Entry) -> dict[str, Any]:
+    """A ledger entry as a JSON object, times in ISO 8601."""
+    data = attrs.asdict(entry, recurse=False)
+    for name in _ENTRY_TIMES:
+        data[name] = iso(data[name])
+    data["candidates"] = list(entry.candidates)
+    data["request"] = dict(entry.request)
+    return data

@@ -597,7 +597,7 @@ class Journal:
     async def observed(self, entry: Entry, video: Video) -> None:
         """Record the job's status if it changed from what the entry says."""
         if video.status != entry.status and entry.state == "created":
-            await self.store.update(entry.key, status_change(video), states=_CREATED)
+            await self.store.record(entry.key, status_change(video), states=_CREATED)
 
     def recording(
         self, fetch: Fetch, video_id: str, known: tuple[str, str | None] | None = None
@@ -616,7 +616,7 @@ class Journal:
             video, hint = await fetch()
             if state[0] is not None and video.status != state[0][1]:
                 key = state[0][0]
-                await self.store.update(key, status_change(video), states=_CREATED)
+                await self.store.record(key, status_change(video), states=_CREATED)
                 state[0] = (key, video.status)
             return video, hint
 

@@ -32,14 +32,14 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from .._errors import LedgerError
 from ._store import Change, Entry, Intent, LedgerStore, State, VideoOwnedError
+from ._worker import Work, Worker
 
 __all__ = ["MIGRATIONS", "SQLiteLedger"]
 
@@ -112,6 +112,8 @@ _COLUMNS = (
     "lease_expires_at",
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
+#: Writes read the row they wrote in the same statement where SQLite can (3.35+).
+_RETURNING = f" RETURNING {', '.join(_COLUMNS)}" if sqlite3.sqlite_version_info >= (3, 35) else ""
 _TIMES = frozenset({"created_at", "updated_at", "expires_at", "downloaded_at", "lease_expires_at"})
 #: Reset when a rejected entry's key is sent again: the new intent starts clean.
 _CLEARED = (
@@ -156,22 +158,51 @@ _BEGIN = (
 _CHUNK = 500
 
 
-def _instant(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, timezone.utc)
-
-
 def _seconds(value: datetime | None) -> float | None:
     return None if value is None else round(value.timestamp(), 6)
 
 
+class _Request(Mapping[str, Any]):
+    """``Entry.request``, parsed from its JSON only when it is read (most are not)."""
+
+    __slots__ = ("_parsed", "_text")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._parsed: dict[str, Any] | None = None
+
+    def _data(self) -> dict[str, Any]:
+        if self._parsed is None:
+            self._parsed = json.loads(self._text)
+        return self._parsed
+
+    def __getitem__(self, name: str) -> Any:
+        return self._data()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+    def __repr__(self) -> str:
+        return repr(self._data())
+
+
+_TIMED = tuple(index for index, name in enumerate(_COLUMNS) if name in _TIMES)
+_REQUEST = _COLUMNS.index("request")
+_CANDIDATES = _COLUMNS.index("candidates")
+
+
 def _entry(row: Sequence[Any]) -> Entry:
-    values = dict(zip(_COLUMNS, row, strict=True))
-    for name in _TIMES:
-        values[name] = _instant(values[name])
-    values["request"] = json.loads(values["request"])
-    candidates = values["candidates"]
-    values["candidates"] = () if candidates is None else tuple(json.loads(candidates))
-    return Entry(**values)
+    values = list(row)
+    for index in _TIMED:
+        if values[index] is not None:
+            values[index] = datetime.fromtimestamp(values[index], timezone.utc)
+    values[_REQUEST] = _Request(values[_REQUEST])
+    candidates = values[_CANDIDATES]
+    values[_CANDIDATES] = () if candidates is None else tuple(json.loads(candidates))
+    return Entry(*values)
 
 
 def _column_value(name: str, value: Any) -> Any:
@@ -227,8 +258,7 @@ class SQLiteLedger(LedgerStore):
         self.synchronous: Synchronous = synchronous
         self.busy_timeout = float(busy_timeout)
         self._clock = clock
-        self._executor: ThreadPoolExecutor | None = None
-        self._connection: sqlite3.Connection | None = None
+        self._worker: Worker | None = None
         self._opening: asyncio.Future[None] | None = None
         self._closed = False
 
@@ -237,52 +267,40 @@ class SQLiteLedger(LedgerStore):
 
     # -- the ledger's thread -----------------------------------------------
 
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work(connection)`` on the ledger's thread; sqlite3 errors become
-        ``LedgerError``."""
-        if self._connection is None:
+    async def _run(self, work: Work[T], *, write: bool = False) -> T:
+        """Run ``work(connection, now)`` on the ledger's thread (``write``: inside a
+        write transaction, ``now`` its time); sqlite3 errors become ``LedgerError``."""
+        worker = self._worker
+        if worker is None:
             await self.open()
-        connection, executor = self._connection, self._executor
-        if connection is None or executor is None:
-            raise RuntimeError("this SQLiteLedger is closed")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor, functools.partial(_guarded, work, connection))
-
-    @contextlib.contextmanager
-    def _write(self, connection: sqlite3.Connection) -> Iterator[float]:
-        """One write transaction (``BEGIN IMMEDIATE``): yields its time on the clock."""
-        connection.execute("BEGIN IMMEDIATE")
+            worker = self._worker
+            assert worker is not None
         try:
-            # Microseconds, as a datetime holds them: an Entry's times read back
-            # as the very floats stored, so (created_at, key) cursors are exact.
-            yield round(self._clock(), 6)
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
+            return await worker.run(work, write=write)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"The ledger's database failed: {exc}") from exc
 
     # -- lifecycle ---------------------------------------------------------
 
     async def open(self) -> None:
         if self._closed:
             raise RuntimeError("this SQLiteLedger is closed")
-        if self._connection is not None:
+        if self._worker is not None:
             return
         if self._opening is not None:  # another task is opening it: wait for that
             await asyncio.shield(self._opening)
             return
         loop = asyncio.get_running_loop()
         self._opening = opening = loop.create_future()
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asyncvideos-ledger")
+        worker = Worker(self._connect, self._clock)
         try:
-            connection = await loop.run_in_executor(executor, self._connect)
+            await worker.start()
         except BaseException as error:
-            executor.shutdown(wait=False)
             self._opening = None
             opening.set_exception(error)
             opening.exception()  # retrieved: the waiters, if any, re-raise it
             raise
-        self._connection, self._executor = connection, executor
+        self._worker = worker
         self._opening = None
         opening.set_result(None)
 
@@ -295,9 +313,8 @@ class SQLiteLedger(LedgerStore):
             raise LedgerError(f"Cannot open the ledger {str(self.path)!r}: {exc}") from exc
         try:
             connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            _use_wal(connection, self.path)
             connection.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
-            self._migrate(connection)
+            self._set_up(connection)
         except BaseException as exc:
             connection.close()
             if isinstance(exc, sqlite3.Error):
@@ -305,10 +322,32 @@ class SQLiteLedger(LedgerStore):
             raise
         return connection
 
+    def _set_up(self, connection: sqlite3.Connection) -> None:
+        """WAL mode and the schema, retried while another process holds the lock.
+
+        SQLite answers "database is locked" at once, not after ``busy_timeout``,
+        where waiting could deadlock: two processes switching a new file to WAL
+        together (seen under load in the crash harness). Retrying is safe: each
+        attempt is one statement or one transaction.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                _use_wal(connection, self.path)
+                self._migrate(connection)
+                return
+            except sqlite3.OperationalError as exc:
+                text = str(exc).lower()
+                if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)  # on the ledger's own thread, never the event loop's
+            pause = min(pause * 2, 0.25)
+
     def _migrate(self, connection: sqlite3.Connection) -> None:
         """Apply the missing migrations in one transaction; refuse a newer schema."""
         latest = len(MIGRATIONS)
-        with self._write(connection):
+        with _transaction(connection):
             connection.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
             )
@@ -333,15 +372,9 @@ class SQLiteLedger(LedgerStore):
 
     async def close(self) -> None:
         self._closed = True
-        connection, executor = self._connection, self._executor
-        self._connection = self._executor = None
-        if connection is None or executor is None:
-            return
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(executor, connection.close)
-        finally:
-            executor.shutdown(wait=False)
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            await worker.stopped()
 
     @property
     def schema_version(self) -> int:
@@ -351,14 +384,14 @@ class SQLiteLedger(LedgerStore):
     # -- reads -------------------------------------------------------------
 
     async def get(self, key: str) -> Entry | None:
-        def work(connection: sqlite3.Connection) -> Entry | None:
+        def work(connection: sqlite3.Connection, _: float | None) -> Entry | None:
             row = connection.execute(f"{_SELECT} WHERE key = ?", (key,)).fetchone()
             return None if row is None else _entry(row)
 
         return await self._run(work)
 
     async def find(self, video_id: str) -> Entry | None:
-        def work(connection: sqlite3.Connection) -> Entry | None:
+        def work(connection: sqlite3.Connection, _: float | None) -> Entry | None:
             row = connection.execute(f"{_SELECT} WHERE video_id = ?", (video_id,)).fetchone()
             return None if row is None else _entry(row)
 
@@ -391,7 +424,7 @@ class SQLiteLedger(LedgerStore):
         statement = f"{_SELECT}{where} ORDER BY created_at, key LIMIT ?"
         parameters.append(limit)
 
-        def work(connection: sqlite3.Connection) -> list[Entry]:
+        def work(connection: sqlite3.Connection, _: float | None) -> list[Entry]:
             return [_entry(row) for row in connection.execute(statement, parameters)]
 
         return await self._run(work)
@@ -399,7 +432,7 @@ class SQLiteLedger(LedgerStore):
     async def owned(self, video_ids: Collection[str]) -> dict[str, str]:
         ids = list(dict.fromkeys(video_ids))
 
-        def work(connection: sqlite3.Connection) -> dict[str, str]:
+        def work(connection: sqlite3.Connection, _: float | None) -> dict[str, str]:
             found: dict[str, str] = {}
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
@@ -417,29 +450,37 @@ class SQLiteLedger(LedgerStore):
     async def begin(self, intent: Intent, *, owner: str) -> tuple[Entry, bool]:
         request = json.dumps(intent.request, sort_keys=True, separators=(",", ":"))
 
-        def work(connection: sqlite3.Connection) -> tuple[Entry, bool]:
-            with self._write(connection) as now:
-                values = (
-                    intent.key,
-                    intent.operation,
-                    intent.fingerprint,
-                    "intent",
-                    intent.model,
-                    intent.prompt,
-                    intent.size,
-                    intent.seconds,
-                    intent.source_video_id,
-                    request,
-                    owner,
-                    round(now + self.lease_seconds, 6),
-                    now,
-                    now,
-                )
-                written = connection.execute(_BEGIN, values).rowcount == 1
+        def work(connection: sqlite3.Connection, now: float | None) -> tuple[Entry, bool]:
+            assert now is not None
+            values = (
+                intent.key,
+                intent.operation,
+                intent.fingerprint,
+                "intent",
+                intent.model,
+                intent.prompt,
+                intent.size,
+                intent.seconds,
+                intent.source_video_id,
+                request,
+                owner,
+                round(now + self.lease_seconds, 6),
+                now,
+                now,
+            )
+            cursor = connection.execute(_BEGIN + _RETURNING, values)
+            if _RETURNING:
+                # fetchall: the statement is finished before the transaction ends.
+                rows = cursor.fetchall()
+                if rows:
+                    return _entry(rows[0]), True
+            elif cursor.rowcount == 1:  # pragma: no cover - SQLite before 3.35
                 row = connection.execute(f"{_SELECT} WHERE key = ?", (intent.key,)).fetchone()
-            return _entry(row), written
+                return _entry(row), True
+            row = connection.execute(f"{_SELECT} WHERE key = ?", (intent.key,)).fetchone()
+            return _entry(row), False
 
-        return await self._run(work)
+        return await self._run(work, write=True)
 
     async def claim(
         self,
@@ -451,30 +492,45 @@ class SQLiteLedger(LedgerStore):
         change: Change | None = None,
     ) -> Entry | None:
         columns = {} if change is None else change.columns()
-        chosen = sorted(states)
+        chosen = tuple(sorted(states))
+        statement = _claim_statement(tuple(columns), len(chosen), replacing is not None)
 
-        def work(connection: sqlite3.Connection) -> Entry | None:
-            with self._write(connection) as now:
-                sets = ["owner = ?", "lease_expires_at = ?", "updated_at = ?"]
-                parameters: list[Any] = [owner, round(now + self.lease_seconds, 6), now]
-                for name, value in columns.items():
-                    sets.append(f"{name} = ?")
-                    parameters.append(_column_value(name, value))
-                free = (
-                    "owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= ? "
-                    "OR owner = ?"
-                )
-                parameters.extend([key, *chosen, now, owner])
-                if replacing is not None:
-                    free += " OR owner = ?"
-                    parameters.append(replacing)
-                statement = (
-                    f"UPDATE jobs SET {', '.join(sets)} WHERE key = ? "
-                    f"AND state IN ({_placeholders(len(chosen))}) AND ({free})"
-                )
-                return self._changed(connection, statement, parameters, key, columns)
+        def work(connection: sqlite3.Connection, now: float | None) -> Entry | None:
+            assert now is not None
+            parameters: list[Any] = [owner, round(now + self.lease_seconds, 6), now]
+            parameters.extend(_column_value(name, value) for name, value in columns.items())
+            parameters.extend([key, *chosen, now, owner])
+            if replacing is not None:
+                parameters.append(replacing)
+            return _changed(connection, statement, parameters, key, columns)
 
-        return await self._run(work) if chosen else None
+        return await self._run(work, write=True) if chosen else None
+
+    async def record(
+        self,
+        key: str,
+        change: Change,
+        *,
+        states: Collection[State],
+        owner: str | None = None,
+    ) -> bool:
+        columns = change.columns()
+        chosen = tuple(sorted(states))
+        statement = _update_statement(
+            tuple(columns), change.lease, len(chosen), owner is not None, returning=False
+        )
+
+        def work(connection: sqlite3.Connection, now: float | None) -> bool:
+            assert now is not None
+            parameters = _update_parameters(now, columns, change, self.lease_seconds, key, chosen)
+            if owner is not None:
+                parameters.append(owner)
+            try:
+                return connection.execute(statement, parameters).rowcount == 1
+            except sqlite3.IntegrityError as exc:
+                raise _owned(connection, columns, exc) from exc
+
+        return await self._run(work, write=True) if chosen else False
 
     async def update(
         self,
@@ -485,64 +541,111 @@ class SQLiteLedger(LedgerStore):
         owner: str | None = None,
     ) -> Entry | None:
         columns = change.columns()
-        chosen = sorted(states)
+        chosen = tuple(sorted(states))
+        statement = _update_statement(tuple(columns), change.lease, len(chosen), owner is not None)
 
-        def work(connection: sqlite3.Connection) -> Entry | None:
-            with self._write(connection) as now:
-                sets = ["updated_at = ?"]
-                parameters: list[Any] = [now]
-                for name, value in columns.items():
-                    sets.append(f"{name} = ?")
-                    parameters.append(_column_value(name, value))
-                if change.lease == "renew":
-                    sets.append("lease_expires_at = ?")
-                    parameters.append(round(now + self.lease_seconds, 6))
-                elif change.lease == "release":
-                    sets.append("owner = NULL, lease_expires_at = NULL")
-                parameters.extend([key, *chosen])
-                statement = (
-                    f"UPDATE jobs SET {', '.join(sets)} WHERE key = ? "
-                    f"AND state IN ({_placeholders(len(chosen))})"
-                )
-                if owner is not None:
-                    statement += " AND owner = ?"
-                    parameters.append(owner)
-                return self._changed(connection, statement, parameters, key, columns)
+        def work(connection: sqlite3.Connection, now: float | None) -> Entry | None:
+            assert now is not None
+            parameters = _update_parameters(now, columns, change, self.lease_seconds, key, chosen)
+            if owner is not None:
+                parameters.append(owner)
+            return _changed(connection, statement, parameters, key, columns)
 
-        return await self._run(work) if chosen else None
+        return await self._run(work, write=True) if chosen else None
 
-    @staticmethod
-    def _changed(
-        connection: sqlite3.Connection,
-        statement: str,
-        parameters: Sequence[Any],
-        key: str,
-        columns: dict[str, Any],
-    ) -> Entry | None:
-        """Run one conditional UPDATE inside the open transaction; the row if it changed."""
-        try:
-            cursor = connection.execute(statement, parameters)
-        except sqlite3.IntegrityError as exc:
-            video_id = columns.get("video_id")
-            if video_id is None:  # pragma: no cover - no other constraint can fail
-                raise
-            row = connection.execute("SELECT key FROM jobs WHERE video_id = ?", (video_id,))
-            holder = row.fetchone()
-            raise VideoOwnedError(video_id, None if holder is None else holder[0]) from exc
-        if cursor.rowcount != 1:
-            return None
-        return _entry(connection.execute(f"{_SELECT} WHERE key = ?", (key,)).fetchone())
+
+def _update_parameters(
+    now: float,
+    columns: dict[str, Any],
+    change: Change,
+    lease_seconds: float,
+    key: str,
+    states: tuple[str, ...],
+) -> list[Any]:
+    parameters: list[Any] = [now]
+    parameters.extend(_column_value(name, value) for name, value in columns.items())
+    if change.lease == "renew":
+        parameters.append(round(now + lease_seconds, 6))
+    parameters.append(key)
+    parameters.extend(states)
+    return parameters
+
+
+@functools.lru_cache(maxsize=256)
+def _update_statement(
+    columns: tuple[str, ...], lease: str, states: int, owned: bool, *, returning: bool = True
+) -> str:
+    sets = ["updated_at = ?", *(f"{name} = ?" for name in columns)]
+    if lease == "renew":
+        sets.append("lease_expires_at = ?")
+    elif lease == "release":
+        sets.append("owner = NULL, lease_expires_at = NULL")
+    statement = (
+        f"UPDATE jobs SET {', '.join(sets)} WHERE key = ? AND state IN ({_placeholders(states)})"
+    )
+    statement = statement + " AND owner = ?" if owned else statement
+    return statement + _RETURNING if returning else statement
+
+
+@functools.lru_cache(maxsize=256)
+def _claim_statement(columns: tuple[str, ...], states: int, replacing: bool) -> str:
+    sets = ["owner = ?", "lease_expires_at = ?", "updated_at = ?"]
+    sets.extend(f"{name} = ?" for name in columns)
+    free = "owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= ? OR owner = ?"
+    if replacing:
+        free += " OR owner = ?"
+    return (
+        f"UPDATE jobs SET {', '.join(sets)} WHERE key = ? "
+        f"AND state IN ({_placeholders(states)}) AND ({free})" + _RETURNING
+    )
+
+
+def _changed(
+    connection: sqlite3.Connection,
+    statement: str,
+    parameters: Sequence[Any],
+    key: str,
+    columns: dict[str, Any],
+) -> Entry | None:
+    """Run one conditional UPDATE inside the open transaction; the row if it changed."""
+    try:
+        cursor = connection.execute(statement, parameters)
+    except sqlite3.IntegrityError as exc:
+        raise _owned(connection, columns, exc) from exc
+    if _RETURNING:
+        rows = cursor.fetchall()  # the statement is finished before the commit
+        return _entry(rows[0]) if rows else None
+    if cursor.rowcount != 1:  # pragma: no cover - SQLite before 3.35
+        return None
+    return _entry(
+        connection.execute(f"{_SELECT} WHERE key = ?", (key,)).fetchone()
+    )  # pragma: no cover
+
+
+def _owned(
+    connection: sqlite3.Connection, columns: dict[str, Any], exc: sqlite3.IntegrityError
+) -> Exception:
+    """The ``VideoOwnedError`` a unique ``video_id`` raised (no other constraint can)."""
+    video_id = columns.get("video_id")
+    if video_id is None:  # pragma: no cover - no other constraint can fail
+        return exc
+    holder = connection.execute("SELECT key FROM jobs WHERE video_id = ?", (video_id,)).fetchone()
+    return VideoOwnedError(video_id, None if holder is None else holder[0])
+
+
+@contextlib.contextmanager
+def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction of its own (for migrations, before the thread serves)."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
 
 
 def _use_wal(connection: sqlite3.Connection, path: Path) -> None:
     mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":  # pragma: no cover - a file system without WAL
         raise LedgerError(f"The ledger {str(path)!r} cannot use WAL mode ({mode})")
-
-
-def _guarded(work: Callable[[sqlite3.Connection], T], connection: sqlite3.Connection) -> T:
-    """``work(connection)`` with sqlite3's errors turned into ``LedgerError``."""
-    try:
-        return work(connection)
-    except sqlite3.Error as exc:
-        raise LedgerError(f"The ledger's database failed: {exc}") from exc

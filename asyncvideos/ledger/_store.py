@@ -102,7 +102,10 @@ made by the flow (host, process and call; see ``_flow.py``).
 ``tests/ledger_contract.py`` is this contract as tests: a backend's test module
 subclasses ``LedgerContract`` and gives it a ``make_store`` fixture.
 
-Additive changes since ``stable``: none yet.
+Additive changes since ``stable``:
+
+- ``record(key, change, states=, owner=) -> bool``: ``update`` without the
+  entry read back (for status writes); the default calls ``update``.
 """
 
 from __future__ import annotations
@@ -311,10 +314,11 @@ class Change:
     def columns(self) -> dict[str, Any]:
         """The fields to write, by column name (``lease`` and ``UNSET`` left out)."""
         return {
-            field.name: value
-            for field in attrs.fields(Change)
-            if field.name != "lease" and (value := getattr(self, field.name)) is not UNSET
+            name: value for name in _CHANGE_COLUMNS if (value := getattr(self, name)) is not UNSET
         }
+
+
+_CHANGE_COLUMNS = tuple(field.name for field in attrs.fields(Change) if field.name != "lease")
 
 
 class LedgerStore(abc.ABC):
@@ -456,6 +460,18 @@ class LedgerStore(abc.ABC):
                         break
             after = page[-1]
         return claimed
+
+    async def record(
+        self,
+        key: str,
+        change: Change,
+        *,
+        states: Collection[State],
+        owner: str | None = None,
+    ) -> bool:
+        """``update()`` for a caller that does not need the entry back (a status
+        write): whether it was written. A backend may skip reading the row."""
+        return await self.update(key, change, states=states, owner=owner) is not None
 
     async def record_status(
         self,

@@ -490,6 +490,29 @@ class PostgresLedger(LedgerStore):
         states: Collection[State],
         owner: str | None = None,
     ) -> Entry | None:
+        found = await self._update(key, change, states=states, owner=owner, returning=True)
+        return found if isinstance(found, Entry) else None
+
+    async def record(
+        self,
+        key: str,
+        change: Change,
+        *,
+        states: Collection[State],
+        owner: str | None = None,
+    ) -> bool:
+        """``update()`` without the row read back: whether it was written."""
+        return await self._update(key, change, states=states, owner=owner, returning=False) is True
+
+    async def _update(
+        self,
+        key: str,
+        change: Change,
+        *,
+        states: Collection[State],
+        owner: str | None,
+        returning: bool,
+    ) -> Entry | bool | None:
         chosen = sorted(states)
         if not chosen:
             return None
@@ -512,6 +535,12 @@ class PostgresLedger(LedgerStore):
         )
         if owner is not None:
             statement += " AND owner = %(owner)s"
+        if not returning:
+            statement += " RETURNING 1"
+            try:
+                return bool(await self._rows(statement, parameters))
+            except pg_errors.UniqueViolation as exc:
+                raise await self._owned_error(change, exc) from exc
         return await self._changed(f"{statement} RETURNING {_RETURNING}", parameters, change)
 
     async def _changed(
@@ -520,12 +549,16 @@ class PostgresLedger(LedgerStore):
         try:
             found = await self._fetch(statement, parameters)
         except pg_errors.UniqueViolation as exc:
-            video_id = None if change is None else change.columns().get("video_id")
-            if video_id is None:  # pragma: no cover - no other unique column is written
-                raise LedgerError(f"The ledger's database failed: {exc}") from exc
-            holder = await self.find(video_id)
-            raise VideoOwnedError(video_id, None if holder is None else holder.key) from exc
+            raise await self._owned_error(change, exc) from exc
         return found[0] if found else None
+
+    async def _owned_error(self, change: Change | None, exc: Exception) -> Exception:
+        """The error for a unique violation: ``video_id`` is the one unique column written."""
+        video_id = None if change is None else change.columns().get("video_id")
+        if video_id is None:  # pragma: no cover - no other unique column is written
+            return LedgerError(f"The ledger's database failed: {exc}")
+        holder = await self.find(video_id)
+        return VideoOwnedError(video_id, None if holder is None else holder.key)
 
     async def claim_next(
         self,

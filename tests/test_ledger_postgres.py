@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from ledger_contract import LedgerContract, MakeStore, created, intent
@@ -224,3 +225,39 @@ class TestAFleetOfClients:
             assert receiver._relay is None  # closed with the client
             async with api.client(ledger=postgres_url, pacing=False) as unpaced:
                 assert not isinstance(unpaced._pacer, SharedPacer)
+
+
+class TestPurgeCommand:
+    """``asyncvideos purge --older-than AGE --ledger URL``: no key needed."""
+
+    def test_it_prints_how_many_were_purged(
+        self, postgres_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        from asyncvideos._cli import main
+
+        async def seed() -> None:
+            async with PostgresLedger(postgres_url) as ledger:
+                await created(ledger, "old", "v1")
+                await ledger.update("old", Change(state="failed"), states=("created",))
+            await _sql(postgres_url, "UPDATE jobs SET updated_at = now() - interval '40 days'")
+
+        asyncio.run(seed())
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        assert main(["purge", "--older-than", "30d", "--ledger", postgres_url]) == 0
+        assert capsys.readouterr().out == "1\n"
+        monkeypatch.setenv("ASYNCVIDEOS_LEDGER", postgres_url)
+        assert main(["purge", "--older-than", "30d"]) == 0
+        assert capsys.readouterr().out == "0\n"
+
+    def test_its_usage_errors(
+        self, tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from asyncvideos._cli import main
+
+        monkeypatch.delenv("ASYNCVIDEOS_LEDGER", raising=False)
+        assert main(["purge", "--older-than", "30d"]) == 2
+        assert "no ledger" in capsys.readouterr().err
+        assert main(["purge", "--older-than", "a month"]) == 2
+        assert "expected an age" in capsys.readouterr().err
+        assert main(["purge", "--older-than", "1d", "--ledger", f"sqlite:///{tmp_path}/j.db"]) == 2
+        assert "cannot purge" in capsys.readouterr().err

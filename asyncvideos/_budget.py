@@ -40,6 +40,7 @@ and lets requests go (429 pauses still hold within the process) until it answers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import math
@@ -252,6 +253,12 @@ def _estimate(row: BudgetRow, now: float, wait: float) -> BudgetRow:
     )
 
 
+def _give_up(waiter: asyncio.Future[bool]) -> None:
+    """A waiter's deadline came before its turn."""
+    if not waiter.done():
+        waiter.set_result(False)
+
+
 class BudgetStore(Protocol):
     """Where a fleet's budgets are kept: ``exchange`` runs the rules of this module
     atomically (one row, locked) and returns the grant."""
@@ -310,7 +317,7 @@ class SharedPacer:
         self._asking: asyncio.Task[None] | None = None
         self._ask_after = 0.0  # the store said: no slot for us before then
         self._failed = False
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: deque[asyncio.Future[bool]] = deque()
         self._timer: asyncio.TimerHandle | None = None
 
     @property
@@ -320,16 +327,28 @@ class SharedPacer:
 
     # -- taking turns ----------------------------------------------------------------
 
-    async def before_request(self) -> None:
-        """Wait for this request's turn (a slot of the fleet's, or a free period)."""
+    async def before_request(self, deadline: float | None = None) -> bool:
+        """Wait for this request's turn (a slot of the fleet's, or a free period);
+        False when the loop time ``deadline`` comes first (the waiter then leaves)."""
         loop = asyncio.get_running_loop()
-        if not self._waiters and self._may_go(loop.time()):
-            self._take(loop.time())
-            return
-        waiter = loop.create_future()
+        now = loop.time()
+        if not self._waiters and self._may_go(now):
+            self._take(now)
+            return True
+        if deadline is not None and deadline <= now:
+            return False
+        waiter: asyncio.Future[bool] = loop.create_future()
         self._waiters.append(waiter)
         self._schedule(loop)
-        await waiter
+        expiry = None if deadline is None else loop.call_at(deadline, _give_up, waiter)
+        try:
+            return await waiter
+        finally:
+            if expiry is not None:
+                expiry.cancel()
+            if not waiter.done() or not waiter.result():
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)  # timed out or cancelled: out of the queue
 
     def _may_go(self, now: float) -> bool:
         if now < self._pause_until or now < self._last + self._floor:
@@ -384,7 +403,7 @@ class SharedPacer:
         while self._waiters and self._may_go(now):
             waiter = self._waiters.popleft()
             if not waiter.done():  # skip the cancelled
-                waiter.set_result(None)
+                waiter.set_result(True)
                 self._take(now)
                 break
         self._schedule(loop)

@@ -282,3 +282,18 @@ class TestThePostgresStore:
         assert failed == 0
         assert limited.rate_limited <= 0.05 * len(limited.requests)
         assert store.exchanges < len(limited.requests)
+
+
+class TestDeadlines:
+    """A waiter whose deadline comes before its turn leaves the queue (see _pacing)."""
+
+    async def test_a_wait_past_its_deadline_gives_up(self) -> None:
+        store = MemoryBudgetStore()
+        pacer = SharedPacer(store, "b")
+        loop = asyncio.get_running_loop()
+        # Learn a slow spacing: one request per second for the fleet.
+        store.rows["b"], _ = exchange(None, loop.time(), Report(spacing=1.0, spacing_for=60), 0)
+        assert await pacer.before_request()  # the first slot, now
+        assert not await pacer.before_request(loop.time() + 0.05)  # the next is 1 s away
+        assert not await pacer.before_request(loop.time() - 1)  # already past
+        assert not pacer._waiters

@@ -229,3 +229,31 @@ class TestBehindPgBouncer:
             assert done.status == "completed"
         warnings = [r for r in caplog.records if "LISTEN does not reach" in r.message]
         assert len(warnings) == 2  # once per relay
+
+
+class TestALostConnection:
+    async def test_the_listener_reconnects_and_hears_again(
+        self, postgres_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import asyncvideos.ledger._postgres_events as events
+
+        monkeypatch.setattr(events, "_RECONNECT_FIRST", 0.05)
+        caplog.set_level(logging.WARNING, "asyncvideos")
+        async with fleet(postgres_url) as f:
+            # The database drops replica B's listening connection.
+            rows = await f.ledgers[0]._rows(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE query LIKE 'LISTEN%%' AND pid <> pg_backend_pid()"
+            )
+            assert rows
+            for _ in range(200):
+                if any("lost the database" in r.message for r in caplog.records) and all(
+                    relay.listening for relay in f.relays
+                ):
+                    break
+                await asyncio.sleep(0.02)
+            assert all(relay.listening for relay in f.relays)
+            async with f.api.client(webhooks=f.receivers[1]) as replica_b:
+                job = await replica_b.create("a paper boat")
+                done = await replica_b.wait(Video(id=job.id, status="in_progress"), timeout=15)
+            assert done.status == "completed"

@@ -261,3 +261,80 @@ class TestPurgeCommand:
         assert "expected an age" in capsys.readouterr().err
         assert main(["purge", "--older-than", "1d", "--ledger", f"sqlite:///{tmp_path}/j.db"]) == 2
         assert "cannot purge" in capsys.readouterr().err
+
+
+class TestEdges:
+    def test_arguments_are_checked(self) -> None:
+        with pytest.raises(TypeError, match="url must be a str"):
+            PostgresLedger(b"postgresql://x/y")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="prepare_threshold"):
+            PostgresLedger("postgresql://x/y", prepare_threshold=-1)
+        assert PostgresLedger("postgresql://x/y").schema_version == len(MIGRATIONS)
+
+    async def test_a_closed_ledger_refuses_to_open(self, postgres_url: str) -> None:
+        ledger = PostgresLedger(postgres_url)
+        await ledger.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await ledger.open()
+
+    async def test_empty_state_sets_match_nothing(self, make_store: MakeStore) -> None:
+        store = await make_store(600)
+        await created(store, "k1", "v1")
+        assert await store.claim("k1", owner="a", states=()) is None
+        assert await store.update("k1", Change(status="x"), states=()) is None
+        assert await store.claim_next(owner="a", states=()) == []
+
+    async def test_two_version_rows_are_refused(self, postgres_url: str) -> None:
+        async with PostgresLedger(postgres_url):
+            pass
+        await _sql(postgres_url, "INSERT INTO schema_version VALUES (1)")
+        ledger = PostgresLedger(postgres_url)
+        with pytest.raises(LedgerError, match="schema_version rows"):
+            await ledger.open()
+        await ledger.close()
+
+    async def test_an_older_schema_is_migrated_forward(
+        self, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from asyncvideos.ledger import _postgres
+
+        async with PostgresLedger(postgres_url):
+            pass
+        later = (*MIGRATIONS, ("CREATE INDEX jobs_by_owner ON jobs (owner)",))
+        monkeypatch.setattr(_postgres, "MIGRATIONS", later)
+        async with PostgresLedger(postgres_url) as ledger:
+            assert ledger.schema_version == 2
+        assert await _sql(postgres_url, "SELECT version FROM schema_version") == [(2,)]
+        indexes = await _sql(postgres_url, "SELECT indexname FROM pg_indexes")
+        assert ("jobs_by_owner",) in indexes
+
+    async def test_a_ledger_on_a_pool_says_so_and_checks_its_receiver(
+        self, postgres_url: str
+    ) -> None:
+        from psycopg_pool import AsyncConnectionPool
+
+        pool = AsyncConnectionPool(postgres_url, open=False)
+        async with pool, PostgresLedger(pool=pool) as ledger:
+            assert repr(ledger) == "PostgresLedger(pool=...)"
+            with pytest.raises(TypeError, match="WebhookReceiver"):
+                async with ledger.share_webhooks(object()):  # type: ignore[arg-type]
+                    pass
+
+    async def test_a_callable_key_keeps_its_own_budget(
+        self, postgres_url: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        import logging
+
+        from asyncvideos import AsyncVideos
+        from asyncvideos._budget import SharedPacer
+        from asyncvideos.testing import FakeVideosAPI
+
+        caplog.set_level(logging.INFO, "asyncvideos")
+        async with FakeVideosAPI() as api:
+
+            async def key() -> str:
+                return api.api_key
+
+            async with AsyncVideos(api_key=key, base_url=api.base_url, ledger=postgres_url) as v:
+                assert not isinstance(v._pacer, SharedPacer)
+        assert any("keeps its own rate budget" in r.message for r in caplog.records)

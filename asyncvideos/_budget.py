@@ -433,7 +433,8 @@ class SharedPacer:
         finally:
             self._asking = None
         now = loop.time()
-        self._pause_until = max(self._pause_until, now + grant.pause)
+        if grant.pause:
+            self._pause_until = max(self._pause_until, now + grant.pause)
         if grant.free_for:
             self._free_until = now + grant.free_for
             self._slots.clear()

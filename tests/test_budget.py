@@ -297,3 +297,51 @@ class TestDeadlines:
         assert not await pacer.before_request(loop.time() + 0.05)  # the next is 1 s away
         assert not await pacer.before_request(loop.time() - 1)  # already past
         assert not pacer._waiters
+
+
+class TestA429:
+    """A 429 pauses the client at once and reaches the fleet's row with the next exchange."""
+
+    async def test_a_429_pauses_the_fleet_and_teaches_it_without_headers(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        import logging
+
+        caplog.set_level(logging.INFO, "asyncvideos")
+        store = MemoryBudgetStore()
+        async with FakeVideosAPI(
+            rate_limit=RateLimit(requests=2, per=0.1, headers=False), queue_seconds=0
+        ) as api:
+            clients = [api.client() for _ in range(2)]
+            for client in clients:
+                client._share_rate_budget(store)
+            with retry_waits_enabled():
+                # The cold spacing (20/s) is over this limit's burst of 2: 429s come.
+                await asyncio.gather(
+                    *(c.create(f"a boat {n}", max_retries=10) for n in range(8) for c in clients)
+                )
+            for client in clients:
+                await client.close()
+            assert api.rate_limited > 0
+        (row,) = store.rows.values()
+        assert not row.slow_start  # the first 429 ended the slow start ...
+        assert row.estimated > 0  # ... and set the fleet's estimate
+        assert row.pause_until > 0
+        pauses = [r for r in caplog.records if "pausing every request of the fleet" in r.message]
+        assert pauses
+        assert len(pauses) <= api.rate_limited  # once per pause, not per 429 met during one
+
+    async def test_a_spent_quota_does_not_pause(self, api: FakeVideosAPI) -> None:
+        """A 429 that no wait helps (insufficient_quota) is the retry module's to raise."""
+        from asyncvideos import QuotaExceededError
+        from asyncvideos.testing import Fault
+
+        store = MemoryBudgetStore()
+        body = {"error": {"message": "quota", "type": "insufficient_quota", "code": None}}
+        api.inject(Fault(status=429, body=body), times=5, method="POST")
+        async with api.client() as videos:
+            videos._share_rate_budget(store)
+            with retry_waits_enabled(), pytest.raises(QuotaExceededError):
+                await videos.create("a boat")
+            assert isinstance(videos._pacer, SharedPacer)
+            assert videos._pacer.paused_until == 0.0

@@ -9,15 +9,19 @@ the store, a row per budget:
 - **Slots.** ``next_at`` is the next free time slot; a process leases several at
   once (``exchange(want=n)``: up to ``HORIZON`` seconds' worth, at least one), so a
   request costs a fraction of one database round trip, and sends each request at
-  its slot. Slots held and not used within a spacing of their time are dropped, not
-  saved up; slots that arrive late (a slow exchange) are used at once.
+  its slot; it asks for the next lease when half its slots are spent. Nothing is
+  leased beyond ``LOOKAHEAD`` s ahead (``HORIZON`` on an estimate), but one slot,
+  a process's place in the queue. Slots held and not used within a spacing of
+  their time are dropped, not saved up; slots that arrive late (a slow exchange)
+  are used at once.
 - **The spacing** is the fleet's, from the ``x-ratelimit-*-requests`` headers any
   process read: with a ``limit``, the bucket's refill rate (``limit - remaining``
   requests come back in ``reset`` s), a little under it, averaged over the reports;
   without one, the pacer's ``reset / (remaining + 1)``. Not the pacer's rule
   everywhere: slots are leased ahead, so the fleet learns of a spacing a
   ``HORIZON`` late, and spending a full bucket's remaining at once would empty
-  it before anyone hears. Reports ride on the next exchange, never a write each.
+  it before anyone hears. Each report moves the fleet's spacing at most twofold.
+  Reports ride on the next exchange, never a write each.
 - **A 429 pauses the fleet.** Its wait (the server's ``retry-after``, else backoff)
   is reported at once and no slot is granted before it ends; the process that met
   it pauses at once, the others from their next exchange (within ``HORIZON``).
@@ -209,10 +213,6 @@ def exchange(
     lookahead = LOOKAHEAD if now < row.spacing_until else HORIZON
     count = min(want, MAX_GRANT, max(1, math.floor(HORIZON / spacing)))
     if start > now + lookahead:
-        if row.slow_start and now >= row.spacing_until:
-            # Nothing learned yet: the first answers will tell more than the cold
-            # spacing does, so ask again when the schedule is within reach.
-            return row, Grant(delay=start - now - lookahead, pause=pause)
         # The fleet has leased what it may this far ahead: one slot, so that each
         # process holds its place in the queue without asking again and again.
         count = 1
@@ -272,7 +272,7 @@ class MemoryBudgetStore:
     def __init__(self) -> None:
         self.rows: dict[str, BudgetRow] = {}
         #: How many exchanges were made, for the cost per request.
-        self.exchanges = 0
+        self.exchanges: int = 0
 
     async def exchange(self, name: str, report: Report, want: int) -> Grant:
         now = asyncio.get_running_loop().time()
@@ -302,7 +302,7 @@ class SharedPacer:
         self._floor = 0.0 if max_requests_per_second is None else 1.0 / max_requests_per_second
         self._adaptive = adaptive
         #: Every request asks: the fleet's state is in the store, not here.
-        self.engaged = True
+        self.engaged: bool = True
         #: Slots granted: (when, usable until). A slot that arrives late (the
         #: exchange took longer than its delay) is still the fleet's gift to this
         #: process; one held and not used within a spacing of its time is not.
@@ -315,7 +315,6 @@ class SharedPacer:
         self._streak = 0
         self._report = Report()
         self._asking: asyncio.Task[None] | None = None
-        self._ask_after = 0.0  # the store said: no slot for us before then
         self._failed = False
         self._waiters: deque[asyncio.Future[bool]] = deque()
         self._timer: asyncio.TimerHandle | None = None
@@ -387,10 +386,8 @@ class SharedPacer:
         self._may_go(now)  # drops missed slots
         when = self._turn(now)
         if when is None:
-            if now >= self._ask_after:
-                self._ask(loop, len(self._waiters))
-                return
-            when = self._ask_after  # the timer comes back here then
+            self._ask(loop, len(self._waiters))
+            return
         if self._timer is not None:
             if self._timer.when() <= when:
                 return
@@ -449,8 +446,6 @@ class SharedPacer:
                 self._slots.append((at, max(at, now) + grace))
             if len(self._slots) > grant.count:  # a lease asked for ahead: keep them in order
                 self._slots = deque(sorted(self._slots))
-        else:
-            self._ask_after = now + grant.delay
         if self._report.pause:
             self._ask(loop, len(self._waiters))  # a 429 met meanwhile: the fleet must know
         self._schedule(loop)

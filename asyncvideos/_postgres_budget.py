@@ -85,7 +85,7 @@ class PostgresBudgetStore:
 
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self._pool = pool
-        self.exchanges = 0
+        self.exchanges: int = 0
 
     async def create_table(self) -> None:
         async with self._pool.connection() as connection:

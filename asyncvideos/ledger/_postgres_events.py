@@ -111,9 +111,9 @@ class EventRelay:
         self._conninfo = conninfo
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
-        self.listening = False
+        self.listening: bool = False
         #: Events heard from the database (this replica's own included).
-        self.heard = 0
+        self.heard: int = 0
         self._warned = False
 
     async def start(self) -> None:

@@ -186,7 +186,7 @@ class _TimedStore:
     """The PostgreSQL budget store on its own pool, timing each exchange."""
 
     def __init__(self, pool: Any) -> None:
-        from asyncvideos._postgres_budget import PostgresBudgetStore
+        from asyncvideos.ledger._postgres_budget import PostgresBudgetStore
 
         self._pool = pool
         self._store = PostgresBudgetStore(pool)

@@ -225,7 +225,7 @@ class TestThePostgresStore:
     async def test_concurrent_exchanges_never_share_a_slot(self, postgres_url: str) -> None:
         from psycopg_pool import AsyncConnectionPool
 
-        from asyncvideos._postgres_budget import PostgresBudgetStore
+        from asyncvideos.ledger._postgres_budget import PostgresBudgetStore
 
         pools = [
             AsyncConnectionPool(
@@ -264,7 +264,7 @@ class TestThePostgresStore:
     ) -> None:
         from psycopg_pool import AsyncConnectionPool
 
-        from asyncvideos._postgres_budget import PostgresBudgetStore
+        from asyncvideos.ledger._postgres_budget import PostgresBudgetStore
 
         async with AsyncConnectionPool(
             postgres_url, min_size=1, max_size=4, open=False, kwargs={"autocommit": True}

@@ -45,7 +45,7 @@ def test_every_benchmark_command_of_the_guide_runs() -> None:
 async def test_the_table_layout_is_the_stores(postgres_url: str) -> None:
     from psycopg_pool import AsyncConnectionPool
 
-    from asyncvideos._postgres_budget import PostgresBudgetStore
+    from asyncvideos.ledger._postgres_budget import PostgresBudgetStore
 
     (sql,) = _blocks("sql")
     documented = re.findall(

@@ -45,7 +45,7 @@ Table layout (PostgreSQL's types for the layout in ``_store.py``)::
     CREATE INDEX jobs_by_state ON jobs (state, created_at, key);
     CREATE INDEX jobs_by_time ON jobs (created_at, key);
     CREATE INDEX jobs_finished ON jobs (updated_at) WHERE state IN (<finished>);
-    -- and rate_budgets, the fleet's rate budgets (asyncvideos/_postgres_budget.py)
+    -- and rate_budgets, the fleet's rate budgets (asyncvideos/ledger/_postgres_budget.py)
 """
 
 from __future__ import annotations
@@ -65,9 +65,9 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from .._errors import LedgerError
-from .._postgres_budget import CREATE_TABLE as CREATE_RATE_BUDGETS
-from .._postgres_budget import PostgresBudgetStore
 from .._webhooks import WebhookReceiver
+from ._postgres_budget import CREATE_TABLE as CREATE_RATE_BUDGETS
+from ._postgres_budget import PostgresBudgetStore
 from ._postgres_events import EventRelay
 from ._store import FINISHED, Change, Entry, Intent, LedgerStore, State, VideoOwnedError
 

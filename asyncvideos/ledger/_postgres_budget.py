@@ -35,7 +35,7 @@ import attrs
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from ._budget import BudgetRow, Grant, Report, exchange
+from .._budget import BudgetRow, Grant, Report, exchange
 
 __all__ = ["CREATE_TABLE", "PostgresBudgetStore"]
 

@@ -10,6 +10,7 @@ turns the response into data or a typed error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -28,6 +29,7 @@ from yarl import URL
 
 from . import _errors as errors
 from . import _validate as check
+from ._budget import BudgetStore, SharedPacer, budget_name
 from ._callbacks import call_back
 from ._config import (
     NOT_GIVEN,
@@ -266,10 +268,12 @@ class BaseClient:
         # Waits finish on this receiver's events, polling only as a fallback.
         self._webhooks = check_receiver(webhooks)
         self._webhook_fallback = check_fallback_interval(webhook_fallback_interval)
-        # One rate budget for every request and task of this client (see _pacing).
-        self._pacer = Pacer(
-            max_requests_per_second=check_max_rate(max_requests_per_second),
-            adaptive=check.boolean(pacing, "pacing"),
+        # One rate budget for every request and task of this client (see _pacing),
+        # or of the fleet's when a shared store is given (_share_rate_budget).
+        self._max_rate = check_max_rate(max_requests_per_second)
+        self._adaptive = check.boolean(pacing, "pacing")
+        self._pacer: Pacer | SharedPacer = Pacer(
+            max_requests_per_second=self._max_rate, adaptive=self._adaptive
         )
         self._transport = Transport(
             session=session,
@@ -297,6 +301,7 @@ class BaseClient:
         )
         # The job ledger: None (and nothing of it imported) unless one is given.
         self._journal: Journal | None = None
+        self._fleet: contextlib.AsyncExitStack | None = None
         if ledger is not None or reconcile != "raise" or on_created is not None:
             from .ledger._config import make_journal
 
@@ -326,6 +331,9 @@ class BaseClient:
         """Close the connection pool this client opened (a borrowed session is left
         open), and the ledger it opened from a URL (a ledger object is left open)."""
         try:
+            if self._fleet is not None:
+                fleet, self._fleet = self._fleet, None
+                await fleet.aclose()
             if self._journal is not None:
                 await self._journal.close()
         finally:
@@ -338,9 +346,16 @@ class BaseClient:
             raise ValueError("this needs a ledger: AsyncVideos(ledger=...)")
         if self._transport.closed:
             raise RuntimeError("This AsyncVideos client is closed; create a new one")
-        await journal.ready()
+        store = await journal.ready()
         if self._webhooks is not None:
             journal.listen(self._webhooks)
+        # A fleet's ledger (PostgreSQL) also shares the rate budget and the webhook
+        # events between the processes on it; known by this hook, so that nothing
+        # of it (no driver) is imported here.
+        join = getattr(store, "_join_fleet", None)
+        if join is not None and self._fleet is None:
+            self._fleet = contextlib.AsyncExitStack()
+            await join(self, self._fleet)
         return journal
 
     def _newest(self, since: datetime) -> AsyncIterator[Video]:
@@ -359,6 +374,22 @@ class BaseClient:
         key = self._settings.api_key
         shown = mask_secret(key) if isinstance(key, str) else "<callable>"
         return f"{type(self).__name__}(base_url={self.base_url!r}, api_key={shown!r})"
+
+    def _share_rate_budget(self, store: BudgetStore, name: str | None = None) -> None:
+        """Take request turns from the fleet's budget in ``store`` (see ``_budget``)
+        instead of this client's own; a ledger on a shared database does this.
+
+        ``name`` identifies the budget in the store; by default a hash of the base
+        URL and the key (a callable key needs a name: it is not known yet).
+        """
+        if name is None:
+            key = self._settings.api_key
+            if not isinstance(key, str):
+                raise TypeError("a shared rate budget for a callable api_key needs a name")
+            name = budget_name(self.base_url, key)
+        self._pacer = SharedPacer(
+            store, name, max_requests_per_second=self._max_rate, adaptive=self._adaptive
+        )
 
     # -- options -----------------------------------------------------------
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import closing
@@ -237,8 +239,24 @@ class TestOpenLedger:
             open_ledger(url)  # type: ignore[arg-type]
 
     def test_postgresql_without_the_extra_says_what_to_install(self) -> None:
-        with pytest.raises(ImportError, match=r"asyncvideos\[postgres\]"):
-            open_ledger("postgresql://localhost/jobs")
+        # In a fresh interpreter where psycopg cannot be imported (the extra missing).
+        code = (
+            "import sys; sys.modules['psycopg'] = None\n"
+            "from asyncvideos.ledger import open_ledger\n"
+            "try:\n"
+            "    open_ledger('postgresql://localhost/jobs')\n"
+            "except ImportError as error:\n"
+            "    print(error)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        assert "pip install 'asyncvideos[postgres]'" in out
+
+    def test_postgresql_with_the_extra_is_the_fleet_ledger(self) -> None:
+        from asyncvideos.ledger import PostgresLedger
+
+        assert isinstance(open_ledger("postgresql://localhost/jobs"), PostgresLedger)
 
 
 class TestManyOpeners:

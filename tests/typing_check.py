@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from asyncvideos.ledger import (
     ContentExpiredError,
     Entry,
     LedgerStore,
+    PostgresLedger,
     SQLiteLedger,
     State,
     open_ledger,
@@ -96,6 +98,12 @@ async def public_api() -> None:
     events: AsyncGenerator[WebhookEvent, None] = receiver.events(max_queued=100)
     await events.aclose()
     await ledgered()
+    fleet = PostgresLedger("postgresql://worker@db/jobs", lease_seconds=30.0)
+    async with fleet:
+        purged: int = await fleet.purge(older_than=datetime.timedelta(days=30))
+        unfinished: list[State] = ["created"]
+        claimed: list[Entry] = await fleet.claim_next(owner="w1", states=unfinished)
+    del purged, claimed
     print(asyncvideos.__version__)
 
 
@@ -125,7 +133,7 @@ async def ledgered() -> None:
                     await videos.download(video, Path("out.mp4"))
                 except ContentExpiredError as expired:
                     print(expired.video_id, expired.expires_at)
-            async for result in videos.resume(download_dir="videos", timeout=60.0):
+            async for result in videos.resume(download_dir="videos", wait_timeout=60.0):
                 ledger_key: str | None = result.key
                 del ledger_key
             state: State = "created"

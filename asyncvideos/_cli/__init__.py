@@ -232,6 +232,10 @@ async def _command(ctx: Any) -> int:
         from ._jobs import jobs
 
         return await jobs(ctx)
+    if args.command == "purge":
+        from ._jobs import purge
+
+        return await purge(ctx)
     if not (args.api_key or os.environ.get("OPENAI_API_KEY")):
         raise UsageError(
             "no API key: pass --api-key or set OPENAI_API_KEY "

@@ -407,6 +407,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "demo": CONNECTION_OPTIONS,
         "webhooks": CONNECTION_OPTIONS,
         "jobs": CONNECTION_OPTIONS,
+        "purge": CONNECTION_OPTIONS + OUTPUT_OPTIONS,
     }
     for name, flag, unset in ignored.get(args.command, ()):
         if getattr(args, name) != unset:

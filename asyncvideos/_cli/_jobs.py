@@ -1,7 +1,8 @@
 """``asyncvideos jobs`` and ``asyncvideos resume``: the job ledger from a shell.
 
 ``jobs`` lists the ledger's entries (a table on a terminal, JSON lines
-otherwise); it reads the ledger only, so it needs no key. ``resume`` re-attaches
+otherwise); it reads the ledger only, so it needs no key; nor does ``purge``,
+which deletes old finished entries (a PostgreSQL ledger's). ``resume`` re-attaches
 to every unfinished entry with the live display, as ``wait`` does, and prints
 each job as it finishes. Both, and ``create`` and ``remix``, take the ledger
 from ``--ledger URL`` or ``$ASYNCVIDEOS_LEDGER``. The grammar is here too.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,6 +69,17 @@ def add_parsers(command: Any) -> None:
     )
     jobs.add_argument("--since", type=since, metavar="TIME", help="only entries made since TIME")
 
+    purge = command("purge", "Delete the ledger's finished entries older than an age.")
+    add_ledger_option(purge)
+    purge.add_argument(
+        "--older-than",
+        type=age,
+        required=True,
+        metavar="AGE",
+        help="entries finished (failed, downloaded, expired, rejected) and not written "
+        "for this long: 30d, 12h",
+    )
+
     resume = command("resume", "Wait for, reconcile and download the ledger's unfinished jobs.")
     add_ledger_option(resume)
     resume.add_argument(
@@ -84,6 +97,14 @@ def add_parsers(command: Any) -> None:
     resume.add_argument(
         "--wait-timeout", type=_positive, metavar="S", help="give up after S seconds in all"
     )
+
+
+def age(text: str) -> timedelta:
+    """argparse type: ``30d``, ``12h``, ``90m``, ``45s``."""
+    found = _AGO.fullmatch(text.strip())
+    if found is None:
+        raise argparse.ArgumentTypeError(f"expected an age (30d, 12h, 90m), got {text!r}")
+    return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
 
 
 def _positive(text: str) -> float:
@@ -116,6 +137,23 @@ async def jobs(ctx: Context) -> int:
             ctx.out.entry(entry)
     finally:
         await store.close()
+    return 0
+
+
+async def purge(ctx: Context) -> int:
+    """``purge``: delete old finished entries (a fleet's PostgreSQL ledger); print how many."""
+    from ..ledger import open_ledger
+    from ._commands import UsageError
+
+    store = open_ledger(_needed(ctx.args))
+    try:
+        purge = getattr(store, "purge", None)
+        if purge is None:
+            raise UsageError(f"this ledger cannot purge entries ({store!r}): postgresql:// can")
+        count = await purge(older_than=ctx.args.older_than)
+    finally:
+        await store.close()
+    sys.stdout.write(f"{count}\n")  # how many were deleted: for a script to read
     return 0
 
 

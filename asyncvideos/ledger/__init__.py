@@ -8,7 +8,14 @@ see, and where its content was downloaded. A call with a key the ledger
 already knows returns that job instead of paying again; ``videos.resume()``
 re-attaches to every unfinished job after a restart. See the guide page
 ``docs/guide/ledger.md`` for the policies and what is stored.
+
+``PostgresLedger`` (``open_ledger("postgresql://...")``) is the ledger of a fleet:
+many processes on one database (``docs/guide/fleets.md``). It needs the
+``postgres`` extra and is imported on first use, so that importing this package
+loads no database driver.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from .._errors import AmbiguousCreateError, ContentExpiredError, LedgerError
 from ._open import open_ledger
@@ -39,9 +46,22 @@ __all__ = [
     "LedgerError",
     "LedgerStore",
     "Operation",
+    "PostgresLedger",
     "SQLiteLedger",
     "State",
     "VideoOwnedError",
     "fingerprint",
     "open_ledger",
 ]
+
+if TYPE_CHECKING:
+    from ._postgres import PostgresLedger
+
+
+def __getattr__(name: str) -> Any:
+    # PostgresLedger imports psycopg: only when asked for.
+    if name == "PostgresLedger":
+        from ._postgres import PostgresLedger
+
+        return PostgresLedger
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -256,9 +256,9 @@ class SQLiteLedger(LedgerStore):
             raise ValueError(f"busy_timeout must be >= 0 and finite, got {busy_timeout!r}")
         if not callable(clock):
             raise TypeError("clock must be callable")
-        self.path = Path(text)
+        self.path: Path = Path(text)
         self.synchronous: Synchronous = synchronous
-        self.busy_timeout = float(busy_timeout)
+        self.busy_timeout: float = float(busy_timeout)
         self._clock = clock
         self._worker: Worker | None = None
         self._opening: asyncio.Future[None] | None = None

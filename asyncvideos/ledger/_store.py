@@ -346,7 +346,7 @@ class LedgerStore(abc.ABC):
             )
         if not 0 < lease_seconds < float("inf"):
             raise ValueError(f"lease_seconds must be > 0 and finite, got {lease_seconds!r}")
-        self.lease_seconds = float(lease_seconds)
+        self.lease_seconds: float = float(lease_seconds)
 
     # -- lifecycle ---------------------------------------------------------
 

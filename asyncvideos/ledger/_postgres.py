@@ -67,6 +67,7 @@ from psycopg_pool import AsyncConnectionPool
 from .._errors import LedgerError
 from .._webhooks import WebhookReceiver
 from ._postgres_budget import CREATE_TABLE as CREATE_RATE_BUDGETS
+from ._postgres_budget import CREATE_TABLE_V1 as CREATE_RATE_BUDGETS_V1
 from ._postgres_budget import PostgresBudgetStore
 from ._postgres_events import EventRelay
 from ._store import FINISHED, Change, Entry, Intent, LedgerStore, State, VideoOwnedError
@@ -118,8 +119,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX jobs_by_state ON jobs (state, created_at, key)",
         "CREATE INDEX jobs_by_time ON jobs (created_at, key)",
         f"CREATE INDEX jobs_finished ON jobs (updated_at) WHERE state IN ({_FINISHED_SQL})",
-        CREATE_RATE_BUDGETS,
+        CREATE_RATE_BUDGETS_V1,
     ),
+    # The fleet's budget as one control loop (schedules rebuilt at events, a shared
+    # AIMD estimate without headers): a new layout. A row is the next moments'
+    # schedule only, relearned in seconds: dropped, not converted.
+    ("DROP TABLE rate_budgets", CREATE_RATE_BUDGETS),
 )
 
 _COLUMNS = (

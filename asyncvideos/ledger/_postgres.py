@@ -70,7 +70,16 @@ from ._postgres_budget import CREATE_TABLE as CREATE_RATE_BUDGETS
 from ._postgres_budget import CREATE_TABLE_V1 as CREATE_RATE_BUDGETS_V1
 from ._postgres_budget import PostgresBudgetStore
 from ._postgres_events import EventRelay
-from ._store import FINISHED, Change, Entry, Intent, LedgerStore, State, VideoOwnedError
+from ._store import (
+    FINISHED,
+    Change,
+    Entry,
+    Intent,
+    LedgerStore,
+    State,
+    VideoOwnedError,
+    check_age,
+)
 
 __all__ = ["CHANNEL", "MIGRATIONS", "PostgresLedger", "ledger_from_url"]
 
@@ -667,10 +676,7 @@ class PostgresLedger(LedgerStore):
         """Delete finished entries (``failed``, ``downloaded``, ``expired``,
         ``rejected``) not written for ``older_than``; how many were deleted.
         Unfinished entries are never purged, however old."""
-        if not isinstance(older_than, timedelta):
-            raise TypeError(f"older_than must be a timedelta, got {type(older_than).__name__}")
-        if older_than < timedelta(0):
-            raise ValueError(f"older_than must not be negative, got {older_than!r}")
+        check_age(older_than)
         rows = await self._rows(
             "WITH gone AS (DELETE FROM jobs WHERE state = ANY(%(states)s) "
             "AND updated_at < clock_timestamp() - %(age)s RETURNING 1) SELECT count(*) FROM gone",

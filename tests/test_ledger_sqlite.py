@@ -347,3 +347,70 @@ class TestNote:
             assert await store.entries() == []
         finally:
             await store.close()
+
+
+class TestPurge:
+    """``purge(older_than=)`` on a real file: finished and old only, in one statement."""
+
+    async def test_finished_entries_older_than_the_age_are_purged(self, tmp_path: Path) -> None:
+        from datetime import timedelta
+
+        from ledger_contract import created
+
+        now = [1_000_000.0]
+        async with SQLiteLedger(tmp_path / "jobs.db", clock=lambda: now[0]) as store:
+            await created(store, "old-done", "v1")
+            await store.update("old-done", Change(state="failed"), states=("created",))
+            await created(store, "old-open", "v2")
+            await store.begin(intent("old-intent"), owner="maker")
+            now[0] += 10 * 86400
+            await created(store, "new-done", "v3")
+            await store.update("new-done", Change(state="downloaded"), states=("created",))
+            assert await store.purge(older_than=timedelta(days=7)) == 1
+            # Unfinished entries are kept however old; a second purge finds nothing.
+            assert sorted(e.key for e in await store.entries()) == [
+                "new-done",
+                "old-intent",
+                "old-open",
+            ]
+            assert await store.purge(older_than=timedelta(days=7)) == 0
+            now[0] += 1
+            assert await store.purge(older_than=timedelta(0)) == 1
+        with closing(sqlite3.connect(tmp_path / "jobs.db")) as db:
+            keys = sorted(key for (key,) in db.execute("SELECT key FROM jobs"))
+        assert keys == ["old-intent", "old-open"]
+
+    async def test_purge_checks_its_argument(self, tmp_path: Path) -> None:
+        from datetime import timedelta
+
+        async with SQLiteLedger(tmp_path / "jobs.db") as store:
+            with pytest.raises(TypeError, match="older_than must be a timedelta"):
+                await store.purge(older_than=7)  # type: ignore[arg-type]
+            with pytest.raises(ValueError, match="older_than must not be negative"):
+                await store.purge(older_than=timedelta(days=-1))
+
+    def test_the_command_purges_a_sqlite_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        from ledger_contract import created
+
+        from asyncvideos._cli import main
+
+        path = tmp_path / "jobs.db"
+
+        async def seed() -> None:
+            async with SQLiteLedger(path, clock=lambda: 1_000_000.0) as store:
+                await created(store, "old", "v1")
+                await store.update("old", Change(state="expired"), states=("created",))
+                await created(store, "open", "v2")
+
+        asyncio.run(seed())
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        monkeypatch.delenv("ASYNCVIDEOS_LEDGER", raising=False)
+        assert main(["purge", "--older-than", "30d", "--ledger", f"sqlite:///{path}"]) == 0
+        assert capsys.readouterr().out == "1\n"
+        monkeypatch.setenv("ASYNCVIDEOS_LEDGER", f"sqlite:///{path}")
+        assert main(["purge", "--older-than", "30d"]) == 0
+        assert capsys.readouterr().out == "0\n"
+        with closing(sqlite3.connect(path)) as db:
+            assert list(db.execute("SELECT key FROM jobs")) == [("open",)]

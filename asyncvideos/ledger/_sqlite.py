@@ -34,12 +34,12 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from .._errors import LedgerError
-from ._store import Change, Entry, Intent, LedgerStore, State, VideoOwnedError
+from ._store import FINISHED, Change, Entry, Intent, LedgerStore, State, VideoOwnedError, check_age
 from ._worker import Work, Worker, micro
 
 __all__ = ["MIGRATIONS", "SQLiteLedger"]
@@ -534,6 +534,22 @@ class SQLiteLedger(LedgerStore):
                 raise _owned(connection, columns, exc) from exc
 
         return await self._run(work, write=True) if chosen else False
+
+    async def purge(self, *, older_than: timedelta) -> int:
+        """Delete finished entries (``failed``, ``downloaded``, ``expired``,
+        ``rejected``) not written for ``older_than``; how many were deleted.
+        Unfinished entries are never purged, however old."""
+        age = check_age(older_than).total_seconds()
+        finished = tuple(sorted(FINISHED))
+        statement = (
+            f"DELETE FROM jobs WHERE state IN ({_placeholders(len(finished))}) AND updated_at < ?"
+        )
+
+        def work(connection: sqlite3.Connection, now: float | None) -> int:
+            assert now is not None
+            return connection.execute(statement, (*finished, micro(now - age))).rowcount
+
+        return await self._run(work, write=True)
 
     async def note(self, key: str, change: Change, *, states: Collection[State]) -> None:
         worker = self._worker

@@ -12,6 +12,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from conditions import until
 from ledger_contract import LedgerContract, MakeStore, intent
 
 from asyncvideos import LedgerError
@@ -36,6 +37,13 @@ async def make_store(tmp_path: Path) -> AsyncIterator[MakeStore]:
 
 class TestContract(LedgerContract):
     """The contract every backend meets, on one SQLite file and several connections."""
+
+
+def status_on_disk(path: Path, key: str) -> object:
+    """``key``'s status as another connection reads it (what is committed)."""
+    with closing(sqlite3.connect(path)) as connection:
+        row = connection.execute("SELECT status FROM jobs WHERE key = ?", (key,)).fetchone()
+    return None if row is None else row[0]
 
 
 def pragma(path: Path, name: str) -> object:
@@ -326,6 +334,23 @@ class TestNote:
             entry = await store.get("k1")  # queued after the note: sees it
             assert entry is not None
             assert entry.status == "in_progress"
+
+    async def test_a_noted_write_no_call_follows_is_written_soon(self, tmp_path: Path) -> None:
+        """Held for the next call, a note still goes on its own (``HOLD`` s later)."""
+        async with SQLiteLedger(tmp_path / "jobs.db") as store:
+            await store.begin(intent("k1"), owner="a")
+            await store.note("k1", Change(status="in_progress"), states=("intent",))
+
+            def written() -> bool:
+                return status_on_disk(tmp_path / "jobs.db", "k1") == "in_progress"
+
+            await until(written, "the noted status on disk")
+
+    async def test_a_noted_write_is_written_before_the_ledger_closes(self, tmp_path: Path) -> None:
+        async with SQLiteLedger(tmp_path / "jobs.db") as store:
+            await store.begin(intent("k1"), owner="a")
+            await store.note("k1", Change(status="in_progress"), states=("intent",))
+        assert status_on_disk(tmp_path / "jobs.db", "k1") == "in_progress"
 
     async def test_a_noted_write_that_fails_is_logged(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture

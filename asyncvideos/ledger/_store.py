@@ -186,13 +186,15 @@ def fingerprint(operation: str, fields: Mapping[str, Any]) -> str:
     than its bytes. Serialized as canonical JSON (sorted keys, no spaces,
     UTF-8), so the same request always gives the same fingerprint.
     """
-    canonical = json.dumps(
-        {"v": FINGERPRINT_VERSION, "operation": operation, "fields": fields},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
+    canonical = _CANONICAL.encode(
+        {"v": FINGERPRINT_VERSION, "operation": operation, "fields": fields}
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+#: ``fingerprint``'s serialization, made once (``json.dumps`` with options makes
+#: an encoder per call).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 class VideoOwnedError(LedgerError, ValueError):

@@ -242,6 +242,8 @@ class BaseClient:
         # callable returned) and any credential among the default headers.
         self._header_secrets = _credential_values(self._identity_headers)
         key = self._settings.api_key
+        # A str key is read without a call; a callable is called per attempt.
+        self._static_key = key if isinstance(key, str) else None
         self._keys: tuple[str, ...] = (key,) if isinstance(key, str) else ()
         self._masker = masker(self._keys + self._header_secrets)
         # What parsing one body may build (_cost.py): a multiple of its byte limit.
@@ -334,9 +336,10 @@ class BaseClient:
         return headers
 
     async def _api_key(self) -> str:
+        """The key the ``api_key`` callable gives for this attempt (a str key is
+        ``_static_key``, read without a call)."""
         key = self._settings.api_key
-        if isinstance(key, str):
-            return key
+        assert not isinstance(key, str)  # a str key is _static_key
         value = await call_back(key)
         if not isinstance(value, str) or not value:
             raise TypeError("the api_key callable must return a non-empty str")
@@ -441,7 +444,7 @@ class BaseClient:
         call = _Call(method, path, operation, video_id, options)
 
         async def attempt() -> tuple[T, Response]:
-            key = await self._api_key()
+            key = self._static_key or await self._api_key()
             request = self._prepare(
                 method,
                 path,
@@ -494,7 +497,7 @@ class BaseClient:
         call = _Call("GET", path, operation, video_id, options)
 
         async def attempt() -> tuple[bytes, Response]:
-            key = await self._api_key()
+            key = self._static_key or await self._api_key()
             request = self._prepare("GET", path, options, key, query=query)
             response = await self._send(request, options.timeout)
             if not 200 <= response.status < 300:
@@ -556,7 +559,13 @@ class BaseClient:
         seen = _raw_capture.get()
         telemetry = self._live_telemetry()
         if telemetry is None and seen is None and not logger.isEnabledFor(logging.DEBUG):
-            return await self._attempts(attempt, call, self._on_retry)
+            # Nothing to record: the first attempt runs bare, and the retry
+            # policy is entered only once it has failed.
+            try:
+                return await attempt()
+            except errors.AsyncVideosError as error:
+                failed = error
+            return await self._attempts(attempt, call, self._on_retry, failed)
         tally = _Tally(self._on_retry, telemetry)
         started = time.monotonic()
         outcome: Response | StreamedResponse | errors.AsyncVideosError | None = None
@@ -585,7 +594,10 @@ class BaseClient:
 
     @staticmethod
     async def _attempts(
-        attempt: Callable[[], Awaitable[tuple[T, R]]], call: _Call, on_retry: OnRetry | None
+        attempt: Callable[[], Awaitable[tuple[T, R]]],
+        call: _Call,
+        on_retry: OnRetry | None,
+        failed: errors.AsyncVideosError | None = None,
     ) -> tuple[T, R]:
         try:
             return await call_with_retries(
@@ -595,6 +607,7 @@ class BaseClient:
                 method=call.method,
                 path=call.path,
                 on_retry=on_retry,
+                failed=failed,
             )
         except errors.AsyncVideosError as error:
             error.idempotency_key = call.options.idempotency_key
@@ -656,7 +669,7 @@ class BaseClient:
         call = _Call("GET", path, "open_content", video_id, options)
 
         async def attempt() -> tuple[StreamedResponse, StreamedResponse]:
-            key = await self._api_key()
+            key = self._static_key or await self._api_key()
             request = self._prepare(
                 "GET", path, options, key, query=query, range_start=range_start, if_range=if_range
             )

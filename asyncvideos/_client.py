@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 import attrs
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from . import _errors as errors
@@ -68,6 +69,9 @@ P = ParamSpec("P")
 _Client = TypeVar("_Client", bound="BaseClient")
 R = TypeVar("R", Response, StreamedResponse)
 _JSON_ACCEPT = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
+_JSON_PORTABLE: Mapping[str, str] = CIMultiDictProxy(
+    CIMultiDict({"User-Agent": USER_AGENT, **_JSON_ACCEPT})
+)
 # Content is asked for unencoded, so that byte ranges mean the same on a resume,
 # and as the media type of its variant (what a server that negotiates sends).
 _VIDEO_ACCEPT = {
@@ -238,6 +242,8 @@ class BaseClient:
             max_response_bytes=self._settings.max_response_bytes,
         )
         self._identity_headers = self._build_identity_headers()
+        # The headers of most requests, with the key they were made for (_plain_headers).
+        self._plain: tuple[str, Mapping[str, str]] | None = None
         # The secrets masked in every response's text: the key (the last few a
         # callable returned) and any credential among the default headers.
         self._header_secrets = _credential_values(self._identity_headers)
@@ -365,6 +371,21 @@ class BaseClient:
     ) -> Request:
         """The one request-preparation step: the URL with its query, and every header."""
         content = method == "GET" and path.endswith("/content")
+        if options.extra_query:
+            query = {**(query or {}), **options.extra_query}
+        url = self._settings.base_url + path
+        if query:
+            url += "?" + urlencode(query)
+        if not (
+            content
+            or json_body is not None
+            or form_fields is not None
+            or options.idempotency_key is not None
+            or options.extra_headers
+        ):
+            # No body and no header of its own (a GET or DELETE of JSON with the
+            # client's options: most requests), so the same headers every time.
+            return Request(method, url, self._plain_headers(key), _JSON_PORTABLE, self._masker)
         if not content:
             accept = _JSON_ACCEPT
         elif query and query.get("variant", "video") != "video":
@@ -377,11 +398,7 @@ class BaseClient:
             portable["Range"] = f"bytes={range_start}-"
             if if_range is not None:
                 portable["If-Range"] = if_range
-        headers = {**self._identity_headers, **portable}
-        if self._settings.auth_scheme == "bearer":
-            headers["Authorization"] = f"Bearer {key}"
-        else:
-            headers["api-key"] = key
+        headers = self._headers(key, portable)
         if json_body is not None:
             headers["Content-Type"] = "application/json"
         if options.idempotency_key is not None:
@@ -392,23 +409,36 @@ class BaseClient:
             extra = _credential_values(options.extra_headers)
             if extra:
                 secrets = masker(secrets.secrets + extra)
-        if options.extra_query:
-            query = {**(query or {}), **options.extra_query}
-        url = self._settings.base_url + path
-        if query:
-            url += "?" + urlencode(query)
         return Request(
             method,
             url,
             headers,
+            portable,
+            secrets,
             json_body,
             form_fields,
             form_files,
             cross_origin_redirects=content,
-            portable_headers=portable,
             content=content,
-            masker=secrets,
         )
+
+    def _headers(self, key: str, portable: Mapping[str, str]) -> dict[str, str]:
+        """The identity headers, then ``portable``, then the credential."""
+        headers = {**self._identity_headers, **portable}
+        if self._settings.auth_scheme == "bearer":
+            headers["Authorization"] = f"Bearer {key}"
+        else:
+            headers["api-key"] = key
+        return headers
+
+    def _plain_headers(self, key: str) -> Mapping[str, str]:
+        """The headers of a JSON request that adds none of its own, made once per key
+        (a callable's key may change) and handed to aiohttp as they are."""
+        made = self._plain
+        if made is None or made[0] != key:
+            headers = CIMultiDictProxy(CIMultiDict(self._headers(key, _JSON_PORTABLE)))
+            made = self._plain = (key, headers)
+        return made[1]
 
     def _body(self, options: CallOptions, json_body: Mapping[str, Any] | None) -> bytes | None:
         if json_body is None:

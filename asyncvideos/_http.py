@@ -48,9 +48,13 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-@attrs.frozen(slots=True)
+@attrs.define(slots=True)
 class Response:
-    """A whole response: status, headers and the (decompressed, bounded) body."""
+    """A whole response: status, headers and the (decompressed, bounded) body.
+
+    Never changed once made, though not frozen (one is made per attempt: see
+    ``Request``).
+    """
 
     status: int
     headers: Mapping[str, str]

@@ -21,7 +21,7 @@ import attrs
 from yarl import URL
 
 from . import _errors as errors
-from ._masking import NO_SECRETS, Masker
+from ._masking import Masker
 
 _QUOTA_CODES = frozenset({"insufficient_quota", "quota_exceeded", "billing_hard_limit_reached"})
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
@@ -67,7 +67,7 @@ class FormFile:
     data: bytes
 
 
-@attrs.frozen(slots=True)
+@attrs.define(slots=True)
 class Request:
     """One HTTP request, ready to send: ``url`` is absolute and already encoded.
 
@@ -76,18 +76,21 @@ class Request:
     content download whose gateway hands out a signed CDN URL). ``masker``
     masks the request's credentials in every response's headers and in every
     body read as text; a ``content`` body (2xx) is handed over as it came.
+
+    Never changed once made, though not frozen: one is made per attempt, and a
+    frozen class's ``__init__`` costs several times as much per field.
     """
 
     method: str
     url: str
     headers: Mapping[str, str]
+    portable_headers: Mapping[str, str]
+    masker: Masker
     json_body: bytes | None = None
     form_fields: Mapping[str, str] | None = None
     form_files: tuple[FormFile, ...] = ()
     cross_origin_redirects: bool = False
-    portable_headers: Mapping[str, str] = attrs.field(factory=dict)
     content: bool = False
-    masker: Masker = NO_SECRETS
 
 
 # -- paths -----------------------------------------------------------------

@@ -51,6 +51,7 @@ from ._protocol import (
     cap_message,
     dumps,
     request_id,
+    request_url,
     status_error,
 )
 from ._retry import OnRetry, RetryDetails, call_with_retries
@@ -257,6 +258,8 @@ class BaseClient:
         self._telemetry = load_telemetry()
         self._telemetry_checked = 0.0
         server = URL(self._settings.base_url)
+        # What each request's URL is built on (request_url), parsed once.
+        self._base = URL(self._settings.base_url, encoded=True)
         self._server_attributes = {"server.address": server.host, "server.port": server.port}
         self._default_options = CallOptions(
             timeout=self._settings.timeout,
@@ -373,9 +376,7 @@ class BaseClient:
         content = method == "GET" and path.endswith("/content")
         if options.extra_query:
             query = {**(query or {}), **options.extra_query}
-        url = self._settings.base_url + path
-        if query:
-            url += "?" + urlencode(query)
+        url = request_url(self._base, path, urlencode(query) if query else "")
         if not (
             content
             or json_body is not None
@@ -566,7 +567,7 @@ class BaseClient:
         remaining = deadline - loop.time()
         if turn and remaining > 0:
             return remaining
-        shown = shown_url(URL(request.url, encoded=True))
+        shown = shown_url(request.url)
         error = errors.APITimeoutError(
             f"{request.method} {shown}: not sent within the {limit:g} s timeout, waiting "
             "for this client's turn under the server's rate limit (its x-ratelimit-* "

@@ -426,7 +426,7 @@ class Transport:
         URL to name in messages and the response's headers, masked (what is read
         of them). Credentials never leave the request's origin."""
         session = self._get_session()
-        url = URL(request.url, encoded=True)
+        url = request.url
         headers = request.headers
         for _ in range(MAX_REDIRECTS + 1):
             with _Translated(request, url, watch):

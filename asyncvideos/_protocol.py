@@ -69,7 +69,7 @@ class FormFile:
 
 @attrs.define(slots=True)
 class Request:
-    """One HTTP request, ready to send: ``url`` is absolute and already encoded.
+    """One HTTP request, ready to send: ``url`` is absolute and encoded.
 
     ``portable_headers`` are the only headers that may follow a redirect to
     another origin, and only when ``cross_origin_redirects`` allows one (a
@@ -82,7 +82,7 @@ class Request:
     """
 
     method: str
-    url: str
+    url: URL
     headers: Mapping[str, str]
     portable_headers: Mapping[str, str]
     masker: Masker
@@ -121,6 +121,24 @@ def path_segment(value: object, name: str) -> str:
 def resource_path(collection: str, item_id: object, name: str, suffix: str = "") -> str:
     """``/{collection}/{id}{suffix}``, the one way a path to a job or character is built."""
     return f"/{collection}/{path_segment(item_id, name)}{suffix}"
+
+
+def request_url(base: URL, path: str, query: str = "") -> URL:
+    """The URL of a request: ``base`` (``base_url`` parsed as encoded) with the
+    encoded ``path`` after its own path, and the encoded ``query``.
+
+    The same URL as parsing ``base_url + path + "?" + query``, built from the
+    parts ``base`` already holds: parsing it again costs more than the rest of
+    the request's preparation.
+    """
+    prefix = base.raw_path
+    return URL.build(
+        scheme=base.scheme,
+        authority=base.raw_authority,
+        path=path if prefix == "/" else prefix + path,
+        query_string=query,
+        encoded=True,
+    )
 
 
 def dumps(body: Mapping[str, Any]) -> bytes:

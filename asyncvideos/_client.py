@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any, Generic, ParamSpec, TypedDict, TypeVar
-from urllib.parse import urlencode
 
 import aiohttp
 import attrs
@@ -50,6 +49,7 @@ from ._protocol import (
     Request,
     cap_message,
     dumps,
+    query_string,
     request_id,
     request_url,
     status_error,
@@ -376,7 +376,7 @@ class BaseClient:
         content = method == "GET" and path.endswith("/content")
         if options.extra_query:
             query = {**(query or {}), **options.extra_query}
-        url = request_url(self._base, path, urlencode(query) if query else "")
+        url = request_url(self._base, path, query_string(query) if query else "")
         if not (
             content
             or json_body is not None

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 import attrs
 from yarl import URL
@@ -139,6 +139,19 @@ def request_url(base: URL, path: str, query: str = "") -> URL:
         query_string=query,
         encoded=True,
     )
+
+
+def query_string(query: Mapping[str, str]) -> str:
+    """``urlencode(query)``, with the names and values that need no escape (the
+    usual ``limit=100``, ``after=video_123``) joined as they are: ``urlencode``
+    quotes each one through several calls, for each page of a listing."""
+    parts = []
+    for name, value in query.items():
+        if _UNRESERVED.fullmatch(name) and _UNRESERVED.fullmatch(value):
+            parts.append(f"{name}={value}")
+        else:
+            parts.append(f"{quote_plus(name)}={quote_plus(value)}")
+    return "&".join(parts)
 
 
 def dumps(body: Mapping[str, Any]) -> bytes:

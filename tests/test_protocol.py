@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
+from urllib.parse import urlencode
 
 import pytest
 from yarl import URL
@@ -26,6 +27,7 @@ from asyncvideos._protocol import (
     parse_retry_after,
     path_segment,
     poll_after,
+    query_string,
     request_id,
     request_url,
     status_error,
@@ -94,6 +96,25 @@ class TestRequestUrl:
             parsed.raw_path,
             parsed.raw_query_string,
         )
+
+
+class TestQueryString:
+    @pytest.mark.parametrize(
+        "query",
+        [
+            {},
+            {"limit": "100", "order": "asc"},
+            {"limit": "100", "order": "asc", "after": "video_68d7512d07848190b3e45da0ecbebcde"},
+            {"after": "a b+c&d=e/f?g#h%i"},
+            {"after": "caf\u00e9 \U0001f3ac", "x": ""},
+            {"": "", "a.b~c-d_e": "~._-"},
+            {"variant": "thumbnail", "api-version": "2025-04-01-preview"},
+        ],
+    )
+    def test_is_urlencode(self, query: dict[str, str]) -> None:
+        """Plain names and values are joined as they are, and the rest is quoted: the
+        same string as urlencode gives."""
+        assert query_string(query) == urlencode(query)
 
 
 class TestStatusError:

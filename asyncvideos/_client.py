@@ -10,6 +10,7 @@ turns the response into data or a typed error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -18,7 +19,8 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from contextvars import ContextVar
-from typing import Any, Generic, ParamSpec, TypedDict, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar
 
 import aiohttp
 import attrs
@@ -27,9 +29,9 @@ from yarl import URL
 
 from . import _errors as errors
 from . import _validate as check
+from ._budget import BudgetStore, SharedPacer, budget_name
 from ._callbacks import call_back
 from ._config import (
-    DEFAULT_MAX_RESPONSE_BYTES,
     NOT_GIVEN,
     USER_AGENT,
     ApiKey,
@@ -43,7 +45,6 @@ from ._cost import parse_budget
 from ._http import MAX_ERROR_BODY, Response, StreamedResponse, Transport, shown_url
 from ._masking import mask_secret, masker
 from ._pacing import Pacer, check_max_rate
-from ._pagination import MAX_EMPTY_PAGES
 from ._protocol import (
     FormFile,
     Request,
@@ -57,6 +58,11 @@ from ._protocol import (
 from ._retry import OnRetry, RetryDetails, call_with_retries
 from ._telemetry import Telemetry, load_telemetry, status_class
 from ._webhooks import WebhookReceiver, check_fallback_interval, check_receiver
+
+if TYPE_CHECKING:
+    from ._models import Video
+    from .ledger._flow import Journal, OnCreated, Reconcile
+    from .ledger._store import LedgerStore
 
 logger = logging.getLogger("asyncvideos")
 DEFAULT_MAX_CONNECTIONS = 100
@@ -190,16 +196,51 @@ class BaseClient:
         default_headers: Mapping[str, str] | None = None,
         default_query: Mapping[str, str] | None = None,
         auth_scheme: AuthScheme = "bearer",
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_connections: int = 100,
+        # The largest JSON body read into memory (after decompression): a page of
+        # 100 jobs is about 60 KiB, so this leaves room for any real response.
+        max_response_bytes: int = 32 * 1024 * 1024,
         on_retry: OnRetry | None = None,
         webhooks: WebhookReceiver | None = None,
         webhook_fallback_interval: float = 60.0,
         max_requests_per_second: float | None = None,
         pacing: bool = True,
         max_download_bytes: int | None = None,
-        max_empty_pages: int = MAX_EMPTY_PAGES,
+        max_empty_pages: int = 100,
+        ledger: LedgerStore | str | None = None,
+        reconcile: Reconcile = "raise",
+        on_created: OnCreated | None = None,
+        clock_skew: float = 300.0,
     ) -> None:
+        """Every argument is keyword-only; a bad one is a ValueError or TypeError
+        naming it, at construction.
+
+        Args:
+            api_key: The key (default ``$OPENAI_API_KEY``): a str, or a callable,
+                sync or async, returning one before each request.
+            base_url: Any OpenAI-compatible endpoint (default ``$OPENAI_BASE_URL``,
+                then ``$OPENAI_API_BASE``, then ``https://api.openai.com/v1``).
+            organization: Sent as ``OpenAI-Organization`` (default ``$OPENAI_ORG_ID``).
+            project: Sent as ``OpenAI-Project`` (default ``$OPENAI_PROJECT_ID``).
+            timeout: Each attempt's limit: seconds, an ``aiohttp.ClientTimeout`` or
+                None for none. ``NOT_GIVEN``: 600 s, 5 s of it to open a socket.
+            max_retries: Retries of a failed request, 0 to 100.
+            session: An ``aiohttp.ClientSession`` of yours: used, never closed.
+            default_headers: Headers sent with every request.
+            default_query: Query parameters sent with every request.
+            auth_scheme: ``"bearer"`` (``Authorization: Bearer``) or ``"api-key"``
+                (an ``api-key`` header, as Azure OpenAI wants).
+            max_connections: The size of the client's one connection pool.
+            max_response_bytes: The largest body read into memory, counted after
+                decompression; past it, ``ResponseTooLargeError``.
+            on_retry: Given a ``RetryDetails`` before each retry's wait.
+            webhooks: A ``WebhookReceiver``: waits end on its verified events.
+            webhook_fallback_interval: With ``webhooks``, seconds between the polls
+                that catch an event that was lost.
+            max_requests_per_second: A hard cap on the request rate.
+            pacing: Space requests by the server's ``x-ratelimit-*`` headers and
+                pause the whole client on a 429 (``False``: each task on its own).
+        """
         self._settings = resolve_settings(
             api_key=api_key,
             base_url=base_url,
@@ -232,10 +273,12 @@ class BaseClient:
         # Waits finish on this receiver's events, polling only as a fallback.
         self._webhooks = check_receiver(webhooks)
         self._webhook_fallback = check_fallback_interval(webhook_fallback_interval)
-        # One rate budget for every request and task of this client (see _pacing).
-        self._pacer = Pacer(
-            max_requests_per_second=check_max_rate(max_requests_per_second),
-            adaptive=check.boolean(pacing, "pacing"),
+        # One rate budget for every request and task of this client (see _pacing),
+        # or of the fleet's when a shared store is given (_share_rate_budget).
+        self._max_rate = check_max_rate(max_requests_per_second)
+        self._adaptive = check.boolean(pacing, "pacing")
+        self._pacer: Pacer | SharedPacer = Pacer(
+            max_requests_per_second=self._max_rate, adaptive=self._adaptive
         )
         self._transport = Transport(
             session=session,
@@ -267,20 +310,68 @@ class BaseClient:
             extra_headers={},
             extra_query=self._settings.default_query,
         )
+        # The job ledger: None (and nothing of it imported) unless one is given.
+        self._journal: Journal | None = None
+        self._fleet: contextlib.AsyncExitStack | None = None
+        if ledger is not None or reconcile != "raise" or on_created is not None:
+            from .ledger._config import make_journal
+
+            self._journal = make_journal(
+                ledger,
+                reconcile=reconcile,
+                on_created=on_created,
+                clock_skew=clock_skew,
+                newest=self._newest,
+            )
+        elif clock_skew != 300.0:
+            raise ValueError("clock_skew= needs a ledger: AsyncVideos(ledger=...)")
 
     # -- lifecycle ---------------------------------------------------------
 
     async def __aenter__(self: _Client) -> _Client:
         if self._transport.closed:
             raise RuntimeError("This AsyncVideos client is closed; create a new one")
+        if self._journal is not None:
+            await self._ready_journal()  # a ledger that cannot be opened fails here
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def close(self) -> None:
-        """Close the connection pool this client opened (a borrowed session is left open)."""
-        await self._transport.close()
+        """Close the connection pool this client opened (a borrowed session is left
+        open), and the ledger it opened from a URL (a ledger object is left open)."""
+        try:
+            if self._fleet is not None:
+                fleet, self._fleet = self._fleet, None
+                await fleet.aclose()
+            if self._journal is not None:
+                await self._journal.close()
+        finally:
+            await self._transport.close()
+
+    async def _ready_journal(self) -> Journal:
+        """The ledger, opened, with this client's webhook events recorded in it."""
+        journal = self._journal
+        if journal is None:
+            raise ValueError("this needs a ledger: AsyncVideos(ledger=...)")
+        if self._transport.closed:
+            raise RuntimeError("This AsyncVideos client is closed; create a new one")
+        store = await journal.ready()
+        if self._webhooks is not None:
+            journal.listen(self._webhooks)
+        # A fleet's ledger (PostgreSQL) also shares the rate budget and the webhook
+        # events between the processes on it; known by this hook, so that nothing
+        # of it (no driver) is imported here.
+        join = getattr(store, "_join_fleet", None)
+        if join is not None and self._fleet is None:
+            self._fleet = contextlib.AsyncExitStack()
+            await join(self, self._fleet)
+        return journal
+
+    def _newest(self, since: datetime) -> AsyncIterator[Video]:
+        """The server's jobs, newest first, down to about ``since`` (for the ledger)."""
+        raise NotImplementedError
 
     @property
     def closed(self) -> bool:
@@ -294,6 +385,22 @@ class BaseClient:
         key = self._settings.api_key
         shown = mask_secret(key) if isinstance(key, str) else "<callable>"
         return f"{type(self).__name__}(base_url={self.base_url!r}, api_key={shown!r})"
+
+    def _share_rate_budget(self, store: BudgetStore, name: str | None = None) -> None:
+        """Take request turns from the fleet's budget in ``store`` (see ``_budget``)
+        instead of this client's own; a ledger on a shared database does this.
+
+        ``name`` identifies the budget in the store; by default a hash of the base
+        URL and the key (a callable key needs a name: it is not known yet).
+        """
+        if name is None:
+            key = self._settings.api_key
+            if not isinstance(key, str):
+                raise TypeError("a shared rate budget for a callable api_key needs a name")
+            name = budget_name(self.base_url, key)
+        self._pacer = SharedPacer(
+            store, name, max_requests_per_second=self._max_rate, adaptive=self._adaptive
+        )
 
     # -- options -----------------------------------------------------------
 

@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from enum import Enum
-from typing import Literal
+from typing import Literal, TypeAlias
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -24,8 +24,9 @@ from ._version import __version__
 logger = logging.getLogger("asyncvideos")
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-#: The largest JSON body read into memory (after decompression): a page of 100
-#: jobs is about 60 KiB, so this leaves room for any real response.
+#: The default of ``max_response_bytes`` (written out in the constructor's
+#: signature too, so the reference shows the value): a page of 100 jobs is about
+#: 60 KiB, so this leaves room for any real response.
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 MIN_RESPONSE_BYTES = 1024
 #: 600 s for a whole attempt, 5 s to open a socket. ``sock_connect`` rather
@@ -34,9 +35,16 @@ MIN_RESPONSE_BYTES = 1024
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=600.0, sock_connect=5.0)
 USER_AGENT = f"asyncvideos/{__version__} (aiohttp/{aiohttp.__version__})"
 
-ApiKey = str | Callable[[], str] | Callable[[], Awaitable[str]]
-TimeoutSetting = float | int | aiohttp.ClientTimeout | None
-AuthScheme = Literal["bearer", "api-key"]
+ApiKey: TypeAlias = str | Callable[[], str] | Callable[[], Awaitable[str]]
+"""The API key: a str, or a callable (sync or async) returning one, called before
+each request, for credentials that rotate."""
+TimeoutSetting: TypeAlias = float | int | aiohttp.ClientTimeout | None
+"""A per-request limit: seconds for each attempt (connecting within 5 s of it), an
+``aiohttp.ClientTimeout`` for finer control, or None for no limit. The client's
+default is 600 s per attempt, 5 s to open a socket."""
+AuthScheme: TypeAlias = Literal["bearer", "api-key"]
+"""How the key is sent: ``"bearer"`` (``Authorization: Bearer <key>``) or
+``"api-key"`` (an ``api-key: <key>`` header, as Azure OpenAI wants)."""
 
 
 class NotGiven(Enum):

@@ -48,7 +48,8 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]")
 
 def parse_budget(max_response_bytes: int) -> int:
     """The budget of a client whose bodies are bounded by ``max_response_bytes``."""
-    return PARSE_BUDGET_FACTOR * max(max_response_bytes, DEFAULT_MAX_RESPONSE_BYTES)
+    budget: int = PARSE_BUDGET_FACTOR * max(max_response_bytes, DEFAULT_MAX_RESPONSE_BYTES)
+    return budget
 
 
 DEFAULT_PARSE_BUDGET = parse_budget(DEFAULT_MAX_RESPONSE_BYTES)

@@ -14,6 +14,7 @@ the complete file or untouched, also when the task is cancelled.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import secrets
@@ -22,7 +23,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeAlias
 
 from ._callbacks import call_back
 from ._errors import (
@@ -46,7 +47,10 @@ OpenBody = Callable[[int, "str | None"], AbstractAsyncContextManager[StreamedRes
 """Opens the body from a byte offset (0: the whole body), with an ``If-Range`` value."""
 Piece = tuple[int, bytes, "int | None"]
 """``(offset, chunk, total)``: where the chunk goes, its bytes, the whole size if known."""
-ProgressCallback = Callable[[int, "int | None"], Any]
+ProgressCallback: TypeAlias = Callable[[int, "int | None"], Any]
+"""``on_progress(done, total)`` of ``download()``: a sync or async callable given the
+bytes written so far and the whole size (None when the server did not say), after
+each chunk. ``done`` goes back when a download has to start over."""
 _IMAGE_VARIANTS = ("thumbnail", "spritesheet")
 
 
@@ -418,6 +422,27 @@ async def _report(on_progress: ProgressCallback | None, done: int, total: int | 
 
 # -- the target file --------------------------------------------------------
 
+
+class Digest:
+    """The size and SHA-256 of the bytes a download writes, computed as they are
+    written (no second read), and started over when the body does."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def restart(self) -> None:
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def update(self, chunk: bytes) -> None:
+        self._hash.update(chunk)
+        self.size += len(chunk)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
     (stat.S_ISFIFO, "a FIFO"),
@@ -480,11 +505,14 @@ async def write_atomically(
     *,
     on_progress: ProgressCallback | None,
     overwrite: bool,
+    digest: Digest | None = None,
 ) -> Path:
     """Write ``(offset, chunk, total)`` pieces to a temporary file, then move it to ``path``.
 
     The body must already be open (an error response raised before any folder
-    or file is made).
+    or file is made). With ``digest``, the bytes are hashed as they are written,
+    and the file is flushed to disk (``fsync``) before it is moved into place,
+    so that what a ledger records as downloaded is on disk.
     """
     async with contextlib.aclosing(pieces):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -497,17 +525,49 @@ async def write_atomically(
                         file.seek(offset)
                         file.truncate()
                         written = offset
+                        if digest is not None:
+                            _rehash(digest, file, temp_name, offset)
                     # Plain writes: a chunk lands in the page cache in microseconds,
                     # far less than a thread hop would cost per chunk.
                     file.write(chunk)
+                    if digest is not None:
+                        digest.update(chunk)
                     written += len(chunk)
                     await _report(on_progress, written, total)
+                if digest is not None:
+                    file.flush()
+                    os.fsync(file.fileno())
             _move_into_place(temp_name, path, overwrite=overwrite)
+            if digest is not None:
+                _sync_folder(path.parent)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp_name)
             raise
     return path
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a file's new name durable (where folders can be opened: not Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - a file system that cannot sync a folder
+        pass
+    finally:
+        os.close(fd)
+
+
+def _rehash(digest: Digest, file: Any, name: str, offset: int) -> None:
+    """Start ``digest`` over at ``offset`` (a body starts over from byte 0)."""
+    digest.restart()
+    if offset:  # pragma: no cover - a body only ever starts over from byte 0
+        file.flush()
+        with open(name, "rb") as kept:
+            digest.update(kept.read(offset))
 
 
 def _move_into_place(temp_name: str, path: Path, *, overwrite: bool) -> None:

@@ -23,7 +23,12 @@ asyncio are translated in ``_http.py`` and kept as ``__cause__``::
     │   └── ContentMismatchError        content that is not what was asked for
     ├── WaitTimeoutError                wait() ran out of time (also a TimeoutError)
     ├── VideoFailedError                wait(raise_on_failure=True) saw a failed job
-    └── WebhookVerificationError        a webhook that is not authentic (also a ValueError)
+    ├── WebhookVerificationError        a webhook that is not authentic (also a ValueError)
+    ├── AmbiguousCreateError            the ledger cannot tell whether a create made a job
+    ├── ContentExpiredError             a job's content expired before it was downloaded
+    └── LedgerError                     the job ledger's database failed, or is too new
+        └── VideoOwnedError             a job another ledger entry owns (also a ValueError;
+                                        in asyncvideos.ledger)
 """
 
 from __future__ import annotations
@@ -32,10 +37,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ._models import Video, VideoError
 
 __all__ = [
     "APIConnectionError",
+    "AmbiguousCreateError",
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
@@ -43,8 +51,10 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConflictError",
+    "ContentExpiredError",
     "ContentMismatchError",
     "InternalServerError",
+    "LedgerError",
     "NotFoundError",
     "PaginationError",
     "PermissionDeniedError",
@@ -248,3 +258,39 @@ class WebhookVerificationError(AsyncVideosError, ValueError):
     """A webhook request failed verification: a missing, malformed or wrong signature,
     a timestamp outside the tolerance, or a body that is not an event. The message
     says which; it never contains the secret."""
+
+
+class AmbiguousCreateError(AsyncVideosError):
+    """A paid call whose outcome the job ledger cannot tell: the POST may or may not
+    have made a job, and ``AsyncVideos(reconcile="raise")`` (the default) does
+    not guess.
+
+    ``key`` is the job's key (its ``Idempotency-Key``); ``candidates`` the ids
+    of the server's jobs that could be it (created since the attempt, owned
+    by no other entry, matching its fields), possibly none. Settle it with
+    ``videos.ledger.resolve(key, video_id=...)`` (that job is the one) or
+    ``video_id=None`` (there is none: the next call sends it). The failure
+    that made it ambiguous, if any, is the ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, key: str, candidates: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.key = key
+        self.candidates = candidates
+
+
+class ContentExpiredError(AsyncVideosError):
+    """A job's content expired (``expires_at`` passed) before it was downloaded: the
+    job was paid for, but its video can no longer be fetched. ``video_id`` is the
+    job, ``expires_at`` when the server said the content would expire."""
+
+    def __init__(self, message: str, *, video_id: str, expires_at: datetime | None) -> None:
+        super().__init__(message)
+        self.video_id = video_id
+        self.expires_at = expires_at
+
+
+class LedgerError(AsyncVideosError):
+    """The job ledger's database failed (it cannot be opened, written or read), or
+    holds a schema newer than this version of asyncvideos understands. The
+    database's own exception is the ``__cause__``."""

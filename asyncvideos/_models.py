@@ -65,7 +65,10 @@ class Video:
 
     ``status`` is usually one of ``queued``, ``in_progress``, ``completed``,
     ``failed``, but any string a server sends is kept. Timestamps are
-    timezone-aware UTC datetimes, or None.
+    timezone-aware UTC datetimes, or None. ``size`` (``"1280x720"``) and
+    ``seconds`` (``"8"``) are strings, as the API sends them: use
+    ``int(video.seconds)`` for a number (``create()`` takes ``seconds=8`` or
+    ``"8"``).
     """
 
     id: str

@@ -27,7 +27,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TypeAlias, TypeVar
 
 import attrs
 import backoff
@@ -63,7 +63,9 @@ class RetryDetails:
     error: errors.AsyncVideosError
 
 
-OnRetry = Callable[[RetryDetails], object]
+OnRetry: TypeAlias = Callable[[RetryDetails], object]
+"""``on_retry(details)``: a sync callable given a ``RetryDetails`` before each
+retry's wait (for metrics or logs of your own); its result is ignored."""
 
 
 @contextmanager

@@ -11,12 +11,16 @@ import mimetypes
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import IO, Any, TypeAlias, Union
 
 from . import _validate as check
 from ._protocol import FormFile
 
-FileInput = Union[str, "os.PathLike[str]", bytes, bytearray, IO[bytes]]
+FileInput: TypeAlias = Union[str, "os.PathLike[str]", bytes, bytearray, IO[bytes]]
+"""A file to upload: a path (str or ``pathlib.Path``), its bytes, or a binary file
+object opened for reading. Sent as multipart/form-data with the file's name and a
+content type guessed from the name or the first bytes. Where a job id is also
+accepted (``edit``, ``extend``), a str is the id: pass a ``Path`` for a file."""
 
 # Magic numbers of the formats the API takes, for bytes that come without a name.
 _SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
@@ -118,7 +122,7 @@ def creation_fields(
     if model is not None:
         fields["model"] = check.model(model)
     if seconds is not None:
-        fields["seconds"] = check.seconds(seconds)
+        fields["seconds"] = check.seconds(seconds, model)
     if size is not None:
         fields["size"] = check.size(size)
     upload = None

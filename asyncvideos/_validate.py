@@ -117,15 +117,36 @@ def prompt(value: object) -> str:
     return text(value, "prompt", max_length=MAX_PROMPT)
 
 
-def seconds(value: object) -> str:
-    """A clip length given as ``8`` or ``"8"``; sent as the string the API wants."""
+#: The clip lengths OpenAI's spec allows (tests/contract/videos.yaml) for its Sora
+#: models. Checked only where ``model`` names one of them: behind a gateway, another
+#: provider's model (Veo, Kling, Runway...) takes lengths of its own, and the server
+#: is the one to say which.
+CLIP_SECONDS = (4, 8, 12)
+_SORA_MODEL = re.compile(r"sora(-|$)", re.IGNORECASE)
+
+
+def seconds(value: object, model: object = None) -> str:
+    """A clip length given as ``8`` or ``"8"``, sent as the string the API wants.
+
+    For an OpenAI Sora ``model`` (``sora-2``, ``sora-2-pro``...), a length its spec
+    does not allow is refused here rather than by the server, after a paid call's
+    round trip; for any other model (or none) a positive whole number goes as given.
+    """
     if isinstance(value, str) and value.isdigit() and int(value) > 0:
-        return str(int(value))
-    if type(value) is int and value > 0:
-        return str(value)
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        number = int(value)
+    elif type(value) is int and value > 0:
+        number = value
+    elif isinstance(value, bool) or not isinstance(value, (int, str)):
         raise TypeError(f"seconds must be an int or a str of digits, got {type(value).__name__}")
-    raise ValueError(f"seconds must be a positive whole number, got {value!r}")
+    else:
+        raise ValueError(f"seconds must be a positive whole number, got {value!r}")
+    if isinstance(model, str) and _SORA_MODEL.match(model) and number not in CLIP_SECONDS:
+        listed = ", ".join(str(n) for n in CLIP_SECONDS)
+        raise ValueError(
+            f"seconds must be one of {listed} for {model[:40]!r} (the lengths OpenAI's "
+            f"spec allows its Sora models), got {value!r}"
+        )
+    return str(number)
 
 
 def size(value: object) -> str:

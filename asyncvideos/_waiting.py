@@ -35,7 +35,9 @@ from ._telemetry import WaitRecord
 from ._webhooks import Watch, WebhookReceiver
 
 Fetch = Callable[[], Awaitable[tuple[Video, "float | None"]]]
-OnProgress = Callable[[Video], Any]
+OnProgress: TypeAlias = Callable[[Video], Any]
+"""``on_progress(video)`` of the waits: a sync or async callable given the job's new
+state when its status or progress changes (and the state a wait starts from)."""
 #: A scope around one job's wait (a span, when tracing), given the job's id.
 Observe = Callable[[str], AbstractContextManager[WaitRecord]]
 #: One job for ``wait_many``: its id, how to fetch it, and its state when known.
@@ -56,11 +58,13 @@ FINAL_EVENTS = frozenset({"video.completed", "video.failed"})
 @attrs.frozen(slots=True)
 class WaitSuccess:
     """A job that reached a final status (``completed``, ``failed``, ...): ``video``
-    is its final state. ``ok`` is True and ``error`` None."""
+    is its final state. ``ok`` is True and ``error`` None. ``key`` is the job's
+    ledger key in the results of ``resume()`` (None elsewhere)."""
 
     video_id: str
     video: Video
     error: None = None
+    key: str | None = None
     ok: ClassVar[Literal[True]] = True
 
 
@@ -68,11 +72,15 @@ class WaitSuccess:
 class WaitFailure:
     """A job that could not be waited on to the end: ``error`` says why (a
     ``NotFoundError``, a ``WaitTimeoutError``, an exception raised by
-    ``on_progress``, ...); ``video`` is the last state seen, if any. ``ok`` is False."""
+    ``on_progress``, ...); ``video`` is the last state seen, if any. ``ok`` is False.
+    In the results of ``resume()``, ``key`` is the job's ledger key, and
+    ``video_id`` is ``""`` for an entry the server's id is not known of (an
+    ``AmbiguousCreateError``)."""
 
     video_id: str
     video: Video | None
     error: Exception
+    key: str | None = None
     ok: ClassVar[Literal[False]] = False
 
 

@@ -4,7 +4,9 @@
 ``WebhookVerificationError`` out. ``WebhookReceiver`` adds what a service needs
 around it: an ``aiohttp.web`` handler, a stream of events, duplicate detection,
 and the watches through which ``wait``/``wait_many`` finish on an event. Knows
-no client: ``_waiting.py`` asks it for a watch per job.
+no client: ``_waiting.py`` asks it for a watch per job. In a fleet, a ``Relay``
+(the PostgreSQL ledger's) hands each verified event to the other replicas and
+theirs to this one, so a wait wakes whichever replica the balancer chose.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -37,13 +39,10 @@ __all__ = ["WebhookEvent", "WebhookReceiver", "verify_webhook"]
 logger = logging.getLogger("asyncvideos")
 
 SECRET_PREFIX = "whsec_"
-DEFAULT_TOLERANCE = 300.0
 #: The largest body ``WebhookReceiver.handle`` reads; an event is a few hundred bytes.
 MAX_BODY_BYTES = 256 * 1024
 #: Signatures read from one header: a rotation sends two or three.
 MAX_SIGNATURES = 16
-#: Events an ``events()`` consumer may fall behind by before the oldest are dropped.
-DEFAULT_MAX_QUEUED = 1000
 #: Event ids kept to recognise replays, whatever ``remember_events`` says.
 MIN_REMEMBERED_IDS = 10_000
 _EMPTY: Mapping[str, Any] = {}
@@ -104,7 +103,7 @@ def verify_webhook(
     headers: Mapping[str, str],
     secret: str,
     *,
-    tolerance: float = DEFAULT_TOLERANCE,
+    tolerance: float = 300.0,
 ) -> WebhookEvent:
     """Check a webhook request's signature and timestamp; return its event.
 
@@ -217,6 +216,12 @@ def _event(body: bytes) -> WebhookEvent:
     return WebhookEvent(event_id, event_type, created_at, video_id, data)
 
 
+class Relay(Protocol):
+    """Where a receiver sends each event it verified, for the fleet's other replicas."""
+
+    async def publish(self, event: WebhookEvent) -> None: ...
+
+
 class Watch:
     """One waiter's view of the events for one job: ``wait()`` wakes on the next."""
 
@@ -281,7 +286,7 @@ class WebhookReceiver:
         self,
         secret: str,
         *,
-        tolerance: float = DEFAULT_TOLERANCE,
+        tolerance: float = 300.0,
         remember_events: int = 10_000,
         remember_seconds: float = 600.0,
     ) -> None:
@@ -307,6 +312,7 @@ class WebhookReceiver:
         # Requests signed at or before this were possibly forgotten: refused.
         self._replays_before = -1
         self._subscribers: set[_Subscriber] = set()
+        self._relay: Relay | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tolerance={self._tolerance:g})"
@@ -325,7 +331,10 @@ class WebhookReceiver:
         docstring); nothing is delivered then.
         """
         event, signed_at = _verify(body, headers, self._key, self._tolerance)
-        self._deliver(event, signed_at)
+        fresh = self._deliver(event, signed_at)
+        if fresh and self._relay is not None:
+            # After this replica's own waiters: the fleet's hear of it a round trip later.
+            await self._relay.publish(event)
         return event
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -341,7 +350,7 @@ class WebhookReceiver:
             return web.Response(status=400, text=f"{error}\n")
         return web.Response(status=200, text="ok\n")
 
-    def events(self, *, max_queued: int = DEFAULT_MAX_QUEUED) -> AsyncGenerator[WebhookEvent, None]:
+    def events(self, *, max_queued: int = 1000) -> AsyncGenerator[WebhookEvent, None]:
         """Every event verified from the first iteration on, duplicates left out.
 
         At most ``max_queued`` events wait for a consumer that falls behind:
@@ -360,12 +369,19 @@ class WebhookReceiver:
         finally:
             self._subscribers.discard(subscriber)
 
-    def _deliver(self, event: WebhookEvent, signed_at: int) -> None:
+    def _deliver(self, event: WebhookEvent, signed_at: int | None = None) -> bool:
+        """Hand ``event`` to its watches and subscribers; False for a duplicate.
+
+        ``signed_at`` is the request's signed timestamp; None for an event another
+        replica verified and relayed, which is remembered from now on.
+        """
         now, wall = time.monotonic(), time.time()
         self._prune(now, wall)
         if event.id in self._seen:
-            return
-        if signed_at <= self._replays_before:
+            return False
+        if signed_at is None:
+            signed_at = int(wall)
+        elif signed_at <= self._replays_before:
             raise WebhookVerificationError(
                 "the event cannot be told from a replay: it is signed no later than events "
                 f"this receiver had to forget (more than {self._id_limit} within the "
@@ -376,7 +392,7 @@ class WebhookReceiver:
             subscriber.put(event)
         video_id = event.video_id
         if video_id is None or not event.type.startswith("video."):
-            return  # not about a video job: nobody waits on it
+            return True  # not about a video job: nobody waits on it
         if self._limit:
             known = self._recent.pop(video_id, None)
             # Out of order: the newer of two events for one job is the one kept.
@@ -388,6 +404,7 @@ class WebhookReceiver:
                 self._recent.popitem(last=False)
         for watch in self._watches.get(video_id, ()):
             watch.notify(event)
+        return True
 
     def _remember_id(self, event_id: str, signed_at: int, wall: float) -> None:
         # Replayable while the timestamp check passes: up to tolerance after it

@@ -315,7 +315,7 @@ async def _call(videos: Any, method: str, call: dict[str, Any], folder: Path) ->
         return f"read ({total} bytes)"
     if method == "wait_many":
         errors: dict[str, int] = {}
-        async for result in videos.wait_many([f"video_{n}" for n in range(16)], timeout=600):
+        async for result in videos.wait_many([f"video_{n}" for n in range(16)], wait_timeout=600):
             name = "read" if result.error is None else type(result.error).__name__
             errors[name] = errors.get(name, 0) + 1
         return ", ".join(f"{name} x{count}" for name, count in sorted(errors.items()))

@@ -14,6 +14,8 @@ of the content body in bytes (``content``)::
     GET /{n}/v1/videos/wait_{k}                   queued, in_progress, then completed at
                                                   poll ``DONE_AT``, with openai-poll-after-ms
     GET /{n}/v1/videos/{id}/content               ``n`` bytes streamed from one buffer
+    POST /{n}/v1/videos                           a new queued job ``job_{n}_{k}``, which its
+                                                  ``n``-th poll finds completed
     GET /_stats                                   request counts and server CPU seconds
     POST /_reset                                  zero the counters
 """
@@ -86,6 +88,7 @@ class LoadServer:
 
     def __init__(self) -> None:
         self.requests = 0
+        self.created = 0
         self.polls: dict[str, int] = {}
         self.poll_requests = 0
         self._pages: dict[tuple[int, int, int], bytes] = {}
@@ -94,6 +97,7 @@ class LoadServer:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/{n:\\d+}/v1/videos", self.list_page)
+        app.router.add_post("/{n:\\d+}/v1/videos", self.create)
         app.router.add_get("/{n:\\d+}/v1/videos/{id}", self.retrieve)
         app.router.add_get("/{n:\\d+}/v1/videos/{id}/content", self.content)
         app.router.add_get("/_stats", self.stats)
@@ -136,12 +140,29 @@ class LoadServer:
         start = 0 if after is None else int(after.removeprefix("video_")) + 1
         return web.Response(body=self._page(total, start, limit), content_type="application/json")
 
+    async def create(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        await request.read()
+        self.created += 1
+        video_id = f"job_{request.match_info['n']}_{self.created}"
+        return web.Response(
+            body=job_bytes(video_id, _POLLS[1]),
+            content_type="application/json",
+            headers={"openai-poll-after-ms": str(POLL_AFTER_MS)},
+        )
+
     async def retrieve(self, request: web.Request) -> web.Response:
         self.requests += 1
         video_id = request.match_info["id"]
         headers = None
         template = _DONE
-        if video_id.startswith("wait_"):
+        if video_id.startswith("job_"):  # created: completed at its n-th poll
+            self.poll_requests += 1
+            count = self.polls[video_id] = self.polls.get(video_id, 0) + 1
+            if count < int(video_id.split("_")[1]):
+                template = _POLLS[2]
+                headers = {"openai-poll-after-ms": str(POLL_AFTER_MS)}
+        elif video_id.startswith("wait_"):
             self.poll_requests += 1
             count = self.polls[video_id] = self.polls.get(video_id, 0) + 1
             if count < DONE_AT:
@@ -180,6 +201,7 @@ class LoadServer:
 
     async def reset(self, request: web.Request) -> web.Response:
         self.requests = 0
+        self.created = 0
         self.poll_requests = 0
         self.polls.clear()
         return web.json_response({"ok": True})

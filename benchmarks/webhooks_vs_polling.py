@@ -199,7 +199,7 @@ async def run_once(
         delays: list[float] = []
         cpu = time.process_time()
         began = time.monotonic()
-        async for result in client.wait_many(videos, timeout=lead + spread + 120):
+        async for result in client.wait_many(videos, wait_timeout=lead + spread + 120):
             delays.append(time.time() - finish[result.video_id])
             if not result.ok or result.video.status != "completed":
                 raise RuntimeError(f"{result.video_id}: {result.error or result.video}")

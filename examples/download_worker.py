@@ -33,7 +33,7 @@ async def download_one(
     if target.exists():
         print(f"{video_id} skipped: {target} exists")
         return True
-    video = await videos.wait(video_id, timeout=wait_timeout)
+    video = await videos.wait(video_id, wait_timeout=wait_timeout)
     if not video.is_completed:
         print(f"{video_id} failed: the job ended {video.status}", file=sys.stderr)
         return False

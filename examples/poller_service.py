@@ -38,7 +38,7 @@ class VideoJobs:
 
     async def _wait(self, video: Video) -> Video:
         async with self._slots:
-            return await self._videos.wait(video, timeout=self._timeout)
+            return await self._videos.wait(video, wait_timeout=self._timeout)
 
     def outcome(self, video_id: str) -> str:
         """``pending``, the job's final status, or ``error: ...`` if waiting failed."""

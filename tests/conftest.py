@@ -1,4 +1,5 @@
-"""Shared fixtures: a fake API on loopback and a client on it, retries without sleeping."""
+"""Shared fixtures: a fake API on loopback and a client on it, retries without sleeping;
+a throwaway PostgreSQL server for the session and a fresh database per test."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from postgres_server import INSTALL_HINT, PostgresServer, required, unavailable
 
 from asyncvideos import AsyncVideos
 from asyncvideos.testing import FakeVideosAPI, no_retry_waits
@@ -80,3 +82,42 @@ def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         capture_output=True,
     )
     return cert, key
+
+
+def _without_postgres(reason: str) -> None:
+    """Skip with the reason and the fix; fail instead where CI requires PostgreSQL."""
+    message = f"PostgreSQL tests need a server: {reason}"
+    if required():
+        pytest.fail(f"{message} (ASYNCVIDEOS_REQUIRE_POSTGRES is set)", pytrace=False)
+    pytest.skip(f"{message}; to run them: {INSTALL_HINT} && pip install -e '.[test]'")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the session (tests/postgres_server.py)."""
+    reason = unavailable()
+    if reason is not None:
+        _without_postgres(reason)
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _without_postgres("the psycopg driver is not installed")
+    server = PostgresServer()
+    try:
+        server.start()
+    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+        _without_postgres(f"it did not start: {error}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database on the session's server, dropped after the test."""
+    url = postgres_server.create_database()
+    try:
+        yield url
+    finally:
+        postgres_server.drop_database(url.rsplit("/", 1)[1])

@@ -116,3 +116,41 @@ def test_report_keeps_notes_below_the_marker(smoke: run.Run, tmp_path: Path) -> 
     text = output.read_text()
     assert "old table" not in text
     assert text.endswith(f"{run.NOTES_MARKER}\nhand-written notes\n")
+
+
+@pytest.mark.slow  # real processes and a PostgreSQL server (about 40 s): CI runs -m slow
+@pytest.mark.usefixtures("postgres_server")  # skips (or fails in CI) without PostgreSQL
+@pytest.mark.parametrize(
+    ("module", "argv", "rows"),
+    [
+        (
+            "benchmarks.fleet_webhooks",
+            ["--replicas", "2", "--jobs", "10", "--lead", "1", "--spread", "1", "--fallback", "3"],
+            2,
+        ),
+        (
+            "benchmarks.fleet_rate",
+            ["--limits", "100", "--processes", "2", "--jobs", "10", "--headers", "yes"],
+            2,
+        ),
+    ],
+)
+def test_the_fleet_benchmarks_run_and_print_a_table(
+    module: str, argv: list[str], rows: int
+) -> None:
+    """Several processes, the fake, PostgreSQL: the table has a row per run, every
+    job finished (no figure is checked: benchmarks are not timed tests)."""
+    out = subprocess.run(
+        [sys.executable, "-m", module, *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout
+    table = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(table) == 1 + rows, out
+    if module.endswith("webhooks"):
+        assert all("| yes |" in line for line in table[1:]), out  # every job once
+    else:
+        assert all("| 0/10 |" in line for line in table[1:]), out  # no job failed

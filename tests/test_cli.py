@@ -290,10 +290,28 @@ class TestCreateRemix:
         assert "failed: moderation: no" in err
 
     def test_wait_timeout_exits_1(self, run: Any, fake: ThreadedFake) -> None:
+        """The paid job's id is on stdout (its last state, and why the wait ended),
+        whatever happens to the wait; stderr says how to wait for it again."""
         fake.call(lambda: fake.api.set_outcome(None, "completed", duration=10_000))
-        code, _, err = run("create", "a fox", "--wait", "--wait-timeout", "0.05")
+        code, out, err = run("create", "a fox", "--wait", "--wait-timeout", "0.05")
         assert code == 1
-        assert "did not finish within 0.05 s" in err
+        (line,) = lines(out)
+        assert line["id"] in fake.call(lambda: list(fake.api.videos))
+        assert line["status"] in ("queued", "in_progress")
+        assert line["wait_error"]["type"] == "WaitTimeoutError"
+        assert f"Video job {line['id']} did not finish within 0.05 s" in err
+        assert err.endswith(f"wait for it again with: asyncvideos wait {line['id']}\n")
+
+    def test_a_failing_poll_still_prints_the_job(self, run: Any, fake: ThreadedFake) -> None:
+        """A wait that ends in an error (the polls fail) prints the created job too."""
+        fake.call(lambda: fake.api.inject(Fault(status=500), method="GET", times=10))
+        code, out, err = run("create", "a fox", "--wait", "--max-retries", "0")
+        assert code == 1
+        (line,) = lines(out)
+        assert line["status"] == "queued"  # the state create() returned
+        assert line["wait_error"]["type"] == "InternalServerError"
+        assert "HTTP 500" in err
+        assert err.endswith(f"wait for it again with: asyncvideos wait {line['id']}\n")
 
     def test_remix(self, run: Any, fake: ThreadedFake) -> None:
         (source,) = fake.call(lambda: fake.api.seed(1))
@@ -362,10 +380,20 @@ class TestWait:
         slow = lines(run("create", "slow")[1])[0]["id"]
         code, out, err = run("wait", done, "video_gone", slow, "--wait-timeout", "0.2")
         assert code == 1
-        assert [job["id"] for job in lines(out)] == [done]
-        assert "video_gone: " in err
+        printed = {job["id"]: job for job in lines(out)}
+        assert list(printed) == [done, "video_gone", slow]  # every job, in completion order
+        assert "wait_error" not in printed[done]
+        assert printed["video_gone"]["wait_error"]["type"] == "NotFoundError"
+        assert printed[slow]["status"] == "in_progress"  # its last state seen
+        assert printed[slow]["wait_error"] == {
+            "type": "WaitTimeoutError",
+            "message": f"Video job {slow} did not finish within 0.2 s",
+        }
+        assert "video_gone" in err
         assert "HTTP 404" in err
-        assert f"{slow}: Video job {slow} did not finish within 0.2 s" in err
+        # The id once, where the message names it already; then how to wait again.
+        assert f"error: Video job {slow} did not finish within 0.2 s\n" in err
+        assert err.endswith(f"wait for it again with: asyncvideos wait {slow}\n")
 
     def test_ids_from_stdin(self, run: Any, fake: ThreadedFake) -> None:
         ids = fake.call(lambda: fake.api.seed(2))
@@ -498,8 +526,32 @@ class TestInterrupt:
         code, out, err = run("wait", video_id)
         watcher.join()
         assert code == 130
-        assert out == ""
-        assert "interrupted" in err
+        (line,) = lines(out)  # the job still gets its line, with its last state
+        assert (line["id"], line["status"]) == (video_id, "in_progress")
+        assert line["wait_error"]["type"] == "Interrupted"
+        assert err.startswith("asyncvideos: interrupted\n")
+        assert err.endswith(f"wait for it again with: asyncvideos wait {video_id}\n")
+
+    def test_sigint_during_create_wait_says_the_job_keeps_running(
+        self, run: Any, fake: ThreadedFake
+    ) -> None:
+        """Ctrl-C while ``create --wait`` waits: the new job's id is on stdout, and stderr
+        says it keeps running and how to wait for it again."""
+        fake.call(lambda: fake.api.set_outcome(None, "completed", duration=10_000))
+        polls = lambda: fake.call(lambda: len(fake.api.requests)) >= 3  # noqa: E731
+        watcher = _interrupt_main_when(polls)
+        code, out, err = run("create", "a slow fox", "--wait")
+        watcher.join()
+        assert code == 130
+        (line,) = lines(out)
+        (created,) = fake.call(lambda: list(fake.api.videos))
+        assert line["id"] == created
+        assert line["wait_error"]["type"] == "Interrupted"
+        assert err == (
+            "asyncvideos: interrupted\n"
+            f"asyncvideos: {created} keeps running on the server; "
+            f"wait for it again with: asyncvideos wait {created}\n"
+        )
 
 
 class TestGlobalOptions:

@@ -67,9 +67,8 @@ class TestTimeouts:
             "remix": ["remix", source, "in winter", "--wait"],
             "download": ["download", slow, "--wait", "-o", str(tmp_path / "a.mp4")],
         }[command]
-        started = time.monotonic()
+        # The jobs take 10,000 s: that the command ended at all is the wait timeout's doing.
         code, _, err = run(*argv, "--wait-timeout", "0.2")
-        assert time.monotonic() - started < 5
         assert code == 1
         assert "did not finish within 0.2 s" in err
         assert not (tmp_path / "a.mp4").exists()

@@ -361,8 +361,9 @@ class TestOnATerminal:
         shown = screen_lines(screen)
         text = "\n".join(shown)
         assert code == 1, text
-        errors = [line for line in shown if line.startswith("asyncvideos: error: video_gone: ")]
+        errors = [line for line in shown if line.startswith("asyncvideos: error: ")]
         assert len(errors) == 1, text
+        assert "'video_gone' not found" in errors[0]  # the id once: the message names it
         assert "HTTP 404" in errors[0]
         (header,) = [n for n, line in enumerate(shown) if line.startswith("ID ")]
         rows = shown[header + 1 : header + 1 + len(ids)]
@@ -399,7 +400,9 @@ class TestOnATerminal:
         )
         shown = screen_lines(screen)
         assert code == 1
-        assert any(line.startswith("asyncvideos: error: video_gone: ") for line in shown), shown
+        assert any(
+            line.startswith("asyncvideos: error: Video with id 'video_gone'") for line in shown
+        ), shown
         assert not any("%asyncvideos" in line.replace(" ", "") for line in shown), shown
 
     def test_create_wait_table_after_the_bar(self, fake: ThreadedFake) -> None:

@@ -273,9 +273,11 @@ class TestTimeouts:
     async def test_per_call_timeout_overrides(self, api: FakeVideosAPI) -> None:
         """timeout= on a call applies to that call only; a retry then succeeds."""
         api.add_videos({"id": "v1"})
-        api.inject(Fault(delay=0.5), times=1)
+        # The retry must beat the limit too: 0.5 s, which a plain answer meets on a busy
+        # machine (0.05 s did not), against an answer 60 s away.
+        api.inject(Fault(delay=60), times=1)
         async with api.client(timeout=None) as videos:
-            video = await videos.retrieve("v1", timeout=aiohttp.ClientTimeout(total=0.05))
+            video = await videos.retrieve("v1", timeout=aiohttp.ClientTimeout(total=0.5))
         assert video.id == "v1"
         assert len(api.requests) == 2
 

@@ -357,12 +357,14 @@ async def test_content(videos: AsyncVideos, tmp_path: Path, variant: dict[str, A
 async def test_wait_and_wait_many(dynamic: AsyncVideos) -> None:
     # Dynamic Prism draws each poll's status at random, so a wait ends after a
     # few polls; what is checked is that every poll was a request the spec allows.
-    video = await dynamic.wait("video_123", poll_interval=0.001, timeout=30)
+    video = await dynamic.wait("video_123", poll_interval=0.001, wait_timeout=30)
     assert video.is_finished
-    created = await dynamic.create_and_wait("A fox", seconds=4, poll_interval=0.001, timeout=30)
+    created = await dynamic.create_and_wait(
+        "A fox", seconds=4, poll_interval=0.001, wait_timeout=30
+    )
     assert created.is_finished
     ids = ["video_1", "video_2", "video_3"]
-    results = [r async for r in dynamic.wait_many(ids, poll_interval=0.001, timeout=30)]
+    results = [r async for r in dynamic.wait_many(ids, poll_interval=0.001, wait_timeout=30)]
     assert sorted(r.video_id for r in results) == ids
     assert all(r.ok for r in results)
 

@@ -343,6 +343,52 @@ class TestExtend:
         }
         assert video.seconds == "12"  # the fake's source is 4 s; the total is reported
 
+    async def test_longer_segments_than_a_new_clip(
+        self, api: FakeVideosAPI, client: AsyncVideos, completed_id: str
+    ) -> None:
+        """An extension's segment may be 16 or 20 s; extend() checks only that a length
+        is a positive whole number, and the server refuses what it does not take."""
+        await client.extend(completed_id, "and then it rains", 20)
+        assert only_request(api).json["seconds"] == "20"
+        with pytest.raises(BadRequestError) as info:
+            await client.extend(completed_id, "p", 10)
+        assert info.value.param == "seconds"
+        assert len(api.requests) == 2
+
+    @pytest.mark.parametrize("model", ["sora-2", "sora-2-pro", "SORA-2"])
+    async def test_a_sora_model_takes_the_spec_lengths_only(
+        self, api: FakeVideosAPI, client: AsyncVideos, model: str
+    ) -> None:
+        """For OpenAI's Sora models a length the spec does not allow is refused before
+        the (paid) request, naming the lengths allowed."""
+        with pytest.raises(ValueError, match="one of 4, 8, 12 for"):
+            await client.create("p", model=model, seconds=16)
+        with pytest.raises(ValueError, match="one of 4, 8, 12 for"):
+            await client.create_and_wait("p", model=model, seconds="7")
+        assert api.requests == []
+        await client.create("p", model=model, seconds=12)
+        assert only_request(api).json["seconds"] == "12"
+
+    @pytest.mark.parametrize("model", [None, "veo-3", "kling-v2", "sorabot"])
+    async def test_another_model_gets_any_length_sent(
+        self, api: FakeVideosAPI, client: AsyncVideos, model: str | None
+    ) -> None:
+        """Behind a gateway another provider takes lengths of its own: for any model but
+        a Sora one (or none) the length is sent, and the server decides."""
+        with pytest.raises(BadRequestError) as info:  # the fake, like OpenAI, refuses 10
+            await client.create("p", model=model, seconds=10)
+        assert only_request(api).json["seconds"] == "10"
+        assert info.value.param in ("seconds", "model")
+
+    async def test_a_gateway_gets_other_lengths_through_extra_body(
+        self, api: FakeVideosAPI, client: AsyncVideos
+    ) -> None:
+        """``extra_body`` replaces the field as sent."""
+        with pytest.raises(BadRequestError) as info:  # the fake, like OpenAI, refuses 10
+            await client.create("p", seconds=4, extra_body={"seconds": "10"})
+        assert only_request(api).json == {"prompt": "p", "seconds": "10"}
+        assert info.value.param == "seconds"
+
     async def test_uploaded_video_is_extended(
         self, api: FakeVideosAPI, client: AsyncVideos, mp4_file: Path
     ) -> None:

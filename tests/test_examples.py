@@ -7,15 +7,19 @@ against a gateway.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
+import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from conditions import until
 
+from asyncvideos.ledger import SQLiteLedger
 from asyncvideos.testing import FakeVideosAPI, Fault
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -45,7 +49,7 @@ def connection(api: FakeVideosAPI) -> list[str]:
 
 def test_every_example_is_tested() -> None:
     """A new example needs a test here."""
-    tested = {"poller_service", "batch_export", "download_worker"}
+    tested = {"poller_service", "batch_export", "download_worker", "durable_jobs"}
     assert {path.stem for path in EXAMPLES.glob("*.py")} == tested
 
 
@@ -180,3 +184,56 @@ class TestDownloadWorker:
         err = capsys.readouterr().err
         assert "video_missing failed" in err
         assert "1 of 5 did not download: video_missing" in err
+
+
+def assert_downloaded(lines: list[str], folder: Path, api: FakeVideosAPI) -> None:
+    """Each ``ORDER VIDEO_ID PATH`` line names the order's file, holding the job's content."""
+    for line in lines:
+        order, video_id, path = line.split()
+        assert Path(path) == folder / f"{order}.mp4"
+        assert Path(path).read_bytes() == api.content_bytes(video_id)
+
+
+class TestDurableJobs:
+    """``examples/durable_jobs.py``: a service killed with SIGKILL, then run again."""
+
+    async def test_killed_mid_run_then_run_again_pays_each_order_once(
+        self, fast_api: FakeVideosAPI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The first run dies with four POSTs unanswered (the server still working on
+        them); the second pays for no order twice and downloads every video."""
+        orders = [f"order-{n}=a paper boat, take {n}" for n in range(6)]
+        ledger = f"sqlite:///{tmp_path}/jobs.db"
+        args = [*orders, "--folder", str(tmp_path / "out"), "--ledger", ledger]
+        args += connection(fast_api)
+        # Two creates are answered; the other four stay in the server's hands.
+        fast_api.inject(Fault(), times=2, method="POST")
+        fast_api.inject(Fault(delay=60), times=4, method="POST")
+        first = await asyncio.create_subprocess_exec(
+            sys.executable, str(EXAMPLES / "durable_jobs.py"), *args
+        )
+        try:
+            await until(lambda: fast_api.in_flight >= 4, "four creates in flight", timeout=30)
+        finally:
+            first.kill()
+            await first.wait()
+        assert len(fast_api.videos) == 2
+        service = load("durable_jobs")
+        assert await service.main(args) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert sorted(line.split()[0] for line in lines) == [f"order-{n}" for n in range(6)]
+        assert len(fast_api.videos) == 6  # one job per order, none paid twice
+        assert_downloaded(lines, tmp_path / "out", fast_api)
+        async with SQLiteLedger(tmp_path / "jobs.db") as store:
+            assert {entry.state for entry in await store.entries()} == {"downloaded"}
+        # A third run finds everything done: no create, no download.
+        fast_api.clear_requests()
+        assert await service.main(args) == 0
+        assert {r.method for r in fast_api.requests} <= {"GET"}
+        assert not [r for r in fast_api.requests if r.path.endswith("/content")]
+
+    def test_the_guide_shows_this_program(self) -> None:
+        """docs/guide/ledger.md's worked example is this file, as it is."""
+        guide = (EXAMPLES.parent / "docs" / "guide" / "ledger.md").read_text(encoding="utf-8")
+        blocks = re.findall(r"```python\n(.*?)```", guide, re.DOTALL)
+        assert (EXAMPLES / "durable_jobs.py").read_text(encoding="utf-8") in blocks

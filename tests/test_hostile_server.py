@@ -408,7 +408,9 @@ async def _open_content(videos: AsyncVideos, folder: Path) -> object:
 
 
 async def _waited_many(videos: AsyncVideos, folder: Path) -> object:
-    results = await _all(videos.wait_many(["video_1", "video_2"], timeout=0.05, poll_interval=0.01))
+    results = await _all(
+        videos.wait_many(["video_1", "video_2"], wait_timeout=0.05, poll_interval=0.01)
+    )
     for result in results:
         if isinstance(result, WaitFailure):
             assert isinstance(result.error, AsyncVideosError), repr(result.error)
@@ -417,7 +419,7 @@ async def _waited_many(videos: AsyncVideos, folder: Path) -> object:
 
 async def _waited_many_listed(videos: AsyncVideos, folder: Path) -> object:
     listed = videos.list(limit=5)
-    results = await _all(videos.wait_many(listed, timeout=0.05, poll_interval=0.01))
+    results = await _all(videos.wait_many(listed, wait_timeout=0.05, poll_interval=0.01))
     for result in results:
         if isinstance(result, WaitFailure):
             assert isinstance(result.error, AsyncVideosError), repr(result.error)
@@ -479,13 +481,15 @@ CONTENT: dict[str, Call] = {
     "raw.download_content": lambda v, f: v.with_raw_response.download_content("video_1"),
 }
 WAITS: dict[str, Call] = {
-    "wait": lambda v, f: v.wait("video_1", timeout=0.05, poll_interval=0.01),
+    "wait": lambda v, f: v.wait("video_1", wait_timeout=0.05, poll_interval=0.01),
     "wait_raising": lambda v, f: v.wait(
-        "video_1", timeout=0.05, poll_interval=0.01, raise_on_failure=True
+        "video_1", wait_timeout=0.05, poll_interval=0.01, raise_on_failure=True
     ),
     "wait_many": _waited_many,
     "wait_many_listed": _waited_many_listed,
-    "create_and_wait": lambda v, f: v.create_and_wait("a cat", timeout=0.05, poll_interval=0.01),
+    "create_and_wait": lambda v, f: v.create_and_wait(
+        "a cat", wait_timeout=0.05, poll_interval=0.01
+    ),
 }
 
 

@@ -407,7 +407,7 @@ async def _raw_retrieve(run: Run) -> object:
 
 
 async def _wait(run: Run) -> object:
-    return await run.videos.wait("job_status", timeout=10)
+    return await run.videos.wait("job_status", wait_timeout=10)
 
 
 def download(point: str) -> Scenario:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from asyncvideos import (
@@ -32,6 +34,36 @@ class TestOnePage:
         got = [v.id async for v in client.list()]
         assert got == ids[:20]
         assert listing_requests(api) == [{"limit": "20", "order": "asc"}]
+
+    async def test_a_bare_list_hints_once_that_there_are_more(
+        self, client: AsyncVideos, api: FakeVideosAPI, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Someone used to openai-python's list() is told, once, that it was one page."""
+        api.seed(25)
+        for _ in range(2):
+            assert len([v async for v in client.list()]) == 20
+        hints = [r for r in caplog.records if "list() gave one page" in r.getMessage()]
+        assert [r.levelname for r in hints] == ["WARNING"]
+        assert "20 jobs" in hints[0].getMessage()
+        assert "all=True" in hints[0].getMessage()
+
+    @pytest.mark.parametrize("how", ["limit", "all", "short", "broken"])
+    async def test_no_hint_when_one_page_is_meant_or_all_there_is(
+        self, client: AsyncVideos, api: FakeVideosAPI, caplog: pytest.LogCaptureFixture, how: str
+    ) -> None:
+        """An explicit limit=, all=True, a last page, or a loop left early: no hint."""
+        api.seed(25 if how != "short" else 5)
+        if how == "limit":
+            [v async for v in client.list(limit=20)]
+        elif how == "all":
+            [v async for v in client.list(all=True)]
+        elif how == "short":
+            [v async for v in client.list()]
+        else:
+            async with contextlib.aclosing(client.list()) as videos:
+                async for _ in videos:
+                    break
+        assert not [r for r in caplog.records if "list() gave one page" in r.getMessage()]
 
     async def test_list_page(self, client: AsyncVideos, api: FakeVideosAPI) -> None:
         """list_page returns the page with its cursors; after= continues from a cursor."""

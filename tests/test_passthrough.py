@@ -103,7 +103,7 @@ class TestExtraBody:
         self, client: AsyncVideos, api: FakeVideosAPI
     ) -> None:
         api.inject(ACCEPTED)
-        video = await client.create_and_wait("a cat", extra_body={"tier": "fast"}, timeout=30)
+        video = await client.create_and_wait("a cat", extra_body={"tier": "fast"}, wait_timeout=30)
         assert api.requests[0].json == {"prompt": "a cat", "tier": "fast"}
         assert video.id == "video_gw"
 
@@ -229,8 +229,8 @@ class TestGatewayStatuses:
         api.inject(Fault(status=200, body={"id": "video_gw", "object": "video", "status": status}))
         if fails:
             with pytest.raises(VideoFailedError):
-                await client.wait("video_gw", raise_on_failure=True, timeout=5)
+                await client.wait("video_gw", raise_on_failure=True, wait_timeout=5)
         else:
-            video = await client.wait("video_gw", raise_on_failure=True, timeout=5)
+            video = await client.wait("video_gw", raise_on_failure=True, wait_timeout=5)
             assert video.status == status
             assert video.is_completed is (status == "succeeded")

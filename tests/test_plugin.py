@@ -30,7 +30,7 @@ async def test_the_fixture_runs_on_the_clock_the_options_give(
     manual_clock.advance(1.0)
     assert (await videos_client.retrieve(video)).status == "in_progress"
     manual_clock.advance(5.0)
-    finished = await videos_client.wait(video, timeout=5)
+    finished = await videos_client.wait(video, wait_timeout=5)
     assert finished.status == "completed"
 
 

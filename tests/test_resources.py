@@ -73,7 +73,7 @@ async def a_mix_of_operations(tmp: Path) -> None:
             await videos.download(ids[1], tmp / "a.mp4")
             await videos.download_content(ids[2], variant="thumbnail")
             created = await videos.create("a cat", seconds=4)
-            await videos.wait(created, timeout=20)
+            await videos.wait(created, wait_timeout=20)
             async for result in videos.wait_many(ids[:5]):
                 assert result.ok
             # Abandoned part way, the supported ways: break, aclose, a cancelled task.

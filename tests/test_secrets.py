@@ -102,7 +102,7 @@ async def run_a_mix(api: FakeVideosAPI, auth_scheme: str) -> list[BaseException]
         assert [v.id async for v in videos.list(all=True)] == [done]
         await videos.download_content(done, variant="thumbnail")
         created = await videos.create("a canary", seconds=4)
-        await videos.wait(created, timeout=30)
+        await videos.wait(created, wait_timeout=30)
         # Failures: retries used up, a timeout, a long rate limit, a dropped POST.
         api.inject(Fault(status=503), times=3)
         await expect(videos.retrieve(done))

@@ -93,7 +93,7 @@ class TestSpans:
         self, exporter: _Switchable, fake: FakeVideosAPI
     ) -> None:
         async with fake.client() as videos:
-            video = await videos.create_and_wait("a cat", timeout=30)
+            video = await videos.create_and_wait("a cat", wait_timeout=30)
         (wait,) = spans_named(exporter, "videos.wait")
         (outer,) = spans_named(exporter, "videos.create_and_wait")
         (create,) = spans_named(exporter, "videos.create")
@@ -117,7 +117,7 @@ class TestSpans:
         fake.set_outcome(video_id, "failed", error={"code": "x", "message": "no"})
         async with fake.client() as videos:
             with pytest.raises(VideoFailedError):
-                await videos.wait(video_id, raise_on_failure=True, timeout=30)
+                await videos.wait(video_id, raise_on_failure=True, wait_timeout=30)
         (wait,) = spans_named(exporter, "videos.wait")
         assert wait.status.status_code is StatusCode.ERROR
         assert dict(wait.attributes or {})["asyncvideos.video.status"] == "failed"

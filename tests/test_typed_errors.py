@@ -376,7 +376,7 @@ async def ids() -> AsyncIterator[IdServer]:
 
 
 async def _create_and_wait(videos: AsyncVideos) -> object:
-    return await videos.create_and_wait("a cat", timeout=5)
+    return await videos.create_and_wait("a cat", wait_timeout=5)
 
 
 async def _create(videos: AsyncVideos) -> object:
@@ -431,7 +431,7 @@ class TestNewIds:
         ids.new_id = bad_id
         async with AsyncVideos(api_key=KEY, base_url=ids.base_url) as videos:
             with pytest.raises(APIResponseValidationError, match="no string 'id'") as caught:
-                await videos.create_and_wait("a cat", timeout=5)
+                await videos.create_and_wait("a cat", wait_timeout=5)
         assert ids.seen == ["POST /v1/videos"]
         assert caught.value.body == ids.job()
 
@@ -448,8 +448,8 @@ class TestListedIds:
         ids.new_id = bad_id
         async with AsyncVideos(api_key=KEY, base_url=ids.base_url) as videos:
             listed = await videos.list_page()
-            results = [result async for result in videos.wait_many(listed.data, timeout=5)]
-            streamed = [r async for r in videos.wait_many(_aiter(listed.data), timeout=5)]
+            results = [result async for result in videos.wait_many(listed.data, wait_timeout=5)]
+            streamed = [r async for r in videos.wait_many(_aiter(listed.data), wait_timeout=5)]
         for result in (*results, *streamed):
             assert not result.ok
             assert isinstance(result.error, APIResponseValidationError)
@@ -466,7 +466,7 @@ class TestListedIds:
             calls: list[Callable[[], Awaitable[object]]] = [
                 lambda: videos.retrieve(job),
                 lambda: videos.delete(job),
-                lambda: videos.wait(job, timeout=5),
+                lambda: videos.wait(job, wait_timeout=5),
                 lambda: videos.download_content(job),
                 lambda: videos.download(job, tmp_path / "v.mp4"),
                 lambda: videos.remix(job, "again"),

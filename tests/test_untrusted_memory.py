@@ -142,7 +142,7 @@ async def every(iterator: AsyncIterator[Any]) -> list[Any]:
 
 
 async def wait_many_one(videos: AsyncVideos) -> Video:
-    result = await first_of(videos.wait_many(["video_1"], timeout=30))
+    result = await first_of(videos.wait_many(["video_1"], wait_timeout=30))
     if result.error is not None:
         raise result.error
     video: Video = result.video
@@ -152,7 +152,7 @@ async def wait_many_one(videos: AsyncVideos) -> Video:
 #: The methods that read a job (the server's job route) and what each returns.
 JOB_METHODS: dict[str, Callable[[AsyncVideos], Awaitable[Video]]] = {
     "retrieve": lambda videos: videos.retrieve("video_1"),
-    "wait": lambda videos: videos.wait("video_1", timeout=30),
+    "wait": lambda videos: videos.wait("video_1", wait_timeout=30),
     "wait_many": wait_many_one,
 }
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -115,7 +114,7 @@ class TestWait:
         ):
             created = await videos.create("p")
             with pytest.raises(WaitTimeoutError):
-                await videos.wait(created, timeout=0.35)
+                await videos.wait(created, wait_timeout=0.35)
         # At 0.1, 0.2 and 0.3 s (the first poll is 0.1 s after the create's answer).
         assert 2 <= polls(fake) <= 4
 
@@ -124,13 +123,14 @@ class TestWait:
         async with FakeVideosAPI(clock=clock, poll_after_ms=0) as fake, fake.client() as videos:
             created = await videos.create("p")
             with pytest.raises(WaitTimeoutError):
-                await videos.wait(created, poll_interval=0.02, timeout=0.3)
-        assert 6 <= polls(fake) <= 16
+                await videos.wait(created, poll_interval=0.02, wait_timeout=0.6)
+        # The 0.1 s floor would allow at most 7 polls in 0.6 s; at 20 ms, about 30.
+        assert polls(fake) >= 9
 
     async def test_returns_the_completed_job(self, api: FakeVideosAPI, client: AsyncVideos) -> None:
         """A created job is polled until completed, and the final state is returned."""
         created = await client.create("p")
-        final = await client.wait(created.id, timeout=10)
+        final = await client.wait(created.id, wait_timeout=10)
         assert final.id == created.id
         assert final.status == "completed"
         assert final.progress == 100
@@ -142,7 +142,7 @@ class TestWait:
     async def test_failed_job_is_returned(self, api: FakeVideosAPI, client: AsyncVideos) -> None:
         """Without raise_on_failure, a failed job is a normal return with its error."""
         api.set_outcome(None, "failed", error=FAILURE)
-        final = await client.wait(await client.create("p"), timeout=10)
+        final = await client.wait(await client.create("p"), wait_timeout=10)
         assert final.is_failed
         assert final.error is not None
         assert (final.error.code, final.error.message) == (FAILURE["code"], FAILURE["message"])
@@ -152,7 +152,7 @@ class TestWait:
         api.set_outcome(None, "failed", error=FAILURE)
         created = await client.create("p")
         with pytest.raises(VideoFailedError, match="moderation_blocked") as info:
-            await client.wait(created, raise_on_failure=True, timeout=10)
+            await client.wait(created, raise_on_failure=True, wait_timeout=10)
         assert isinstance(info.value, AsyncVideosError)
         assert info.value.video.id == created.id
         assert info.value.video.status == "failed"
@@ -163,7 +163,7 @@ class TestWait:
         self, api: FakeVideosAPI, client: AsyncVideos
     ) -> None:
         """raise_on_failure only concerns failed jobs."""
-        final = await client.wait(await client.create("p"), raise_on_failure=True, timeout=10)
+        final = await client.wait(await client.create("p"), raise_on_failure=True, wait_timeout=10)
         assert final.is_completed
 
     async def test_finished_video_needs_no_request(
@@ -181,7 +181,7 @@ class TestWait:
         """A Video still waiting is polled by its id."""
         created = await client.create("p")
         assert created.is_pending
-        assert (await client.wait(created, timeout=10)).is_completed
+        assert (await client.wait(created, wait_timeout=10)).is_completed
 
     async def test_poll_hint_wins_over_poll_interval(self, clock: ManualClock) -> None:
         """openai-poll-after-ms decides the interval even when poll_interval is shorter."""
@@ -191,7 +191,7 @@ class TestWait:
         ):
             (video_id,) = api.seed(1, status="queued")
             with pytest.raises(WaitTimeoutError):
-                await client.wait(video_id, poll_interval=0.01, timeout=0.5)
+                await client.wait(video_id, poll_interval=0.01, wait_timeout=0.5)
             # At 0, 0.2 and 0.4 s; poll_interval would have made about 50.
             assert 2 <= polls(api) <= 3
 
@@ -204,7 +204,7 @@ class TestWait:
         silent_api.inject(hint, times=3, method="GET")
         with pytest.raises(WaitTimeoutError):
             # The fourth answer has no hint, so the 30 s poll_interval applies to it.
-            await silent_client.wait(video_id, poll_interval=30, timeout=0.7)
+            await silent_client.wait(video_id, poll_interval=30, wait_timeout=0.7)
         assert polls(silent_api) == 4
 
     async def test_poll_interval_applies_without_a_hint(
@@ -213,7 +213,7 @@ class TestWait:
         """Without a hint, poll_interval sets the pace."""
         (video_id,) = silent_api.seed(1, status="queued")
         with pytest.raises(WaitTimeoutError):
-            await silent_client.wait(video_id, poll_interval=0.1, timeout=0.45)
+            await silent_client.wait(video_id, poll_interval=0.1, wait_timeout=0.45)
         assert 3 <= polls(silent_api) <= 5
 
     async def test_default_interval_is_one_second(
@@ -222,7 +222,7 @@ class TestWait:
         """With neither hint nor poll_interval, the next poll is a second away."""
         (video_id,) = silent_api.seed(1, status="queued")
         with pytest.raises(WaitTimeoutError):
-            await silent_client.wait(video_id, timeout=0.3)
+            await silent_client.wait(video_id, wait_timeout=0.3)
         assert polls(silent_api) == 1
 
     async def test_timeout_carries_the_last_job_seen(
@@ -231,7 +231,7 @@ class TestWait:
         """The wait as a whole times out with WaitTimeoutError, a TimeoutError holding the job."""
         (video_id,) = frozen_api.seed(1, status="in_progress")
         with pytest.raises(WaitTimeoutError) as info:
-            await frozen_client.wait(video_id, timeout=0.1)
+            await frozen_client.wait(video_id, wait_timeout=0.1)
         error = info.value
         assert isinstance(error, TimeoutError)
         assert isinstance(error, AsyncVideosError)
@@ -248,7 +248,7 @@ class TestWait:
         (video_id,) = frozen_api.seed(1, status="queued")
         frozen_api.inject(Fault(delay=2.0), method="GET")
         with pytest.raises(WaitTimeoutError) as info:
-            await frozen_client.wait(video_id, timeout=0.1)
+            await frozen_client.wait(video_id, wait_timeout=0.1)
         assert info.value.video is None
         assert "unknown" in str(info.value)
 
@@ -273,7 +273,7 @@ class TestWait:
         driver = asyncio.create_task(drive_clock())
         try:
             final = await frozen_client.wait(
-                created.id, on_progress=seen.append, poll_interval=0.01, timeout=5
+                created.id, on_progress=seen.append, poll_interval=0.01, wait_timeout=5
             )
         finally:
             driver.cancel()
@@ -301,7 +301,7 @@ class TestWait:
             await asyncio.sleep(0)
             from_id.append(video)
 
-        fast = {"poll_interval": 0.01, "timeout": 0.1}
+        fast = {"poll_interval": 0.01, "wait_timeout": 0.1}
         with pytest.raises(WaitTimeoutError):
             await frozen_client.wait(created, on_progress=from_video.append, **fast)
         with pytest.raises(WaitTimeoutError):
@@ -317,7 +317,7 @@ class TestWait:
         """A 500 on a poll is retried like any GET; the wait carries on."""
         created = await client.create("p")
         api.inject(Fault(status=500), times=2, method="GET")
-        assert (await client.wait(created, timeout=10)).is_completed
+        assert (await client.wait(created, wait_timeout=10)).is_completed
         assert [req.method for req in api.requests[:4]] == ["POST", "GET", "GET", "GET"]
 
     async def test_poll_error_beyond_retries_is_raised(
@@ -327,7 +327,7 @@ class TestWait:
         created = await client.create("p")
         api.inject(Fault(status=500), method="GET")
         with pytest.raises(InternalServerError) as info:
-            await client.wait(created, max_retries=0, timeout=10)
+            await client.wait(created, max_retries=0, wait_timeout=10)
         assert info.value.retries == 0
         assert polls(api) == 1
 
@@ -336,7 +336,7 @@ class TestWait:
     ) -> None:
         """A 404 is not retried: NotFoundError after one poll."""
         with pytest.raises(NotFoundError):
-            await client.wait("video_missing", timeout=10)
+            await client.wait("video_missing", wait_timeout=10)
         assert polls(api) == 1
 
     async def test_waiting_statuses_are_configurable(
@@ -344,7 +344,7 @@ class TestWait:
     ) -> None:
         """A job stops being waited on when its status leaves waiting_statuses."""
         (video_id,) = frozen_api.seed(1, status="in_progress")
-        video = await frozen_client.wait(video_id, waiting_statuses={"queued"}, timeout=5)
+        video = await frozen_client.wait(video_id, waiting_statuses={"queued"}, wait_timeout=5)
         assert video.status == "in_progress"
         assert polls(frozen_api) == 1
 
@@ -355,7 +355,7 @@ class TestWait:
         created = await client.create("p")
         await client.wait(
             created,
-            timeout=10,
+            wait_timeout=10,
             request_timeout=5,
             max_retries=1,
             extra_headers={"X-Trace": "w"},
@@ -373,7 +373,7 @@ class TestCreateAndWait:
     async def test_creates_then_waits(self, api: FakeVideosAPI, client: AsyncVideos) -> None:
         """One POST, then polls of the new job, ending with the completed job."""
         final = await client.create_and_wait(
-            "p", seconds=8, size="1280x720", idempotency_key="k-7", timeout=10
+            "p", seconds=8, size="1280x720", idempotency_key="k-7", wait_timeout=10
         )
         assert final.is_completed
         assert (final.seconds, final.size) == ("8", "1280x720")
@@ -389,7 +389,7 @@ class TestCreateAndWait:
         seen: list[Video] = []
         with pytest.raises(VideoFailedError) as info:
             await client.create_and_wait(
-                "p", on_progress=seen.append, raise_on_failure=True, timeout=10
+                "p", on_progress=seen.append, raise_on_failure=True, wait_timeout=10
             )
         assert seen[-1] == info.value.video
 
@@ -398,7 +398,7 @@ class TestCreateAndWait:
     ) -> None:
         """timeout bounds the wait; the job was created once."""
         with pytest.raises(WaitTimeoutError) as info:
-            await frozen_client.create_and_wait("p", timeout=0.1, poll_interval=0.02)
+            await frozen_client.create_and_wait("p", wait_timeout=0.1, poll_interval=0.02)
         assert info.value.video is not None
         assert list(frozen_api.videos) == [info.value.video.id]
 
@@ -419,14 +419,18 @@ class TestWaitMany:
         # A 503, not a 429: a 429 pauses the whole client (see test_pacing_http.py).
         api.inject(Fault(status=503, headers={"retry-after-ms": "500"}), times=1, path="slowpoke")
         with retry_waits_enabled():
-            start = time.monotonic()
             results = client.wait_many(["video_slowpoke", "video_quick"], concurrency=1)
             first = await anext(results)
-            first_at = time.monotonic() - start
             second = await anext(results)
             await results.aclose()
+        # Had the slot been held through the 0.5 s wait, the quick job's poll would have
+        # come after the slowpoke's retry, and its result second.
         assert (first.video_id, second.video_id) == ("video_quick", "video_slowpoke")
-        assert first_at < 0.4
+        assert [r.path.rsplit("/", 1)[1] for r in api.requests] == [
+            "video_slowpoke",
+            "video_quick",
+            "video_slowpoke",
+        ]
         assert second.ok
 
     async def test_finished_videos_are_reported_without_a_poll(
@@ -449,7 +453,7 @@ class TestWaitMany:
             api.set_outcome(video_id, "completed", duration=duration)
             api.add_videos({"id": video_id, "status": "queued"})
         results = await collect(
-            client.wait_many(["video_slow", Video(id="video_fast"), "video_mid"], timeout=10)
+            client.wait_many(["video_slow", Video(id="video_fast"), "video_mid"], wait_timeout=10)
         )
         assert [r.video_id for r in results] == ["video_fast", "video_mid", "video_slow"]
         assert all(r.ok and r.error is None for r in results)
@@ -476,7 +480,7 @@ class TestWaitMany:
             ids = [*running, *completed, "video_unknown", *failed]
             assert len(ids) == 500
 
-            results = await collect(client.wait_many(ids, concurrency=16, timeout=30))
+            results = await collect(client.wait_many(ids, concurrency=16, wait_timeout=30))
 
         assert sorted(r.video_id for r in results) == sorted(ids)
         by_id = {r.video_id: r for r in results}
@@ -492,10 +496,12 @@ class TestWaitMany:
         self, api: FakeVideosAPI, client: AsyncVideos, concurrency: int
     ) -> None:
         """No more than `concurrency` polls are at the server at once, and that many are."""
-        ids = api.seed(16)
-        api.inject(Fault(delay=0.02), times=100, method="GET")
-        results = await collect(client.wait_many(ids, concurrency=concurrency, timeout=10))
-        assert len(results) == 16
+        ids = api.seed(2 * concurrency)
+        # Each poll is held 0.3 s: long enough for `concurrency` of them to be at the
+        # server together however busy the machine (a 20 ms hold was not, under load).
+        api.inject(Fault(delay=0.3), times=100, method="GET")
+        results = await collect(client.wait_many(ids, concurrency=concurrency, wait_timeout=10))
+        assert len(results) == 2 * concurrency
         assert api.max_in_flight == concurrency
 
     async def test_one_failure_does_not_stop_the_others(
@@ -507,7 +513,7 @@ class TestWaitMany:
         frozen_api.add_videos({"id": "video_broken", "status": "completed"})
         results = await collect(
             frozen_client.wait_many(
-                ["video_missing", "video_broken", *good], max_retries=2, timeout=10
+                ["video_missing", "video_broken", *good], max_retries=2, wait_timeout=10
             )
         )
         by_id = {r.video_id: r for r in results}
@@ -523,7 +529,7 @@ class TestWaitMany:
         """When the run's timeout passes, each unfinished job gets a WaitTimeoutError."""
         (done,) = frozen_api.seed(1)
         stuck = queued(frozen_api, 3)
-        results = await collect(frozen_client.wait_many([*stuck, done], timeout=0.2))
+        results = await collect(frozen_client.wait_many([*stuck, done], wait_timeout=0.2))
         assert results[0].video_id == done
         assert results[0].ok
         assert sorted(r.video_id for r in results[1:]) == sorted(stuck)
@@ -569,7 +575,7 @@ class TestWaitMany:
         created = [await client.create("p") for _ in range(3)]
         last: dict[str, Video] = {}
         results = await collect(
-            client.wait_many(created, on_progress=lambda v: last.update({v.id: v}), timeout=10)
+            client.wait_many(created, on_progress=lambda v: last.update({v.id: v}), wait_timeout=10)
         )
         assert {r.video_id: r.video for r in results} == last
 
@@ -604,6 +610,43 @@ class TestWaitMany:
         """A transient poll failure is retried, not reported."""
         ids = api.seed(4)
         api.inject(Fault(status=503), times=2, method="GET")
-        results = await collect(client.wait_many(ids, timeout=10))
+        results = await collect(client.wait_many(ids, wait_timeout=10))
         assert all(r.ok for r in results)
         assert len(api.requests) == 6
+
+
+class TestWaitTimeoutName:
+    """``wait_timeout=`` bounds a whole wait; ``timeout=``, its old name, still works but
+    warns, since on every other method ``timeout=`` bounds one request."""
+
+    async def test_the_old_name_warns_and_still_bounds_the_wait(
+        self, frozen_api: FakeVideosAPI, frozen_client: AsyncVideos
+    ) -> None:
+        (video_id,) = queued(frozen_api, 1)
+        with (
+            pytest.warns(DeprecationWarning, match=r"wait\(timeout=\.\.\.\).*wait_timeout=") as w,
+            pytest.raises(WaitTimeoutError, match=r"within 0\.05 s"),
+        ):
+            await frozen_client.wait(video_id, timeout=0.05)
+        assert w[0].filename == __file__  # the warning names the caller's line
+
+    async def test_every_wait_warns(
+        self, frozen_api: FakeVideosAPI, frozen_client: AsyncVideos
+    ) -> None:
+        (video_id,) = queued(frozen_api, 1)
+        with pytest.warns(DeprecationWarning, match=r"wait_many\(timeout="):
+            results = frozen_client.wait_many([video_id], timeout=0.05)
+        assert isinstance((await anext(results)).error, WaitTimeoutError)
+        await results.aclose()
+        with (
+            pytest.warns(DeprecationWarning, match=r"create_and_wait\(timeout="),
+            pytest.raises(WaitTimeoutError),
+        ):
+            await frozen_client.create_and_wait("p", timeout=0.05)
+
+    async def test_both_names_are_refused(
+        self, frozen_api: FakeVideosAPI, frozen_client: AsyncVideos
+    ) -> None:
+        with pytest.raises(TypeError, match="wait_timeout= or its old name timeout=, not both"):
+            await frozen_client.wait("video_x", wait_timeout=1, timeout=1)
+        assert frozen_api.requests == []

@@ -87,7 +87,7 @@ class TestOnProgressErrors:
             if video.id == ids[1] and video.status == "in_progress":
                 raise KeyError("callback bug")
 
-        results = client.wait_many(ids, on_progress=callback, timeout=10)
+        results = client.wait_many(ids, on_progress=callback, wait_timeout=10)
         clock.advance(2)  # in progress
         first = await anext(results)
         assert first.video_id == ids[1]
@@ -112,7 +112,7 @@ class TestAsyncIterable:
         first = queued(api, 2)
         for video_id in first:
             queue.put_nowait(video_id)
-        results = client.wait_many(from_queue(queue), timeout=10)
+        results = client.wait_many(from_queue(queue), wait_timeout=10)
         waiting = asyncio.ensure_future(anext(results))
         await asyncio.sleep(0.05)
         assert not waiting.done()
@@ -176,7 +176,7 @@ class TestAsyncIterable:
         for video_id in ids:
             queue.put_nowait(video_id)
         results = await asyncio.wait_for(
-            collect(client.wait_many(from_queue(queue), timeout=0.2)), 5
+            collect(client.wait_many(from_queue(queue), wait_timeout=0.2)), 5
         )
         assert sorted(r.video_id for r in results) == sorted(ids)
         assert all(isinstance(r.error, WaitTimeoutError) for r in results)

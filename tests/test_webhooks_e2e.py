@@ -90,7 +90,7 @@ class TestWaitMany:
         async with webhooked() as s:
             videos = await asyncio.gather(*(s.client.create("p") for _ in range(200)))
             s.api.clear_requests()
-            results = [r async for r in s.client.wait_many(videos, timeout=20)]
+            results = [r async for r in s.client.wait_many(videos, wait_timeout=20)]
         assert sorted(r.video_id for r in results) == sorted(v.id for v in videos)
         assert all(r.ok and r.video.status == "completed" for r in results)
         counts = retrieves(s.api)
@@ -105,7 +105,7 @@ class TestWaitMany:
             videos = await asyncio.gather(*(s.client.create("p") for _ in range(20)))
             s.api.clear_requests()
             ids = [v.id for v in videos]
-            results = [r async for r in s.client.wait_many(ids, timeout=20)]
+            results = [r async for r in s.client.wait_many(ids, wait_timeout=20)]
         assert all(r.ok for r in results)
         assert set(retrieves(s.api).values()) == {2}
 
@@ -114,7 +114,7 @@ class TestWaitMany:
             videos = await asyncio.gather(*(s.client.create("p") for _ in range(30)))
             s.api.clear_requests()
             started = time.monotonic()
-            results = [r async for r in s.client.wait_many(videos, timeout=20)]
+            results = [r async for r in s.client.wait_many(videos, wait_timeout=20)]
             elapsed = time.monotonic() - started
         assert len(results) == 30
         assert all(r.ok and r.video.status == "completed" for r in results)
@@ -132,7 +132,7 @@ class TestWaitMany:
             for index, video in enumerate(videos):  # they finish in this order, 5 ms apart
                 s.api.set_outcome(video.id, "completed", duration=5 + index * 0.05)
             s.api.clear_requests()
-            seen = [r async for r in s.client.wait_many(videos, timeout=20)]
+            seen = [r async for r in s.client.wait_many(videos, wait_timeout=20)]
             await until(lambda: len(s.api.webhook_deliveries) == 200)
         assert sorted(r.video_id for r in seen) == sorted(v.id for v in videos)
         assert all(r.ok and r.video.status == "completed" for r in seen)
@@ -168,7 +168,7 @@ class TestWaitMany:
                 return ids
 
             producer = asyncio.ensure_future(produce())
-            results = [r async for r in s.client.wait_many(arriving(), timeout=20)]
+            results = [r async for r in s.client.wait_many(arriving(), wait_timeout=20)]
             ids = await producer
         assert sorted(r.video_id for r in results) == sorted(ids)
         assert all(r.ok for r in results)
@@ -181,7 +181,7 @@ class TestWait:
     async def test_create_and_wait_returns_on_the_event(self) -> None:
         async with webhooked() as s:
             started = time.monotonic()
-            video = await s.client.create_and_wait("p", timeout=10)
+            video = await s.client.create_and_wait("p", wait_timeout=10)
             elapsed = time.monotonic() - started
         assert video.status == "completed"
         assert sum(retrieves(s.api).values()) == 1
@@ -197,7 +197,7 @@ class TestWait:
             await until(lambda: s.api.webhook_deliveries)
             s.api.clear_requests()
             started = time.monotonic()
-            final = await s.client.wait(video, timeout=10)
+            final = await s.client.wait(video, wait_timeout=10)
         assert final.status == "completed"
         assert time.monotonic() - started < 1
         assert sum(retrieves(s.api).values()) == 1
@@ -206,7 +206,7 @@ class TestWait:
         async with webhooked() as s:
             s.api.set_outcome(None, "failed", error={"code": "moderation", "message": "no"})
             with pytest.raises(VideoFailedError, match="moderation"):
-                await s.client.create_and_wait("p", raise_on_failure=True, timeout=10)
+                await s.client.create_and_wait("p", raise_on_failure=True, wait_timeout=10)
             assert sum(retrieves(s.api).values()) == 1
             assert s.api.webhook_deliveries[0].type == "video.failed"
 
@@ -215,7 +215,7 @@ class TestWait:
         fallback, sends no request and times out."""
         async with webhooked(faults=WebhookFaults(bad_signature=1.0)) as s:
             with pytest.raises(WaitTimeoutError):
-                await s.client.create_and_wait("p", timeout=1.5)
+                await s.client.create_and_wait("p", wait_timeout=1.5)
             deliveries = s.api.webhook_deliveries
         assert [(d.fault, d.status) for d in deliveries] == [("bad_signature", 400)]
         assert retrieves(s.api) == Counter()
@@ -224,7 +224,7 @@ class TestWait:
         async with webhooked(faults=WebhookFaults(delay=0.4)) as s:
             started = time.time()
             video = await s.client.create("p")
-            final = await s.client.wait(video, timeout=10)
+            final = await s.client.wait(video, wait_timeout=10)
             elapsed = time.time() - started
         assert final.status == "completed"
         (delivery,) = s.api.webhook_deliveries
@@ -240,7 +240,7 @@ class TestWait:
         client's webhook_fallback_interval and not the server's 10 ms hint."""
         async with webhooked(faults=WebhookFaults(drop=1.0), fallback=60) as s:
             video = await s.client.create("p")
-            final = await s.client.wait(video, poll_interval=0.25, timeout=10)
+            final = await s.client.wait(video, poll_interval=0.25, wait_timeout=10)
         assert final.status == "completed"
         assert 2 <= sum(retrieves(s.api).values()) <= 4  # 0.6 s of job, every 0.25 s
 
@@ -261,7 +261,7 @@ class TestWait:
                 }
             ).encode()
             headers = sign_webhook(body, s.api.webhook_secret or "", webhook_id="evt_early")
-            waiter = asyncio.ensure_future(s.client.wait(video, timeout=10))
+            waiter = asyncio.ensure_future(s.client.wait(video, wait_timeout=10))
             async with (
                 aiohttp.ClientSession() as session,
                 session.post(s.url, data=body, headers=headers) as reply,
@@ -281,7 +281,7 @@ class TestWait:
             await until(lambda: len(s.api.webhook_deliveries) == 12, timeout=10)
             assert {d.status for d in s.api.webhook_deliveries} == {200}
             assert len(s.receiver._recent) == 5
-            video = await s.client.create_and_wait("p", timeout=10)
+            video = await s.client.create_and_wait("p", wait_timeout=10)
         assert video.status == "completed"
 
     async def test_fallback_is_used_when_the_receiver_is_down(self) -> None:
@@ -293,7 +293,7 @@ class TestWait:
             ) as api,
             api.client(webhooks=receiver, webhook_fallback_interval=0.2) as client,
         ):
-            video = await client.create_and_wait("p", timeout=10)
+            video = await client.create_and_wait("p", wait_timeout=10)
             await until(lambda: api.webhook_deliveries, timeout=5)
         assert video.status == "completed"
         assert api.webhook_deliveries[0].status is None
@@ -306,7 +306,7 @@ class TestFake:
         async with webhooked() as s:
             video = await s.client.create("p")
             first, second = await asyncio.gather(
-                s.client.wait(video, timeout=10), s.client.wait(video, timeout=10)
+                s.client.wait(video, wait_timeout=10), s.client.wait(video, wait_timeout=10)
             )
         assert first.status == second.status == "completed"
         assert s.receiver._watches == {}
@@ -316,7 +316,7 @@ class TestFake:
         async with FakeVideosAPI(speed=100.0, webhook_secret=SECRET_FOR_FAKE) as api:
             assert api.webhook_url is None
             async with api.client() as client:
-                await client.create_and_wait("p", timeout=10)
+                await client.create_and_wait("p", wait_timeout=10)
             await asyncio.sleep(0.05)
             assert api.webhook_deliveries == []
             with pytest.raises(ValueError, match="http"):
@@ -325,7 +325,7 @@ class TestFake:
     async def test_close_drops_events_still_waiting(self) -> None:
         """Delayed events are cancelled when the fake closes: nothing is left running."""
         async with webhooked(faults=WebhookFaults(delay=30)) as s:
-            await s.client.create_and_wait("p", poll_interval=0.05, timeout=10)
+            await s.client.create_and_wait("p", poll_interval=0.05, wait_timeout=10)
         assert s.api.webhook_deliveries == []
 
     async def test_webhook_url_needs_webhooks(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
@@ -18,6 +19,16 @@ from asyncvideos import (
     Video,
     VideoPage,
     WaitResult,
+)
+from asyncvideos.ledger import (
+    AmbiguousCreateError,
+    ContentExpiredError,
+    Entry,
+    LedgerStore,
+    PostgresLedger,
+    SQLiteLedger,
+    State,
+    open_ledger,
 )
 from asyncvideos.testing import FakeVideosAPI, Fault, ManualClock
 from asyncvideos.webhooks import WebhookEvent, WebhookReceiver
@@ -51,8 +62,8 @@ async def public_api() -> None:
             async for chunk in videos.iter_content(created, chunk_size=1 << 20):
                 size: int = len(chunk)
             path: Path = await videos.download(created, "out/v.mp4", overwrite=True)
-            final: Video = await videos.wait(created, timeout=60, poll_interval=2.0)
-            final = await videos.create_and_wait("a cat", timeout=600)
+            final: Video = await videos.wait(created, wait_timeout=60, poll_interval=2.0)
+            final = await videos.create_and_wait("a cat", wait_timeout=600)
             raw: RawResponse[Video] = await videos.with_raw_response.retrieve("video_1")
             request_id: str | None = raw.request_id
             parsed: Video = raw.parse()
@@ -67,6 +78,7 @@ async def public_api() -> None:
                     status: str | None = result.video.status
                 else:
                     failure: Exception = result.error
+            final = await videos.wait(created, wait_timeout=60, request_timeout=5.0)
     del item_id, finished, more, character, deleted, data, size, path, final, outcome, failure
     del status, request_id, parsed, length
     seen: list[RetryDetails] = []
@@ -85,7 +97,51 @@ async def public_api() -> None:
     receiver = WebhookReceiver(FakeVideosAPI.generate_webhook_secret(), remember_events=100)
     events: AsyncGenerator[WebhookEvent, None] = receiver.events(max_queued=100)
     await events.aclose()
+    await ledgered()
+    fleet = PostgresLedger("postgresql://worker@db/jobs", lease_seconds=30.0)
+    async with fleet:
+        purged: int = await fleet.purge(older_than=datetime.timedelta(days=30))
+        unfinished: list[State] = ["created"]
+        claimed: list[Entry] = await fleet.claim_next(owner="w1", states=unfinished)
+    del purged, claimed
     print(asyncvideos.__version__)
+
+
+async def ledgered() -> None:
+    async with FakeVideosAPI(idempotency_keys=False, idempotency_ttl=None) as api:
+        ledger: LedgerStore = SQLiteLedger(
+            Path("jobs.db"), lease_seconds=30.0, synchronous="normal"
+        )
+        other: LedgerStore = open_ledger("sqlite:///other.db")
+
+        def created(entry: Entry) -> None:
+            print(entry.key, entry.video_id)
+
+        async with api.client(
+            ledger=ledger, reconcile="adopt", on_created=created, clock_skew=60.0
+        ) as videos:
+            try:
+                video: Video = await videos.create_and_wait("a cat", idempotency_key="order-1")
+            except AmbiguousCreateError as error:
+                key: str = error.key
+                candidates: tuple[str, ...] = error.candidates
+                assert videos.ledger is not None
+                settled: Entry = await videos.ledger.resolve(key, video_id=candidates[0])
+                del settled
+            else:
+                try:
+                    await videos.download(video, Path("out.mp4"))
+                except ContentExpiredError as expired:
+                    print(expired.video_id, expired.expires_at)
+            async for result in videos.resume(download_dir="videos", wait_timeout=60.0):
+                ledger_key: str | None = result.key
+                del ledger_key
+            state: State = "created"
+            entries: list[Entry] = await ledger.entries(state=state)
+            del entries
+        await other.close()
+        async with AsyncVideos(api_key="sk-x", ledger="sqlite:///jobs.db") as by_url:
+            assert by_url.ledger is not None
 
 
 if __name__ == "__main__":

@@ -126,6 +126,11 @@ def _run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             return fail(1, str(error))
         except Exception as error:  # a bug or a server we did not foresee: still one line
             return fail(1, f"{type(error).__name__}: {error}" if str(error) else repr(error))
+        finally:
+            # After the error line: what the user may do next (wait for a job again).
+            for note in ctx.notes:
+                err.write(note + "\n")
+            err.flush()
 
 
 def client_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -144,6 +149,13 @@ def client_options(args: argparse.Namespace) -> dict[str, Any]:
         options["default_headers"] = dict(args.headers)
     if args.queries:
         options["default_query"] = dict(args.queries)
+    from ._jobs import ledger_url
+
+    ledger = ledger_url(args)
+    if ledger is not None and args.command in ("create", "remix", "resume"):
+        options["ledger"] = ledger
+        if args.command == "resume":
+            options["reconcile"] = args.reconcile
     return options
 
 
@@ -216,6 +228,14 @@ async def _command(ctx: Any) -> int:
         from ._webhooks import run
 
         return await run(ctx)
+    if args.command == "jobs":  # the ledger alone: no key needed
+        from ._jobs import jobs
+
+        return await jobs(ctx)
+    if args.command == "purge":
+        from ._jobs import purge
+
+        return await purge(ctx)
     if not (args.api_key or os.environ.get("OPENAI_API_KEY")):
         raise UsageError(
             "no API key: pass --api-key or set OPENAI_API_KEY "

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._version import __version__
+from ._jobs import add_ledger_option
+from ._jobs import add_parsers as add_ledger_parsers
 
 VARIANT_SUFFIXES = {"video": ".mp4", "thumbnail": ".webp", "spritesheet": ".jpg"}
 
@@ -255,16 +257,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name: str, help: str, *, options: str = "all") -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
+    def command(
+        name: str, help: str, *, options: str = "all", aliases: Sequence[str] = ()
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help, aliases=list(aliases))
         if options != "none":
             _add_global_options(sub, top=False, connection=options == "all")
         return sub
 
-    get = command("get", "Show one or more jobs.")
+    # `retrieve`, the library's name for it, is the same command.
+    get = command("get", "Show one or more jobs.", aliases=["retrieve"])
     _ids(get, "job ids")
 
-    list_ = command("list", "List jobs, a page or all of them (streamed).")
+    list_ = command("list", "List jobs: one page (20), or all of them with --all (streamed).")
     list_.add_argument("--limit", type=int, metavar="N", help="jobs per page (default: 20)")
     list_.add_argument("--order", choices=("asc", "desc"), default="asc", help="default: asc")
     list_.add_argument("--all", action="store_true", help="every job, page after page")
@@ -273,17 +278,19 @@ def build_parser() -> argparse.ArgumentParser:
     create = command("create", "Start a video generation job.")
     create.add_argument("prompt", metavar="PROMPT")
     create.add_argument("--model", help="e.g. sora-2, sora-2-pro")
-    create.add_argument("--seconds", help="clip length, e.g. 4, 8, 12")
+    create.add_argument("--seconds", help="clip length in seconds (Sora models: 4, 8 or 12)")
     create.add_argument("--size", help="WIDTHxHEIGHT, e.g. 720x1280")
     create.add_argument(
         "--input-reference", metavar="PATH", help="an image to guide the first frame"
     )
     _wait_option(create)
+    add_ledger_option(create)
 
     remix = command("remix", "Start a new job from a completed one and a new prompt.")
     remix.add_argument("id", metavar="ID")
     remix.add_argument("prompt", metavar="PROMPT")
     _wait_option(remix)
+    add_ledger_option(remix)
 
     delete = command("delete", "Delete jobs.")
     _ids(delete, "job ids")
@@ -292,10 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     _ids(wait, "job ids")
     _wait_timeout(wait, "give up after S seconds for the whole wait (default: no limit)")
 
-    download = command("download", "Download a job's video, thumbnail or spritesheet.")
-    download.add_argument("id", metavar="ID")
+    download = command("download", "Download jobs' videos, thumbnails or spritesheets.")
+    _ids(download, "job ids, downloaded one after the other")
     download.add_argument(
-        "-o", "--output", metavar="PATH", help="file to write (default: ./ID.mp4, .webp or .jpg)"
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="file to write, for one id (default: ./ID.mp4, .webp or .jpg)",
     )
     download.add_argument(
         "--variant", choices=tuple(VARIANT_SUFFIXES), default="video", help="default: video"
@@ -343,6 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N/TIME",
         help="answer 429 beyond N requests per TIME, e.g. 300/60s (default: no limit)",
     )
+    serve.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log each request's headers (credentials masked) and body too; show tracebacks",
+    )
 
     demo = command(
         "demo",
@@ -364,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=positive_float, default=2.0, metavar="X", help="jobs run X times faster (2)"
     )
 
+    add_ledger_parsers(command)
+
     from ._webhooks import add_parser as add_webhooks_parser
 
     add_webhooks_parser(
@@ -381,10 +399,15 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         setattr(args, name, merged)
         if hasattr(args, name + "_after"):
             delattr(args, name + "_after")
+    if args.command == "retrieve":
+        args.command = "get"
     ignored = {
-        "serve": CONNECTION_OPTIONS + OUTPUT_OPTIONS,
+        # serve logs its requests on stderr; --debug adds their headers and bodies.
+        "serve": CONNECTION_OPTIONS + tuple(o for o in OUTPUT_OPTIONS if o[0] != "debug"),
         "demo": CONNECTION_OPTIONS,
         "webhooks": CONNECTION_OPTIONS,
+        "jobs": CONNECTION_OPTIONS,
+        "purge": CONNECTION_OPTIONS + OUTPUT_OPTIONS,
     }
     for name, flag, unset in ignored.get(args.command, ()):
         if getattr(args, name) != unset:

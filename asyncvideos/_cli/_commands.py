@@ -1,9 +1,11 @@
 """One coroutine per command, each on an open ``AsyncVideos``; they return an exit code.
 
-Commands that take many ids (``get``, ``delete``) keep going past a job that
-fails (or an id the library refuses), report it on stderr, and exit 1 at the
-end; results come out in the order the ids were given, with up to ``WINDOW``
-requests in flight.
+Commands that take many ids (``get``, ``delete``, ``download``) keep going past a
+job that fails (or an id the library refuses), report it on stderr, and exit 1 at
+the end; ``get`` and ``delete`` print in the order the ids were given, with up to
+``WINDOW`` requests in flight. A command that waits prints every job it waited on,
+whatever ends the wait: a job still running is printed with its last state and a
+``wait_error``, and a note says how to wait for it again.
 
 While a live display draws on stderr (``live``), error and log lines go
 through it, and table rows wait until it is gone, so nothing is glued to a bar
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import attrs
 
-from .._errors import AsyncVideosError, NotFoundError, VideoFailedError
+from .._errors import AsyncVideosError, NotFoundError, VideoFailedError, WaitTimeoutError
 from .._models import Video
 from .._protocol import path_segment
 from .._videos import AsyncVideos
@@ -57,6 +59,8 @@ class Context:
     console: Console | None  # for live displays; None: no live display
     stdin: TextIO = attrs.field(factory=lambda: sys.stdin)
     failed: bool = False
+    #: Lines for stderr after the command's last error line (``main`` prints them).
+    notes: list[str] = attrs.field(factory=list)
 
     def report(self, message: str) -> None:
         """One error line on stderr; the command will exit 1."""
@@ -235,6 +239,9 @@ async def list_(ctx: Context, client: AsyncVideos) -> int:
     options: dict[str, Any] = {"order": args.order, "after": args.after, "all": args.all}
     if args.limit is not None:
         options["limit"] = args.limit
+    elif not args.all:
+        # A page on purpose (the command's --help says so): no library hint about --all.
+        options["limit"] = 20
     listed = 0
     try:
         async for video in client.list(**options):
@@ -254,13 +261,62 @@ async def delete(ctx: Context, client: AsyncVideos) -> int:
     return ctx.code
 
 
+def wait_error(error: BaseException) -> dict[str, str]:
+    """What ended a wait, for the ``wait_error`` of a job's JSON line."""
+    if isinstance(error, (asyncio.CancelledError, KeyboardInterrupt)):
+        return {"type": "Interrupted", "message": "the wait was interrupted; the job keeps running"}
+    return {"type": type(error).__name__, "message": describe(error)}
+
+
+def _about(video_id: str, error: BaseException) -> str:
+    """An error line for one job: the id first, unless the message already names it."""
+    message = describe(error)
+    return message if video_id in message else f"{video_id}: {message}"
+
+
+def _wait_again(ctx: Context, ids: list[str]) -> None:
+    """After a wait that did not end: the jobs keep running, and how to wait again."""
+    if not ids:
+        return
+    if len(ids) == 1:
+        ctx.notes.append(
+            f"asyncvideos: {ids[0]} keeps running on the server; "
+            f"wait for it again with: asyncvideos wait {ids[0]}"
+        )
+        return
+    shown = " ".join(ids) if len(ids) <= 5 else f"{ids[0]} ... (the JSON lines with wait_error)"
+    ctx.notes.append(
+        f"asyncvideos: {len(ids)} jobs keep running on the server; "
+        f"wait for them again with: asyncvideos wait {shown}"
+    )
+
+
 async def _finish(ctx: Context, client: AsyncVideos, video: Video) -> Video:
-    """Wait on one job with a live display when ``--wait`` was given."""
+    """Wait on one job with a live display when ``--wait`` was given.
+
+    Whatever ends the wait early (its timeout, an error, Ctrl-C), the job is printed
+    with its last state and a ``wait_error``, and stderr says how to wait for it again:
+    the job was paid for and keeps running.
+    """
     if not ctx.args.wait:
         return video
-    with ctx.live(wait_display(ctx.console, [video.id])) as display:
-        display.job(video)
-        return await client.wait(video, timeout=ctx.args.wait_timeout, on_progress=display.job)
+    last = video
+
+    def seen(update: Video) -> None:
+        nonlocal last
+        last = update
+        display.job(update)
+
+    try:
+        with ctx.live(wait_display(ctx.console, [video.id])) as display:
+            display.job(video)
+            return await client.wait(video, wait_timeout=ctx.args.wait_timeout, on_progress=seen)
+    except BaseException as error:
+        if isinstance(error, WaitTimeoutError) and error.video is not None:
+            last = error.video
+        ctx.out.unfinished(video.id, last, wait_error(error))
+        _wait_again(ctx, [video.id])
+        raise
 
 
 def _outcome(ctx: Context, video: Video) -> int:
@@ -294,25 +350,68 @@ async def remix(ctx: Context, client: AsyncVideos) -> int:
     return _outcome(ctx, await _finish(ctx, client, video))
 
 
-async def wait(ctx: Context, client: AsyncVideos) -> int:
-    """``wait ID...``: every job polled together; each printed as it finishes."""
+async def _checked_ids(ctx: Context) -> list[str]:
+    """The ids given (stdin read to its end); one the library refuses is reported alone,
+    as with get and delete."""
     ids = []
     async for given in ids_from(ctx, ctx.args.ids):
-        try:  # an id the library refuses is reported alone, as with get and delete
+        try:
             path_segment(given.id, "video")
         except ValueError as error:
             ctx.report(f"{given}: {error}")
             continue
         ids.append(given.id)
-    with ctx.live(wait_display(ctx.console, ids)) as display:
-        results = client.wait_many(ids, timeout=ctx.args.wait_timeout, on_progress=display.job)
-        async for result in results:
-            if result.error is not None:
-                display.job_error(result.video_id, type(result.error).__name__)
-                ctx.report(f"{result.video_id}: {describe(result.error)}")
-                continue
-            assert result.video is not None
-            _outcome(ctx, result.video)
+    return ids
+
+
+async def _wait_all(
+    ctx: Context, client: AsyncVideos, ids: list[str], *, print_finished: bool
+) -> list[Video]:
+    """Wait on ``ids`` together; return the jobs that finished, in completion order.
+
+    Every job gets its line on stdout, whatever happens to the wait: a finished one
+    as it finishes (with ``print_finished``; else its caller prints it), one whose wait
+    failed or was cut short (a timeout, an error, Ctrl-C) with its last state seen and
+    a ``wait_error``.
+    """
+    last: dict[str, Video | None] = dict.fromkeys(ids)
+    finished: list[Video] = []
+    running: list[str] = []  # reported unfinished, and still running on the server
+    display: Display | None = None
+
+    def seen(video: Video) -> None:
+        last[video.id] = video
+        assert display is not None
+        display.job(video)
+
+    try:
+        with ctx.live(wait_display(ctx.console, ids)) as display:
+            results = client.wait_many(ids, wait_timeout=ctx.args.wait_timeout, on_progress=seen)
+            async for result in results:
+                del last[result.video_id]
+                if result.error is not None:
+                    display.job_error(result.video_id, type(result.error).__name__)
+                    ctx.report(_about(result.video_id, result.error))
+                    ctx.out.unfinished(result.video_id, result.video, wait_error(result.error))
+                    if not isinstance(result.error, NotFoundError):
+                        running.append(result.video_id)
+                    continue
+                assert result.video is not None
+                finished.append(result.video)
+                if print_finished:
+                    _outcome(ctx, result.video)
+    except BaseException as error:
+        for video_id, video in last.items():  # those the wait never reported
+            ctx.out.unfinished(video_id, video, wait_error(error))
+        _wait_again(ctx, [*running, *last])
+        raise
+    _wait_again(ctx, running)
+    return finished
+
+
+async def wait(ctx: Context, client: AsyncVideos) -> int:
+    """``wait ID...``: every job polled together; each printed as it finishes."""
+    await _wait_all(ctx, client, await _checked_ids(ctx), print_finished=True)
     return ctx.code
 
 
@@ -331,9 +430,9 @@ def file_name(video_id: str, suffix: str) -> str:
     return name + suffix
 
 
-def _download_target(args: argparse.Namespace) -> Path:
-    """Where ``download`` writes; checked before any request or bar is drawn."""
-    target = Path(args.output or file_name(args.id, VARIANT_SUFFIXES[args.variant]))
+def _download_target(args: argparse.Namespace, video_id: str) -> Path:
+    """Where ``download`` writes one job's file; checked before any request for it."""
+    target = Path(args.output or file_name(video_id, VARIANT_SUFFIXES[args.variant]))
     # The library checks again when it moves the file in (see the FileExistsError below).
     if not args.overwrite and target.exists() and not target.is_dir():
         raise UsageError(f"{str(target)!r} exists; pass --overwrite to replace it")
@@ -341,17 +440,44 @@ def _download_target(args: argparse.Namespace) -> Path:
 
 
 async def download(ctx: Context, client: AsyncVideos) -> int:
-    """``download ID``: atomic and resumable, with a byte bar."""
+    """``download ID...``: atomic and resumable, one file after the other, with a byte bar.
+
+    Files given as arguments are checked before any request (an existing one is a
+    usage error); one for an id from stdin is checked when the id arrives and, like a
+    failed download, reported while the others go on. With ``--wait`` every job is
+    waited on together first (as by ``wait``), then the completed ones are downloaded.
+    """
     args = ctx.args
-    target = _download_target(args)
-    video: Video | str = args.id
+    if args.output is not None and (len(args.ids) > 1 or "-" in args.ids):
+        raise UsageError("-o/--output names one file: give one id (files are ./ID.mp4 otherwise)")
+    for video_id in args.ids:
+        if video_id != "-":
+            _download_target(args, video_id)
     if args.wait:
-        video = await _finish(ctx, client, await client.retrieve(args.id))
-        if not video.is_completed:
-            ctx.report(f"{video.id} ended as {video.status}; there is nothing to download")
-            return ctx.code
+        finished = await _wait_all(ctx, client, await _checked_ids(ctx), print_finished=False)
+        for video in finished:
+            if video.is_completed:
+                await _download_one(ctx, client, video)
+            else:
+                ctx.out.video(video)
+                ctx.report(f"{video.id} ended as {video.status}; there is nothing to download")
+        return ctx.code
+    async for given in ids_from(ctx, args.ids):
+        try:
+            await _download_one(ctx, client, given.id)
+        except (UsageError, AsyncVideosError, ValueError, TypeError) as error:
+            if not ctx.args.ids[1:] and given.where is None:
+                raise  # one id: its error is the command's
+            ctx.report(f"{given}: {describe(error)}")
+    return ctx.code
+
+
+async def _download_one(ctx: Context, client: AsyncVideos, video: Video | str) -> None:
+    args = ctx.args
+    video_id = video if isinstance(video, str) else video.id
+    target = _download_target(args, video_id)
     try:
-        with ctx.live(download_display(ctx.console, f"{args.id} {args.variant}")) as display:
+        with ctx.live(download_display(ctx.console, f"{video_id} {args.variant}")) as display:
             path = await client.download(
                 video,
                 target,
@@ -363,18 +489,26 @@ async def download(ctx: Context, client: AsyncVideos) -> int:
         raise UsageError(
             f"{str(target)!r} appeared during the download; pass --overwrite to replace it"
         ) from None
-    ctx.out.downloaded(args.id, args.variant, str(path), path.stat().st_size)
-    return 0
+    ctx.out.downloaded(video_id, args.variant, str(path), path.stat().st_size)
+
+
+async def resume(ctx: Context, client: AsyncVideos) -> int:
+    """``resume``: in ``_jobs``, with ``jobs``."""
+    from ._jobs import resume as resume_jobs
+
+    return await resume_jobs(ctx, client)
 
 
 COMMANDS: dict[str, Callable[[Context, AsyncVideos], Awaitable[int]]] = {
     "get": get,
+    "retrieve": get,
     "list": list_,
     "create": create,
     "remix": remix,
     "delete": delete,
     "wait": wait,
     "download": download,
+    "resume": resume,
 }
 
 __all__ = [

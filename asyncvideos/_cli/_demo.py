@@ -56,8 +56,9 @@ def _inject_faults(api: FakeVideosAPI, video_bytes: int) -> None:
     api.inject(Fault(drop_after_bytes=video_bytes // 3), method="GET", path=r"/content$")
 
 
-def _mib(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MiB"
+def _megabytes(size: int) -> str:
+    # Decimal, as the live display's byte counter and rate (rich's) are: one unit system.
+    return f"{size / 1_000_000:.1f} MB"
 
 
 async def demo(ctx: Context) -> int:
@@ -143,7 +144,7 @@ async def demo(ctx: Context) -> int:
                 1 for r in api.requests if r.path.endswith("/content") and r.header("range")
             )
             say(
-                f"4. Downloaded {_mib(size)} to {path} (resumed {resumes} time(s) after "
+                f"4. Downloaded {_megabytes(size)} to {path} (resumed {resumes} time(s) after "
                 f"the cut; bytes {'match' if intact else 'DIFFER'})."
             )
             requests_made = len(api.requests)
@@ -170,7 +171,7 @@ async def demo(ctx: Context) -> int:
     else:
         say(
             f"Summary: {len(created)} jobs created, {listed} listed, {requests_made} requests, "
-            f"{counter.retries} retries, {resumes} resumed download, {_mib(size)} "
+            f"{counter.retries} retries, {resumes} resumed download, {_megabytes(size)} "
             f"in {elapsed:.1f} s."
         )
         if removed:

@@ -16,12 +16,15 @@ import os
 import shutil
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 
 from .._models import DeletedVideo, Video
 from ._terminal import json_line, printable
+
+if TYPE_CHECKING:
+    from ..ledger._store import Entry
 
 _TIMESTAMPS = ("created_at", "completed_at", "expires_at")
 _STATUS_COLOURS = {"completed": "32", "failed": "31", "in_progress": "33", "queued": "36"}
@@ -46,9 +49,69 @@ def video_json(video: Video) -> dict[str, Any]:
     return data
 
 
-def readable_time(moment: datetime | None) -> str:
+def readable_time(moment: datetime | None, *, year: bool = True) -> str:
     """Local time to the minute, the way a terminal user reads it."""
-    return "" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M")
+    if moment is None:
+        return ""
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M" if year else "%m-%d %H:%M")
+
+
+# A job's table, widest first: the first whose fixed columns leave the prompt at least
+# _PROMPT_ROOM characters on the terminal is used (so at 80 columns the id, status,
+# length, creation time and a part of the prompt are shown, rather than a row cut to
+# "…" after the size). Each column is (header, cell).
+_LAYOUTS: tuple[tuple[tuple[str, str], ...], ...] = (
+    (
+        ("ID", "id"),
+        ("STATUS", "status"),
+        ("PROGRESS", "progress"),
+        ("MODEL", "model"),
+        ("SIZE", "size"),
+        ("SECONDS", "seconds"),
+        ("CREATED", "created"),
+        ("PROMPT", "prompt"),
+    ),
+    (
+        ("ID", "id"),
+        ("STATUS", "status"),
+        ("PROGRESS", "progress"),
+        ("SECONDS", "seconds"),
+        ("CREATED", "created"),
+        ("PROMPT", "prompt"),
+    ),
+    (
+        ("ID", "id"),
+        ("STATUS", "status"),
+        ("SECS", "seconds"),
+        ("CREATED", "created_short"),
+        ("PROMPT", "prompt"),
+    ),
+)
+_PROMPT_ROOM = 20
+# So that a row whose job moved on ("queued", then "in_progress") stays aligned.
+_MIN_WIDTHS = {"STATUS": len("in_progress")}
+
+
+def _video_cells(video: Video) -> dict[str, str]:
+    return {
+        "id": video.id,
+        "status": video.status or "",
+        "progress": "" if video.progress is None else f"{video.progress}%",
+        "model": video.model or "",
+        "size": video.size or "",
+        "seconds": video.seconds or "",
+        "created": readable_time(video.created_at),
+        "created_short": readable_time(video.created_at, year=False),
+        "prompt": " ".join((video.prompt or "").splitlines()),
+    }
+
+
+def _fits(layout: tuple[tuple[str, str], ...], cells: dict[str, str], width: int) -> bool:
+    fixed = sum(
+        max(len(name), len(printable(cells[key])), _MIN_WIDTHS.get(name, 0)) + 2
+        for name, key in layout[:-1]
+    )
+    return fixed + _PROMPT_ROOM <= width
 
 
 @attrs.define
@@ -85,6 +148,7 @@ class Output:
         self.tty = terminal if tty is None else tty
         self._width = shutil.get_terminal_size((120, 24)).columns if terminal else None
         self._held: list[str] | None = None
+        self._layout: tuple[tuple[str, str], ...] | None = None
 
     def hold(self) -> None:
         """Keep what is printed from now on until ``release()`` (a live display is drawing)."""
@@ -111,7 +175,10 @@ class Output:
         cells = tuple(printable(cell) for cell in cells)
         text = ""
         if self._columns is None or self._columns.names != names:
-            widths = [max(len(n), len(c)) for n, c in zip(names[:-1], cells[:-1], strict=True)]
+            widths = [
+                max(len(n), len(c), _MIN_WIDTHS.get(n, 0))
+                for n, c in zip(names[:-1], cells[:-1], strict=True)
+            ]
             self._columns = _Columns(names, widths)
             text = self._columns.render(names, self._width) + "\n"
         line = self._columns.render(cells, self._width)
@@ -130,19 +197,27 @@ class Output:
         if self.as_json:
             self.record(video_json(video))
             return
-        progress = "" if video.progress is None else f"{video.progress}%"
-        cells = (
-            video.id,
-            video.status or "",
-            progress,
-            video.model or "",
-            video.size or "",
-            video.seconds or "",
-            readable_time(video.created_at),
-            " ".join((video.prompt or "").splitlines()),
-        )
-        names = ("ID", "STATUS", "PROGRESS", "MODEL", "SIZE", "SECONDS", "CREATED", "PROMPT")
-        self._row(names, cells, status=1)
+        cells = _video_cells(video)
+        if self._layout is None:  # fixed by the first row, as the widths are
+            width = self._width
+            self._layout = next(
+                (each for each in _LAYOUTS if width is None or _fits(each, cells, width)),
+                _LAYOUTS[-1],
+            )
+        names = tuple(name for name, _ in self._layout)
+        self._row(names, tuple(cells[key] for _, key in self._layout), status=1)
+
+    def unfinished(self, video_id: str, last: Video | None, error: Mapping[str, str]) -> None:
+        """A job whose wait did not end with it finished: its last state seen and, in
+        JSON, what ended the wait as ``wait_error`` (a job never seen, such as a 404,
+        has a JSON line but no table row); the error line itself is on stderr."""
+        if not self.as_json:
+            if last is not None:  # a row of empty cells would tell nothing
+                self.video(last)
+            return
+        data: dict[str, Any] = {"id": video_id} if last is None else video_json(last)
+        data["wait_error"] = dict(error)
+        self.record(data)
 
     def deleted(self, deleted: DeletedVideo) -> None:
         """The answer to a deletion."""
@@ -158,3 +233,33 @@ class Output:
             return
         names = ("ID", "VARIANT", "BYTES", "PATH")
         self._row(names, (video_id, variant, str(size), path))
+
+    def entry(self, entry: Entry) -> None:
+        """One job of the ledger (``jobs``): its key, state and what is known of it."""
+        if self.as_json:
+            self.record(entry_json(entry))
+            return
+        cells = (
+            entry.key,
+            entry.state,
+            entry.video_id or "",
+            entry.status or "",
+            readable_time(entry.created_at),
+            entry.target or "",
+            " ".join(entry.prompt.splitlines()),
+        )
+        names = ("KEY", "STATE", "ID", "STATUS", "CREATED", "FILE", "PROMPT")
+        self._row(names, cells, status=1)
+
+
+_ENTRY_TIMES = ("created_at", "updated_at", "expires_at", "downloaded_at", "lease_expires_at")
+
+
+def entry_json(entry: Entry) -> dict[str, Any]:
+    """A ledger entry as a JSON object, times in ISO 8601."""
+    data = attrs.asdict(entry, recurse=False)
+    for name in _ENTRY_TIMES:
+        data[name] = iso(data[name])
+    data["candidates"] = list(entry.candidates)
+    data["request"] = dict(entry.request)
+    return data

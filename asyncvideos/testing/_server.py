@@ -5,25 +5,36 @@ fakes in one process never share state. Each request goes through the same steps
 this order: read and record it; pick a fault; wait (``delay``); drop the connection
 (``drop``) or answer with the fault's status; otherwise replay an idempotent POST or run
 the endpoint; add the fault's headers; write the reply, possibly cut short.
+
+Each request answered is logged at DEBUG: one line on the ``asyncvideos.testing``
+logger (method, path and query, status, time taken, the fault met), its headers
+(credentials masked) and body on ``asyncvideos.testing.details``. DEBUG, so that a
+test capturing the client's INFO lines (its retries) sees nothing of the server's;
+``asyncvideos serve`` shows the lines on stderr, and the details with ``--debug``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
+import logging
 import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from aiohttp import web
 
 from ._clock import Clock, RealClock
 from ._content import DEFAULT_CONTENT_SIZES, VARIANTS
-from ._faults import FaultPlan, fault_body
+from ._faults import Fault, FaultPlan, fault_body
 from ._jobs import JobStore, Outcome, VideosView
 from ._ratelimit import Limiter, RateLimit
-from ._recording import RecordedRequest, record
+from ._recording import RecordedRequest, mask_secret, record
 from ._routes import Reply, Router, Settings
+from ._validate import ApiError
 from ._webhooks import (
     WebhookDelivery,
     WebhookFaults,
@@ -36,6 +47,9 @@ if TYPE_CHECKING:
     from asyncvideos import AsyncVideos
 
 __all__ = ["DEFAULT_API_KEY", "FakeVideosAPI"]
+
+logger = logging.getLogger("asyncvideos.testing")
+details = logging.getLogger("asyncvideos.testing.details")
 
 DEFAULT_API_KEY = "sk-fake-0123456789abcdef"
 # Large enough for any upload a test makes; aiohttp's default (1 MiB) would answer 413.
@@ -58,12 +72,20 @@ class FakeVideosAPI(FaultPlan):
     ``webhook_secret``), meeting ``webhook_faults``; ``webhook_deliveries`` lists them.
     Given only ``webhook_secret``, events start once ``webhook_url`` is set (for a
     receiver started after the fake).
+
+    A POST with an ``Idempotency-Key`` that succeeded is remembered for
+    ``idempotency_ttl`` seconds of the fake's clock (None: for ever): the same
+    key on the same path with the same body gets the first answer again
+    (``idempotent-replayed: true``), with another body a 422
+    ``idempotency_key_reused`` error (as the IETF Idempotency-Key draft and
+    careful servers answer; nothing is created). ``idempotency_keys=False``
+    ignores the header entirely, as LiteLLM's proxy does: every POST creates.
     """
 
     def __init__(
         self,
         *,
-        api_key: str = DEFAULT_API_KEY,
+        api_key: str = "sk-fake-0123456789abcdef",  # DEFAULT_API_KEY, shown as its value
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Clock | None = None,
@@ -80,6 +102,8 @@ class FakeVideosAPI(FaultPlan):
         webhook_secret: str | None = None,
         webhook_faults: WebhookFaults | None = None,
         rate_limit: RateLimit | None = None,
+        idempotency_keys: bool = True,
+        idempotency_ttl: float | None = 24 * 60 * 60,
     ) -> None:
         if clock is not None and speed != 1.0:
             raise ValueError("speed applies to the real-time clock; not with clock=")
@@ -91,6 +115,16 @@ class FakeVideosAPI(FaultPlan):
             raise ValueError(f"content_sizes maps {VARIANTS} to sizes in bytes")
         if rate_limit is not None and not isinstance(rate_limit, RateLimit):
             raise TypeError(f"rate_limit must be a RateLimit, got {type(rate_limit).__name__}")
+        if not isinstance(idempotency_keys, bool):
+            raise TypeError("idempotency_keys must be a bool")
+        if idempotency_ttl is not None and not idempotency_ttl >= 0:
+            raise ValueError(
+                f"idempotency_ttl must be >= 0 seconds or None, got {idempotency_ttl!r}"
+            )
+        #: Whether an Idempotency-Key is honoured (False: ignored, as by LiteLLM).
+        self.idempotency_keys = idempotency_keys
+        #: Seconds (of the fake's clock) a key is remembered; None: for ever.
+        self.idempotency_ttl = idempotency_ttl
         self.api_key = api_key
         self._limiter = None if rate_limit is None else Limiter(rate_limit)
         #: How many requests the rate limit answered with 429.
@@ -109,7 +143,8 @@ class FakeVideosAPI(FaultPlan):
         self._router = Router(self._store, settings)
         FaultPlan.__init__(self)
         self._requests: list[RecordedRequest] = []
-        self._idempotent: dict[tuple[str, str], Reply] = {}
+        #: (key, path) -> (the request's fingerprint, its answer, when it was given)
+        self._idempotent: dict[tuple[str, str], tuple[str, Reply, float]] = {}
         self._request_ids = random.Random(f"{seed}:request-ids")
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
@@ -321,21 +356,30 @@ class FakeVideosAPI(FaultPlan):
         # Counted around the whole exchange, from reading the request to the last byte.
         self._in_flight += 1
         self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        response: web.StreamResponse | None = None
+        seen: dict[str, Any] = {}  # what the log tells: the record, and the fault met
         try:
-            return await self._handle_one(request)
+            response = await self._handle_one(request, seen)
+            return response
         finally:
             self._in_flight -= 1
+            if logger.isEnabledFor(logging.DEBUG):
+                _log_request(request, response, loop.time() - started, seen)
 
-    async def _handle_one(self, request: web.Request) -> web.StreamResponse:
+    async def _handle_one(self, request: web.Request, seen: dict[str, Any]) -> web.StreamResponse:
         try:
             rec = await record(request)
         except ConnectionError:
             return web.Response(status=499)  # the client went away mid-upload
         self._requests.append(rec)
+        seen["record"] = rec
         # Over the rate limit: a 429 before any fault or endpoint (neither is used up).
         limit = None if self._limiter is None else self._limiter.take()
         over = limit is not None and not limit.allowed
         fault = None if over else self.pick_fault(rec.method, rec.raw_path)
+        seen["met"] = "rate limited" if over else None if fault is None else _described(fault)
         if fault is not None and fault.delay:
             # Wakes early on close() so shutdown never waits for a long delay.
             with contextlib.suppress(asyncio.TimeoutError):
@@ -365,19 +409,110 @@ class FakeVideosAPI(FaultPlan):
 
     def _run(self, rec: RecordedRequest) -> Reply:
         key = rec.headers.get("idempotency-key")
-        if rec.method != "POST" or not key:
+        if rec.method != "POST" or not key or not self.idempotency_keys:
             return self._router.dispatch(rec)
+        now = self.clock.now()
+        self._forget_keys(now)
+        fingerprint = _request_fingerprint(rec)
         cached = self._idempotent.get((key, rec.raw_path))
         if cached is not None:
-            headers = {**cached.headers, "idempotent-replayed": "true"}
-            return Reply(cached.status, cached.body, headers)
+            if cached[0] != fingerprint:
+                return Reply.error(
+                    ApiError(
+                        422,
+                        f"Idempotency-Key {key[:100]!r} was already used with a different "
+                        "request; use a new key for a new request.",
+                        param="Idempotency-Key",
+                        code="idempotency_key_reused",
+                    )
+                )
+            reply = cached[1]
+            headers = {**reply.headers, "idempotent-replayed": "true"}
+            return Reply(reply.status, reply.body, headers)
         reply = self._router.dispatch(rec)
         # Only successes are remembered: a rejected request did nothing to replay.
         if 200 <= reply.status < 300:
-            self._idempotent[(key, rec.raw_path)] = Reply(
-                reply.status, reply.body, dict(reply.headers)
-            )
+            kept = Reply(reply.status, reply.body, dict(reply.headers))
+            self._idempotent[(key, rec.raw_path)] = (fingerprint, kept, now)
         return reply
+
+    def _forget_keys(self, now: float) -> None:
+        """Forget keys older than ``idempotency_ttl`` (kept in the order they came)."""
+        ttl = self.idempotency_ttl
+        if ttl is None:
+            return
+        remembered = self._idempotent
+        while remembered:
+            oldest = next(iter(remembered))
+            if now - remembered[oldest][2] < ttl:
+                return
+            del remembered[oldest]
+
+
+def _request_fingerprint(rec: RecordedRequest) -> str:
+    """What a request asked for: its parsed JSON body, or its raw body with the
+    multipart boundary taken out (each client picks its own)."""
+    if rec.json is not None:
+        data = json.dumps(rec.json, sort_keys=True, separators=(",", ":")).encode()
+    else:
+        data = rec.body
+        _, _, boundary = rec.headers.get("content-type", "").partition("boundary=")
+        boundary = boundary.split(";", 1)[0].strip().strip('"')
+        if boundary:
+            data = data.replace(boundary.encode(), b"")
+    return hashlib.sha256(data).hexdigest()
+
+
+_LOGGED_BODY = 2000  # characters of a body shown at DEBUG
+
+
+def _described(fault: Fault) -> str:
+    """``fault: status=500, delay=0.1``: the fields a fault sets, for the log."""
+    unset = Fault()
+    shown = [
+        # A body is named, not quoted: a test may put anything in it (a key it checks for).
+        f"{field.name}=..." if field.name == "body" else f"{field.name}={value!r}"
+        for field in attrs.fields(Fault)
+        if (value := getattr(fault, field.name)) != getattr(unset, field.name)
+    ]
+    return "fault: " + ", ".join(shown)
+
+
+def _log_request(
+    request: web.Request,
+    response: web.StreamResponse | None,
+    elapsed: float,
+    seen: dict[str, Any],
+) -> None:
+    """One line per request; its headers and body on the details logger."""
+    rec: RecordedRequest | None = seen.get("record")
+    status = "dropped" if response is None or response.status == 499 else str(response.status)
+    met = seen.get("met")
+    logger.debug(
+        "%s %s -> %s in %.1f ms%s",
+        request.method,
+        request.raw_path,  # with the query string, as sent
+        status,
+        elapsed * 1000,
+        f" ({met})" if met else "",
+    )
+    if rec is None or not details.isEnabledFor(logging.DEBUG):
+        return
+    headers = {
+        name: mask_secret(value) if name in ("authorization", "api-key") else value
+        for name, value in rec.headers.items()
+    }
+    details.debug("  headers: %s", json.dumps(headers, ensure_ascii=False))
+    if rec.json is not None:
+        body = json.dumps(rec.json, ensure_ascii=False)
+    elif rec.form is not None:
+        body = "form " + json.dumps(rec.form, ensure_ascii=False)
+    elif rec.body:
+        body = f"{len(rec.body)} bytes"
+    else:
+        return
+    cut = "..." if len(body) > _LOGGED_BODY else ""
+    details.debug("  body: %s%s", body[:_LOGGED_BODY], cut)
 
 
 def _close_connection(request: web.Request) -> None:

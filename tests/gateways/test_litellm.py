@@ -3,7 +3,7 @@
 What works is asserted; what LiteLLM does not support is pinned as a strict
 expected failure that proves the limitation with a real request, so a LiteLLM
 release that fixes one shows up as XPASS (and fails the run until the pin and
-the README's compatibility table are updated).
+the compatibility tables, docs/guide/gateways.md and the README's, are updated).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
 async def completed_job(videos: AsyncVideos, prompt: str = "a paper boat") -> Video:
     """A job created through the proxy and waited on until it completed."""
-    video = await videos.create_and_wait(prompt, model=MODEL, poll_interval=POLL, timeout=30)
+    video = await videos.create_and_wait(prompt, model=MODEL, poll_interval=POLL, wait_timeout=30)
     assert video.status == "completed"
     return video
 
@@ -169,7 +169,7 @@ class TestRetrieveAndWait:
     async def test_retrieve(self, videos: AsyncVideos, upstream: FakeVideosAPI) -> None:
         """retrieve() gives the upstream job's state under the proxy's id."""
         created = await videos.create("to retrieve", model=MODEL)
-        await videos.wait(created, poll_interval=POLL, timeout=30)
+        await videos.wait(created, poll_interval=POLL, wait_timeout=30)
         video = await videos.retrieve(created.id)
         job = upstream.videos[upstream_id(created.id)]
         assert video.id == created.id
@@ -186,7 +186,10 @@ class TestRetrieveAndWait:
         created = await videos.create("to wait on", model=MODEL)
         seen: list[str | None] = []
         video = await videos.wait(
-            created, poll_interval=POLL, timeout=30, on_progress=lambda v: seen.append(v.status)
+            created,
+            poll_interval=POLL,
+            wait_timeout=30,
+            on_progress=lambda v: seen.append(v.status),
         )
         assert video.status == "completed"
         assert seen[-1] == "completed"
@@ -200,7 +203,7 @@ class TestRetrieveAndWait:
             upstream.set_outcome(None, "completed")
         created = [await videos.create(f"job {n}", model=MODEL) for n in range(3)]
         async with contextlib.aclosing(
-            videos.wait_many([*created, failing], poll_interval=POLL, timeout=30)
+            videos.wait_many([*created, failing], poll_interval=POLL, wait_timeout=30)
         ) as results:
             outcome = {result.video_id: result async for result in results}
         assert set(outcome) == {v.id for v in [*created, failing]}
@@ -302,7 +305,7 @@ class TestRemix:
         assert upstream.videos[upstream_id(remix.id)]["remixed_from_video_id"] == upstream_id(
             source.id
         )
-        finished = await videos.wait(remix, poll_interval=POLL, timeout=30)
+        finished = await videos.wait(remix, poll_interval=POLL, wait_timeout=30)
         assert finished.status == "completed"
 
 

@@ -1,0 +1,124 @@
+"""The fleet's rate budgets in PostgreSQL: one row per budget, exchanged under its lock.
+
+``PostgresBudgetStore.exchange`` runs ``_budget.exchange`` (the rules, pure) in one
+transaction of two round trips (pipelined): the row is read ``FOR UPDATE`` with
+the server's clock, the rules applied in Python, the row written back, committed
+without waiting for the disk (``synchronous_commit = off`` for this transaction:
+the schedule of the next moments is not worth an fsync). So every process of a fleet takes its
+slots from one schedule, whatever their own clocks say, and two exchanges on one
+budget never interleave. Needs the ``postgres`` extra (psycopg 3 and its pool);
+imported only when a PostgreSQL ledger is used.
+
+Table layout (times are Unix seconds on the database server's clock)::
+
+    CREATE TABLE rate_budgets (
+        name          TEXT PRIMARY KEY,     -- budget_name(): a hash of base URL and key
+        next_at       DOUBLE PRECISION NOT NULL,  -- the next free slot
+        spacing       DOUBLE PRECISION NOT NULL,  -- from budget headers ...
+        spacing_until DOUBLE PRECISION NOT NULL,  -- ... valid until then
+        pause_until   DOUBLE PRECISION NOT NULL,  -- a 429's pause, for the fleet
+        estimated     DOUBLE PRECISION NOT NULL,  -- without headers: the estimate ...
+        estimated_at  DOUBLE PRECISION NOT NULL,  -- ... made then
+        slow_start    BOOLEAN NOT NULL,           -- no 429 seen yet
+        mark_at       DOUBLE PRECISION,           -- the previous pause ...
+        mark_issued   BIGINT NOT NULL,            -- ... and the slots issued by then
+        issued        BIGINT NOT NULL,            -- slots issued in all
+        updated_at    TIMESTAMPTZ NOT NULL
+    );
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from .._budget import BudgetRow, Grant, Report, exchange
+
+__all__ = ["CREATE_TABLE", "PostgresBudgetStore"]
+
+_COLUMNS = tuple(field.name for field in attrs.fields(BudgetRow))
+CREATE_TABLE = """
+CREATE TABLE IF NOT EXISTS rate_budgets (
+    name          TEXT PRIMARY KEY,
+    next_at       DOUBLE PRECISION NOT NULL,
+    spacing       DOUBLE PRECISION NOT NULL,
+    spacing_until DOUBLE PRECISION NOT NULL,
+    pause_until   DOUBLE PRECISION NOT NULL,
+    estimated     DOUBLE PRECISION NOT NULL,
+    estimated_at  DOUBLE PRECISION NOT NULL,
+    slow_start    BOOLEAN NOT NULL,
+    mark_at       DOUBLE PRECISION,
+    mark_issued   BIGINT NOT NULL,
+    issued        BIGINT NOT NULL,
+    updated_at    TIMESTAMPTZ NOT NULL
+)
+"""
+_SELECT = (
+    "SELECT extract(epoch FROM clock_timestamp())::float8, "
+    + ", ".join(_COLUMNS)
+    + " FROM rate_budgets WHERE name = %s FOR UPDATE"
+)
+_NOW = "SELECT extract(epoch FROM clock_timestamp())::float8"
+_INSERT = (
+    "INSERT INTO rate_budgets (name, "
+    + ", ".join(_COLUMNS)
+    + ", updated_at) VALUES (%s, "
+    + ", ".join(["%s"] * len(_COLUMNS))
+    + ", now()) ON CONFLICT (name) DO NOTHING"
+)
+_UPDATE = (
+    "UPDATE rate_budgets SET "
+    + ", ".join(f"{column} = %s" for column in _COLUMNS)
+    + ", updated_at = now() WHERE name = %s"
+)
+
+
+class PostgresBudgetStore:
+    """Rate budgets in a PostgreSQL database, over a psycopg ``AsyncConnectionPool``.
+
+    The pool's connections must be in autocommit mode (each exchange is its own
+    transaction). ``exchanges`` counts them, for the cost per request.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+        self.exchanges: int = 0
+
+    async def create_table(self) -> None:
+        async with self._pool.connection() as connection:
+            await connection.execute(CREATE_TABLE)
+
+    async def exchange(self, name: str, report: Report, want: int) -> Grant:
+        self.exchanges += 1
+        async with self._pool.connection() as connection:
+            return await _exchange(connection, name, report, want)
+
+
+async def _exchange(
+    connection: AsyncConnection[Any], name: str, report: Report, want: int
+) -> Grant:
+    # Pipelined: BEGIN, the commit setting and the locking read go in one round
+    # trip, the write and COMMIT in another, so the row is locked for about one.
+    async with connection.pipeline() as pipeline, connection.transaction():
+        # A budget's row is the fleet's schedule for the next moments: a server
+        # crash that loses its last commits loses nothing worth an fsync each.
+        await connection.execute("SET LOCAL synchronous_commit = off")
+        cursor = await connection.execute(_SELECT, (name,))
+        await pipeline.sync()
+        found = await cursor.fetchone()
+        if found is None:
+            # A new budget. Two processes may both find none: the database keeps the
+            # first row (ON CONFLICT DO NOTHING) and both go on from it, locked.
+            clock = await (await connection.execute(_NOW)).fetchone()
+            assert clock is not None
+            fresh = BudgetRow.new(float(clock[0]))
+            await connection.execute(_INSERT, (name, *attrs.astuple(fresh)))
+            found = await (await connection.execute(_SELECT, (name,))).fetchone()
+            assert found is not None
+        now, row = float(found[0]), BudgetRow(*found[1:])
+        row, grant = exchange(row, now, report, want)
+        await connection.execute(_UPDATE, (*attrs.astuple(row), name))
+    return grant

@@ -1,0 +1,296 @@
+"""Benchmark ``ledger_overhead``: what a job ledger costs ``create_and_wait``.
+
+1,000 ``create_and_wait`` calls, 64 at a time, against the load server
+(``benchmarks/server.py``, a process of its own, far cheaper than any client)
+whose created jobs are found completed at their 6th poll, with a poll hint of
+50 ms: 7 requests per job whatever the machine's load, as OpenAI's 1 s hint
+over a 6 s job. By a client:
+
+- without a ledger;
+- with an ``SQLiteLedger`` (``synchronous=FULL``, the default: each commit fsynced);
+- with an ``SQLiteLedger`` with ``synchronous=NORMAL``.
+
+Each measured run is a fresh client process that does a small warm-up of the
+same work first; its CPU time (``time.process_time()``: every thread, the
+ledger's included) is the figure, with the ratio to the run without a ledger
+in the same repetition. Also reported: the ledger's row writes per job (a
+write per state change: the intent, the id, each status). Goal: the ledger
+adds under 10 % of the client's CPU.
+
+    python -m benchmarks.ledger_overhead                                 # the table
+    python -m benchmarks.ledger_overhead --output benchmarks/RESULTS.md  # and keep it
+    python -m benchmarks.ledger_overhead --jobs 50 --reps 1              # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+JOBS = 1000
+CONCURRENCY = 64
+WARM_UP = 20
+GOAL = 0.10
+VARIANTS = {
+    "no ledger": None,
+    "SQLite ledger (synchronous=full)": "full",
+    "SQLite ledger (synchronous=normal)": "normal",
+}
+BEGIN = "<!-- ledger_overhead -->"
+END = "<!-- /ledger_overhead -->"
+
+
+POLLS = 6  # the poll at which a created job is completed
+KEY = "sk-bench-0123456789"
+
+
+# -- one measured client run (a process of its own) ---------------------------------------
+
+
+async def _jobs(base_url: str, key: str, jobs: int, ledger: Any, prefix: str) -> int:
+    from asyncvideos import AsyncVideos
+
+    options: dict[str, Any] = {} if ledger is None else {"ledger": ledger}
+    gate = asyncio.Semaphore(CONCURRENCY)
+    failed = 0
+
+    async def one(n: int) -> None:
+        nonlocal failed
+        async with gate:
+            video = await videos.create_and_wait(
+                f"a paper boat, take {n}", idempotency_key=f"{prefix}-{n}"
+            )
+            failed += not video.is_completed
+
+    async with AsyncVideos(api_key=key, base_url=base_url, **options) as videos:
+        await asyncio.gather(*(one(n) for n in range(jobs)))
+    return failed
+
+
+def _client(base_url: str, key: str, jobs: int, synchronous: str | None) -> dict[str, float]:
+    """Warm up, then measure one run; the figures as a dict."""
+    from asyncvideos.ledger import SQLiteLedger
+
+    folder = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
+
+    def ledger(name: str) -> SQLiteLedger | None:
+        if synchronous is None:
+            return None
+        return SQLiteLedger(folder / f"{name}.db", synchronous=synchronous)  # type: ignore[arg-type]
+
+    asyncio.run(_jobs(base_url, key, WARM_UP, ledger("warm"), "warm"))
+    measured = ledger("measured")
+    gc.collect()
+    gc.freeze()
+    cpu, wall = time.process_time(), time.perf_counter()
+    failed = asyncio.run(_jobs(base_url, key, jobs, measured, "measured"))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return {"cpu": cpu, "wall": wall, "failed": failed}
+
+
+# -- the driver ------------------------------------------------------------------------------
+
+
+def _measure(server: dict[str, str], jobs: int, synchronous: str | None) -> dict[str, float]:
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.ledger_overhead",
+        "--client",
+        json.dumps({**server, "jobs": jobs, "synchronous": synchronous}),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def _writes_per_job(server: dict[str, str], jobs: int) -> float:
+    """The ledger's writes per job, counted by a wrapper in a run of its own (not timed)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.ledger_overhead",
+            "--count-writes",
+            json.dumps({**server, "jobs": jobs}),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def _count_writes(base_url: str, key: str, jobs: int) -> float:
+    from collections.abc import Collection
+
+    from asyncvideos.ledger import Change, Entry, Intent, SQLiteLedger, State
+
+    class Counted(SQLiteLedger):
+        writes = 0
+
+        async def begin(self, intent: Intent, *, owner: str) -> tuple[Entry, bool]:
+            Counted.writes += 1
+            return await super().begin(intent, owner=owner)
+
+        async def claim(self, key: str, **options: Any) -> Entry | None:
+            Counted.writes += 1
+            return await super().claim(key, **options)
+
+        async def update(
+            self, key: str, change: Change, *, states: Collection[State], owner: str | None = None
+        ) -> Entry | None:
+            Counted.writes += 1
+            return await super().update(key, change, states=states, owner=owner)
+
+        async def record(
+            self, key: str, change: Change, *, states: Collection[State], owner: str | None = None
+        ) -> bool:
+            Counted.writes += 1
+            return await super().record(key, change, states=states, owner=owner)
+
+        async def note(self, key: str, change: Change, *, states: Collection[State]) -> None:
+            Counted.writes += 1
+            await super().note(key, change, states=states)
+
+    folder = Path(tempfile.mkdtemp(prefix="ledger-count-"))
+    asyncio.run(_jobs(base_url, key, jobs, Counted(folder / "count.db"), "count"))
+    return Counted.writes / jobs
+
+
+def _run(reps: int, jobs: int) -> tuple[dict[str, list[dict[str, float]]], float]:
+    from . import server as load_server
+
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
+    with load_server.start() as process:
+        server = {"base_url": process.base_url(POLLS), "key": KEY}
+        names = list(VARIANTS)
+        for rep in range(reps):
+            order = names[rep % len(names) :] + names[: rep % len(names)]  # rotated
+            for name in order:
+                figures = _measure(server, jobs, VARIANTS[name])
+                results[name].append(figures)
+                print(
+                    f"rep {rep + 1}/{reps} {name}: {figures['cpu']:.2f} s CPU, "
+                    f"{figures['wall']:.2f} s wall, {int(figures['failed'])} failed",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        writes = _writes_per_job(server, min(jobs, 200))
+    return results, writes
+
+
+# -- the report --------------------------------------------------------------------------
+
+
+def _cell(values: list[float], fmt: str) -> str:
+    middle = statistics.median(values)
+    if len(values) == 1:
+        return format(middle, fmt)
+    return f"{format(middle, fmt)} ({format(min(values), fmt)}-{format(max(values), fmt)})"
+
+
+def report(
+    results: dict[str, list[dict[str, float]]], writes: float, jobs: int, seconds: float
+) -> str:
+    import aiohttp
+
+    from asyncvideos import __version__
+
+    reps = len(results["no ledger"])
+    base = [run["cpu"] for run in results["no ledger"]]
+    lines = [
+        BEGIN,
+        f"## ledger_overhead: create_and_wait for {jobs:,} jobs, with and without a ledger",
+        "",
+        f"- date: {time.strftime('%Y-%m-%d')}; whole run: {seconds:.0f} s; {reps} "
+        "repetition(s), cells are median (min-max); ratios pair runs of one repetition",
+        f"- machine: {platform.machine()}, Python {platform.python_version()}, "
+        f"aiohttp {aiohttp.__version__}, asyncvideos {__version__}",
+        "- command: `python -m benchmarks.ledger_overhead --output benchmarks/RESULTS.md`",
+        f"- {CONCURRENCY} calls at a time against the load server in its own process (a job "
+        f"completed at its {POLLS}th poll, poll hint 50 ms: {POLLS + 1} requests per job); each "
+        f"run a fresh client process after a warm-up of {WARM_UP} jobs; CPU is the client "
+        "process's, the ledger's thread included",
+        "- the ledger's writes per job (begin, claims, updates, records, notes; counted in a "
+        f"run of its own): {writes:.2f}",
+        "",
+        "| client | CPU s | CPU vs no ledger | wall s | jobs failed |",
+        "|---|---|---|---|---|",
+    ]
+    worst = 0.0
+    for name, runs in results.items():
+        ratios = [run["cpu"] / plain for run, plain in zip(runs, base, strict=True)]
+        if VARIANTS[name] == "full":
+            worst = max(ratios)
+        lines.append(
+            f"| {name} | {_cell([r['cpu'] for r in runs], '.2f')} | {_cell(ratios, '.3f')}x "
+            f"| {_cell([r['wall'] for r in runs], '.2f')} "
+            f"| {_cell([r['failed'] for r in runs], '.0f')} |"
+        )
+    verdict = "PASS" if worst - 1 <= GOAL else "MISS"
+    lines += [
+        "",
+        "| goal (SQLite ledger, default settings, worst repetition) | value | result |",
+        "|---|---|---|",
+        f"| CPU overhead < {GOAL:.0%} | {worst - 1:+.1%} | {verdict} |",
+        f"| at most one write per state change | {writes:.2f} writes per job | "
+        f"{'PASS' if writes <= 4.0 else 'MISS'} |",
+        END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _write(path: Path, section: str) -> None:
+    """Replace this benchmark's section of ``path``, or append it."""
+    text = path.read_text() if path.exists() else ""
+    if BEGIN in text and END in text:
+        head, _, rest = text.partition(BEGIN)
+        _, _, tail = rest.partition(END)
+        text = head + section.rstrip("\n") + tail
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + section
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ledger_overhead")
+    parser.add_argument("--reps", type=int, default=5, help="repetitions (5)")
+    parser.add_argument("--jobs", type=int, default=JOBS, help=f"jobs per run ({JOBS})")
+    parser.add_argument("--output", type=Path, help="write the section into this Markdown file")
+    parser.add_argument("--json", type=Path, help="write the raw figures here")
+    parser.add_argument("--client", help=argparse.SUPPRESS)
+    parser.add_argument("--count-writes", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.client:
+        given = json.loads(args.client)
+        figures = _client(given["base_url"], given["key"], given["jobs"], given["synchronous"])
+        print(json.dumps(figures))
+        return 0
+    if args.count_writes:
+        given = json.loads(args.count_writes)
+        print(_count_writes(given["base_url"], given["key"], given["jobs"]))
+        return 0
+    began = time.perf_counter()
+    results, writes = _run(args.reps, args.jobs)
+    section = report(results, writes, args.jobs, time.perf_counter() - began)
+    print(section)
+    if args.output:
+        _write(args.output, section)
+    if args.json:
+        args.json.write_text(json.dumps({"runs": results, "writes_per_job": writes}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

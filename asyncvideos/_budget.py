@@ -4,39 +4,59 @@ Does no I/O: a ``BudgetStore`` does (``MemoryBudgetStore`` here, for one process
 the tests; the PostgreSQL ledger's for a fleet). Where ``_pacing.Pacer`` learns a
 key's budget alone in each process, so N processes send N times what the server
 allows, here every process of the fleet takes its turns from one schedule kept in
-the store, a row per budget:
+the store, a row per budget. The fleet is one control loop: whatever any process
+learns changes the one schedule, and no process acts on a schedule older than a
+block of slots.
 
-- **Slots.** ``next_at`` is the next free time slot; a process leases several at
-  once (``exchange(want=n)``: up to ``HORIZON`` seconds' worth, at least one), so a
-  request costs a fraction of one database round trip, and sends each request at
-  its slot; it asks for the next lease when half its slots are spent. Nothing is
-  leased beyond ``LOOKAHEAD`` s ahead (``HORIZON`` on an estimate), but one slot,
-  a process's place in the queue. Slots held and not used within a spacing of
-  their time are dropped, not saved up; slots that arrive late (a slow exchange)
-  are used at once.
-- **The spacing** is the fleet's, from the ``x-ratelimit-*-requests`` headers any
-  process read: with a ``limit``, the bucket's refill rate (``limit - remaining``
-  requests come back in ``reset`` s), a little under it, averaged over the reports;
-  without one, the pacer's ``reset / (remaining + 1)``. Not the pacer's rule
-  everywhere: slots are leased ahead, so the fleet learns of a spacing a
-  ``HORIZON`` late, and spending a full bucket's remaining at once would empty
-  it before anyone hears. Each report moves the fleet's spacing at most twofold.
-  Reports ride on the next exchange, never a write each.
+- **Slots, in blocks.** ``next_at`` is the next free time slot; a process leases a
+  block of them at once (``exchange(want=n)``: ``HORIZON`` seconds' worth, at least
+  ``MIN_BLOCK`` and at most ``MAX_GRANT`` slots), so a request costs a fraction of
+  one database round trip, and sends each request at its slot. A block that starts
+  within one block's time from now is firm; one further ahead is a reservation,
+  the process's place in the queue, which it confirms with an exchange (the one
+  that leases its next block) once it is that near. So a process never sends on a
+  schedule more than about two blocks older than the fleet's. Slots held and not
+  used within a spacing of their time are dropped, not saved up; slots that arrive
+  late (a slow exchange) are used at once.
+- **The schedule is rebuilt** (``generation`` + 1) when a 429 meets a slot of the
+  current schedule, and when the budget headers move the fleet's spacing more than
+  ``REBUILD``-fold: every reservation is void, and each process drops its own when
+  it comes to confirm, so the new spacing holds from about a block on.
+- **With budget headers** (``x-ratelimit-*-requests`` and a ``limit``): the bucket
+  refills at ``(limit - remaining) / reset`` requests/s, ``remaining`` being rounded
+  down (so ``limit - remaining - 0.5`` is the unbiased count), averaged over the
+  fleet's reports; the fleet sends at that rate times ``(0.9 + 0.2 * level) /
+  HEADROOM``, where ``level`` is ``remaining / limit`` in the freshest report. A
+  feedback on the bucket's level: at 3/4 full the fleet sends at the refill rate,
+  so the bucket settles there; where the rate read is off, it settles fuller or
+  emptier but not empty, and a full bucket is spent down slowly, never at once. Without a
+  ``limit``, the pacer's ``reset / (remaining + 1)``. Reports ride on the next
+  exchange, never a write each.
 - **A 429 pauses the fleet.** Its wait (the server's ``retry-after``, else backoff)
-  is reported at once and no slot is granted before it ends; the process that met
-  it pauses at once, the others from their next exchange (within ``HORIZON``).
-- **Without budget headers** the spacing is estimated as the pacer does, from the
-  fleet's slots between 429s (a little under the rate that got through, probed
-  upward as time passes). A budget nobody has learned yet starts cautious:
-  ``COLD_SPACING`` apart, halving every ``SLOW_START_HALF_LIFE`` s until the first
-  429 (a slow start, as TCP's), so a fleet that starts at once does not spend the
-  bucket blind.
+  is reported at once, no slot is granted before it ends, and the schedule is
+  rebuilt. The process that met it pauses and drops its firm slots at once.
+- **Without budget headers** the fleet's rate is estimated from its 429s, one
+  control loop for the fleet (an AIMD): a 429 on a slot of the current schedule is
+  one congestion event, the 429s on slots leased before it (other processes' in
+  flight) are its echoes and count for nothing more. At an event the rate falls:
+  to the rate that got through since the previous event (the slots issued in
+  between, over its length: a bucket is empty at both 429s, so what got through is
+  what it refilled), ``MARGIN`` under it; where that window was too short to
+  measure, to half. It then rises again: quickly (``RECOVERY_SLOTS``, at least
+  ``RECOVERY_SECONDS``) back towards ``MARGIN`` under the last rate measured (or
+  that failed), then slowly, ``MARGIN`` more every ``PROBE_SLOTS`` slots issued,
+  so a probe costs one 429 in hundreds of requests whatever the limit. It rises
+  with slots used, not with time: a fleet that does not use its rate learns
+  nothing from it. A budget nobody has learned yet starts with a slow start:
+  ``COLD_SPACING`` apart, the rate doubling every ``SLOW_START_DOUBLING`` s, in
+  blocks of ``SLOW_START_BLOCK`` (a bucket's burst hides the limit, so the first
+  429 comes at twice it or more, and what is leased then mostly meets 429s).
 - Nothing in force (no spacing, no pause, the estimate negligible): a grant says
   "free for ``REFRESH`` s" and requests go at once until then.
 
 Times in the store are on the store's clock, and only durations cross it (a delay
-until the first slot, a spacing, a pause's length), so the processes' clocks need
-not agree. A budget is named by a hash of the base URL and the key
+until the first slot, a spacing, a pause's length, an age), so the processes'
+clocks need not agree. A budget is named by a hash of the base URL and the key
 (``budget_name``): no secret is stored. If the store fails, the pacer logs it once
 and lets requests go (429 pauses still hold within the process) until it answers.
 """
@@ -45,6 +65,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import logging
 import math
@@ -61,52 +82,62 @@ from ._protocol import status_error
 
 logger = logging.getLogger("asyncvideos")
 
-#: Slots leased at once: at most this many seconds' worth (at least one slot) ...
+#: A block of slots is this many seconds' worth ...
 HORIZON = 0.25
-#: ... and none further ahead than this on a spacing the headers told (HORIZON on an
-#: estimate): the fleet's schedule is committed no longer.
-LOOKAHEAD = 5.0
+#: ... and at least this many slots (on budget headers or an estimate) ...
+MIN_BLOCK = 4
+#: ... and at most this many (at most ``ESTIMATE_BLOCK`` on an estimate, which
+#: reacts within about two blocks: the fewer slots, the fewer 429s per event).
+MAX_GRANT = 64
+ESTIMATE_BLOCK = 8
 #: A grant of "no limit in force" lasts this long before the store is asked again.
 REFRESH = 1.0
 #: A budget no process has learned yet: this spacing at first ...
-COLD_SPACING = 0.05
-#: ... halving every this many seconds until the first 429.
-SLOW_START_HALF_LIFE = 1.0
-#: After a 429 without budget headers: the pacer's probe (about +7% rate per second).
-HALF_LIFE = 10.0
-_NEGLIGIBLE = 1e-4
-_MIN_WINDOW = 0.5
-_FIRST_GUESS = 0.1
-_BACK_OFF = 1.5
-_MARGIN = 1.1
-#: The most slots one exchange grants, whatever the spacing.
-MAX_GRANT = 64
-#: A spacing learned from headers holds this long without a newer report.
+COLD_SPACING = 0.025
+#: ... the rate doubling every this many seconds until the first 429, in blocks of
+#: this many slots.
+SLOW_START_DOUBLING = 1.0
+SLOW_START_BLOCK = 2
+#: Without budget headers, send this much under the rate measured.
+MARGIN = 1.05
+#: After an event, the rate halves its gap to the target every this many slots,
+#: and no faster than every this many seconds (so the next window can measure) ...
+RECOVERY_SLOTS = 16
+RECOVERY_SECONDS = 0.3
+#: ... then rises by MARGIN every this many slots issued.
+PROBE_SLOTS = 400
+#: A window between two events measures the rate when it is this long, and this many
+#: slots got through in it.
+MIN_WINDOW = 0.2
+MIN_MEASURE = 16
+#: A rate learned from budget headers holds this long without a newer report ...
 SPACING_HOLDS = 10.0
-#: The weight of a new report in the fleet's averaged spacing.
-_SMOOTHING = 0.3
-#: One report moves the fleet's spacing by at most this factor, either way.
-_STEP = 2.0
-#: Send this much under the refill rate the headers tell.
-_HEADROOM = 1.05
+#: ... and the reports' weight halves every this many seconds.
+REFILL_HALF_LIFE = 5.0
+#: Send this much under the refill rate the headers tell with the bucket half full
+#: (at the refill rate at 3/4 full, where the bucket then settles).
+HEADROOM = 1.05
+#: The schedule is rebuilt when the headers move the spacing more than this, either way.
+REBUILD = 1.25
+_NEGLIGIBLE = 1e-4
 
 
-def fleet_spacing(budget: Budget) -> float | None:
-    """The spacing one response's budget headers ask of the whole fleet, if they tell.
+def refill_report(budget: Budget) -> tuple[float, float] | None:
+    """What one response's budget headers tell of the bucket's refill rate: requests
+    that came back, and in how many seconds (None when they tell nothing).
 
-    With a ``limit``: ``limit - remaining`` requests refill in ``reset`` s, so the
-    bucket refills at that rate, and the fleet sends ``_HEADROOM`` under it.
-    ``remaining`` is rounded down, which can overstate the rate of a nearly full
-    bucket many times over: the store moves the fleet's spacing at most
-    ``_STEP``-fold per report. A full bucket tells nothing (None). Without a
-    ``limit``, the pacer's ``reset / (remaining + 1)``.
+    With a ``limit``, ``limit - remaining`` requests refill in ``reset`` s. The
+    true count lies within a request under that (``remaining`` is rounded down), so
+    half a request less, and it is at least one (the response's own request): one
+    spent is one exactly. A full bucket, or headers without a ``limit``, tell no
+    refill rate.
     """
     if budget.limit is None:
-        return budget.interval
+        return None
     spent = budget.limit - budget.remaining
     if spent < 1 or budget.reset <= 0:
         return None
-    return _HEADROOM * budget.reset / spent
+    return max(spent - 0.5, 1.0), budget.reset
 
 
 def budget_name(base_url: str, api_key: str) -> str:
@@ -120,61 +151,129 @@ class BudgetRow:
     """One budget as the store keeps it; times are seconds on the store's clock."""
 
     next_at: float
-    spacing: float = 0.0  # from budget headers, averaged over the reports ...
+    generation: int = 0  # the schedule's; rebuilt at events and big changes of spacing
+    event_generation: int = 0  # the schedule the last congestion event rebuilt
+    built: float = 0.0  # the spacing from headers the schedule was last built on
+    refill: float = 0.0  # the bucket's refill rate (requests/s), from budget headers ...
+    refill_weight: float = 0.0  # ... and the reports' weight (seconds of reset), ...
+    refill_at: float = 0.0  # ... at this time (it holds SPACING_HOLDS from then)
+    level: float = 0.5  # remaining / limit in the freshest report ...
+    level_at: float = 0.0  # ... read then
+    spacing: float = 0.0  # from budget headers without a limit ...
     spacing_until: float = 0.0  # ... valid until then
     pause_until: float = 0.0
-    estimated: float = 0.0  # without headers: the estimated spacing at estimated_at
-    estimated_at: float = 0.0
-    slow_start: bool = True  # no 429 yet: the estimate halves every SLOW_START_HALF_LIFE
-    mark_at: float | None = None  # the previous 429 pause and the slots issued then
+    estimated: float = 0.0  # without headers: the estimated rate (requests/s) ...
+    estimated_at: float = 0.0  # ... set then ...
+    estimated_issued: int = 0  # ... when this many slots had been issued
+    ceiling: float = 0.0  # the rate the last event measured (or that failed) ...
+    measured: bool = False  # ... and which
+    slow_start: bool = True  # no event yet: the rate doubles every SLOW_START_DOUBLING
+    mark_at: float | None = None  # the last event, and the slots issued by then
     mark_issued: int = 0
-    issued: int = 0
+    issued: int = 0  # slots issued and not void, less those reported unused ...
+    last_spacing: float = 0.0  # ... the last ones this far apart
 
     @classmethod
     def new(cls, now: float) -> BudgetRow:
-        """A budget nobody has learned: the cold spacing, halving until a 429."""
-        return cls(next_at=now, estimated=COLD_SPACING, estimated_at=now)
+        """A budget nobody has learned: the cold spacing, a slow start until a 429."""
+        return cls(next_at=now, estimated=1 / COLD_SPACING, estimated_at=now)
+
+    def headed(self, now: float) -> bool:
+        """Whether budget headers tell the fleet's spacing at ``now``."""
+        return (self.refill > 0 and now < self.refill_at + SPACING_HOLDS) or (
+            now < self.spacing_until
+        )
 
     def interval(self, now: float) -> float:
         """The fleet's spacing between requests at ``now`` (0: nothing in force)."""
+        if self.refill > 0 and now < self.refill_at + SPACING_HOLDS:
+            return HEADROOM / (self.refill * (0.9 + 0.2 * self.level))
         if now < self.spacing_until:
             return self.spacing
-        if self.estimated:
-            half_life = SLOW_START_HALF_LIFE if self.slow_start else HALF_LIFE
-            decayed: float = self.estimated * 0.5 ** (max(now - self.estimated_at, 0.0) / half_life)
-            if decayed >= _NEGLIGIBLE:
-                return decayed
-        return 0.0
+        rate = self.estimated_rate(now)
+        return 1 / rate if rate and 1 / rate >= _NEGLIGIBLE else 0.0
+
+    def due(self, now: float) -> int:
+        """The slots issued whose time has come by ``now`` (those ahead are not used yet)."""
+        if self.next_at <= now or not self.last_spacing:
+            return self.issued
+        return self.issued - math.ceil((self.next_at - now) / self.last_spacing)
+
+    def estimated_rate(self, now: float) -> float:
+        """Without headers: the fleet's rate (requests/s) at ``now``, 0 for none."""
+        if not self.estimated:
+            return 0.0
+        slots = max(self.due(now) - self.estimated_issued, 0)
+        if self.slow_start:
+            # At full use, doubling every SLOW_START_DOUBLING s: ln 2 more per slot.
+            return self.estimated + math.log(2) * slots / SLOW_START_DOUBLING
+        rate = self.estimated
+        target = self.ceiling / MARGIN
+        if rate < target:
+            seconds = max(now - self.estimated_at, 0.0)
+            progress = min(slots / RECOVERY_SLOTS, seconds / RECOVERY_SECONDS)
+            rate = target - (target - rate) * 0.5**progress
+        return float(rate * MARGIN ** min(slots / PROBE_SLOTS, 1e3))
 
 
 @attrs.frozen(slots=True)
 class Report:
-    """What a process learned since its last exchange: a spacing from budget headers
-    (valid ``spacing_for`` s), a 429's pause, and whether that 429 had no headers."""
+    """What a process learned since its last exchange.
 
+    ``refill_spent`` requests came back in ``refill_reset`` s (summed over the
+    responses with a ``limit``), the freshest ``level`` was read ``level_age`` s ago;
+    ``spacing`` is the pacer's rule for headers without a limit (valid
+    ``spacing_for`` s); ``pause`` is a 429's wait, ``estimate`` whether it had no
+    headers, ``generation`` the schedule of the slot it met; ``unused`` slots were
+    dropped unused.
+    """
+
+    refill_spent: float = 0.0
+    refill_reset: float = 0.0
+    level: float | None = None
+    level_age: float = 0.0
     spacing: float | None = None
     spacing_for: float = 0.0
     pause: float = 0.0
     estimate: bool = False
+    generation: int = -1
+    unused: int = 0
 
     def merge(self, later: Report) -> Report:
-        """This report and a later one: the later spacing, the longer pause."""
+        """This report and a later one: sums added, the later level and spacing, the
+        longer pause, the newest schedule a 429 met."""
+        level = self if later.level is None else later
         spacing = self if later.spacing is None else later
-        pause = later if later.pause >= self.pause else self
-        return Report(spacing.spacing, spacing.spacing_for, pause.pause, pause.estimate)
+        met = [report for report in (self, later) if report.pause]
+        return Report(
+            self.refill_spent + later.refill_spent,
+            self.refill_reset + later.refill_reset,
+            level.level,
+            level.level_age,
+            spacing.spacing,
+            spacing.spacing_for,
+            max(self.pause, later.pause),
+            any(report.estimate for report in met),
+            max((report.generation for report in met), default=-1),
+            self.unused + later.unused,
+        )
 
 
 @attrs.frozen(slots=True)
 class Grant:
     """An exchange's answer: ``count`` slots, the first ``delay`` s from now and then
-    ``spacing`` apart; or, with ``free_for`` > 0, no limit in force for that long.
-    ``pause`` is what is left of the fleet's 429 pause."""
+    ``spacing`` apart, of schedule ``generation``; slots later than ``firm`` s from
+    now must be confirmed by an exchange made within ``firm`` s of them. Or, with
+    ``free_for`` > 0, no limit in force for that long. ``pause`` is what is left of
+    the fleet's 429 pause."""
 
     delay: float = 0.0
     spacing: float = 0.0
     count: int = 0
     free_for: float = 0.0
     pause: float = 0.0
+    generation: int = 0
+    firm: float = 0.0
 
 
 def exchange(
@@ -186,77 +285,128 @@ def exchange(
     """
     if row is None:
         row = BudgetRow.new(now)
-    if report.spacing is not None:
-        # One response's headers tell the rate to within a request: an average of
-        # the fleet's reports, while they hold, smooths that out.
-        spacing = report.spacing
-        if now < row.spacing_until and row.spacing > 0:
-            step = min(max(spacing, row.spacing / _STEP), row.spacing * _STEP)
-            spacing = (1 - _SMOOTHING) * row.spacing + _SMOOTHING * step
-        row = attrs.evolve(row, spacing=spacing, spacing_until=now + report.spacing_for)
+    row = _learn(row, now, report)
+    if row.next_at < now and row.estimated and not row.headed(now):
+        # The schedule stood idle: the estimate rises as if its slots had been used
+        # (a rate not used tells nothing, and is forgotten as fast as it is probed).
+        idle = (now - row.next_at) * row.estimated_rate(now)
+        row = attrs.evolve(row, estimated_issued=row.estimated_issued - math.floor(idle))
     if report.pause > 0:
-        until = now + report.pause
-        if until > row.pause_until:
-            fresh = row.pause_until <= now  # a new pause, not one more 429 of the same
-            if report.estimate and fresh:
-                row = _estimate(row, now, report.pause)
-            row = attrs.evolve(row, pause_until=until)
+        if report.generation >= row.event_generation:
+            # A 429 on a slot of the schedule since the last event: a new event. One
+            # on an older slot was in flight when the fleet learned: an echo.
+            row = _event(row, now, report)
+        row = attrs.evolve(row, pause_until=max(row.pause_until, now + report.pause))
     spacing = row.interval(now)
-    if spacing == 0 and row.pause_until <= now:
-        return attrs.evolve(row, next_at=now), Grant(free_for=REFRESH)
-    start = max(row.next_at, now, row.pause_until)
     pause = max(row.pause_until - now, 0.0)
-    if want <= 0:
-        return row, Grant(pause=pause)
-    # Far ahead only on a spacing the headers told: an estimate (a cold start
-    # above all) may be far off, and slots granted on it cannot be taken back.
-    lookahead = LOOKAHEAD if now < row.spacing_until else HORIZON
-    count = min(want, MAX_GRANT, max(1, math.floor(HORIZON / spacing)))
-    if start > now + lookahead:
-        # The fleet has leased what it may this far ahead: one slot, so that each
-        # process holds its place in the queue without asking again and again.
-        count = 1
-    row = attrs.evolve(
-        row,
-        next_at=start + count * spacing,
-        issued=row.issued + count,
-    )
-    return row, Grant(start - now, spacing, count, 0.0, pause)
-
-
-def _estimate(row: BudgetRow, now: float, wait: float) -> BudgetRow:
-    """The pacer's estimate (``_pacing.Pacer._estimate``), over the fleet's slots.
-
-    The first 429 ends the slow start, its wait the first guess (a refilling bucket
-    asks for about one request's worth); later ones measure the slots issued since
-    the previous pause, over at least ``_MIN_WINDOW`` s.
-    """
-    current = row.interval(now)
-    if row.mark_at is None or row.slow_start:
-        estimated = max(min(wait, _FIRST_GUESS), current * _MARGIN)
-        return attrs.evolve(
-            row,
-            estimated=estimated,
-            estimated_at=now,
-            slow_start=False,
-            mark_at=now,
-            mark_issued=row.issued,
-            spacing_until=min(row.spacing_until, now),
+    if spacing == 0:  # nothing in force but perhaps a pause: free once it ends
+        return attrs.evolve(row, next_at=now), Grant(
+            free_for=pause + REFRESH, pause=pause, generation=row.generation
         )
-    if now - row.mark_at < _MIN_WINDOW:
-        estimated = max(current, min(_BACK_OFF * max(current, wait), _FIRST_GUESS))
-        return attrs.evolve(row, estimated=estimated, estimated_at=now)
-    got_through = max(row.issued - row.mark_issued - 1, 1)
-    estimated = min(_MARGIN * (now - row.mark_at) / got_through, _retry.MAX_RETRY_AFTER)
+    block = _block(row, now, spacing)
+    firm = block * spacing
+    start = max(row.next_at, now, row.pause_until)
+    count = min(max(want, 0), block)
+    if count:
+        row = attrs.evolve(
+            row, next_at=start + count * spacing, issued=row.issued + count, last_spacing=spacing
+        )
+    return row, Grant(start - now, spacing, count, 0.0, pause, row.generation, firm)
+
+
+def _block(row: BudgetRow, now: float, spacing: float) -> int:
+    """Slots per lease: HORIZON's worth, fewer on an estimate (the fleet reacts faster)."""
+    if row.headed(now):
+        return min(MAX_GRANT, max(MIN_BLOCK, math.floor(HORIZON / spacing)))
+    if row.slow_start:
+        return SLOW_START_BLOCK
+    return min(ESTIMATE_BLOCK, max(MIN_BLOCK, math.floor(HORIZON / spacing)))
+
+
+def _learn(row: BudgetRow, now: float, report: Report) -> BudgetRow:
+    """The budget headers' news: the refill rate, the bucket's level, a spacing."""
+    spacing = row.interval(now)
+    if report.refill_reset > 0 and report.refill_spent > 0:
+        held = now < row.refill_at + SPACING_HOLDS
+        weight = (
+            row.refill_weight * 0.5 ** ((now - row.refill_at) / REFILL_HALF_LIFE) if held else 0
+        )
+        total = weight + report.refill_reset
+        refill = (row.refill * weight + report.refill_spent) / total
+        row = attrs.evolve(row, refill=refill, refill_weight=total, refill_at=now)
+    if report.level is not None and now - report.level_age >= row.level_at:
+        row = attrs.evolve(
+            row, level=min(max(report.level, 0.0), 1.0), level_at=now - report.level_age
+        )
+    if report.spacing is not None:
+        row = attrs.evolve(row, spacing=report.spacing, spacing_until=now + report.spacing_for)
+    if report.unused:
+        row = attrs.evolve(row, issued=max(row.issued - report.unused, row.mark_issued))
+    if row.headed(now):
+        built = row.interval(now)
+        if not row.built or not row.built / REBUILD <= built <= row.built * REBUILD:
+            row = attrs.evolve(_rebuild(row, now, spacing), built=built)
+    return row
+
+
+def _rebuild(row: BudgetRow, now: float, spacing: float) -> BudgetRow:
+    """A new schedule: the reservations on the old one (``spacing`` apart) are void,
+    no longer counted as issued; the firm slots, within a block from now, stand."""
+    spacing = spacing or COLD_SPACING
+    cut = min(row.next_at, now + _block(row, now, spacing) * spacing)
+    void = max(math.floor((row.next_at - max(cut, row.pause_until)) / spacing), 0)
+    return attrs.evolve(row, next_at=cut, issued=row.issued - void, generation=row.generation + 1)
+
+
+def _event(row: BudgetRow, now: float, report: Report) -> BudgetRow:
+    """A congestion event: the schedule rebuilt and, without headers, the rate cut."""
+    if row.headed(now) or not report.estimate:
+        row = _rebuild(row, now, row.interval(now))
+        return attrs.evolve(row, event_generation=row.generation)
+    rate = row.estimated_rate(now)
+    spacing = 1 / rate if rate else COLD_SPACING
+    row = _rebuild(row, now, spacing)
+    # The slots whose time has come: those still ahead are not sent yet.
+    sent = row.due(now)
+    ceiling, estimated, measured = rate, rate / 2, False
+    if not row.slow_start and row.mark_at is not None:
+        window = now - row.mark_at
+        # Less the 429 that closed the window: a bucket refills within a request.
+        got = sent - row.mark_issued - 1
+        if window >= MIN_WINDOW and got >= MIN_MEASURE:
+            ceiling, measured = min(got / window, rate), True
+            estimated = min(ceiling / MARGIN, rate)
+        elif row.measured:
+            # Too soon after a measure: it was a little high. Under the rate that failed.
+            ceiling, measured = min(row.ceiling, rate) / MARGIN, True
+            estimated = ceiling / MARGIN
+        elif row.ceiling:
+            ceiling = min(row.ceiling, rate)
     return attrs.evolve(
-        row, estimated=estimated, estimated_at=now, mark_at=now, mark_issued=row.issued
+        row,
+        event_generation=row.generation,
+        estimated=max(min(estimated, 1 / _NEGLIGIBLE), 1 / _retry.MAX_RETRY_AFTER),
+        estimated_at=now,
+        estimated_issued=sent,
+        ceiling=ceiling,
+        measured=measured,
+        slow_start=False,
+        mark_at=now,
+        mark_issued=sent,
     )
 
 
-def _give_up(waiter: asyncio.Future[bool]) -> None:
+def _give_up(waiter: asyncio.Future[int | None]) -> None:
     """A waiter's deadline came before its turn."""
     if not waiter.done():
-        waiter.set_result(False)
+        waiter.set_result(None)
+
+
+#: The slot the current task's request went on: (the pacer, its schedule's generation),
+#: so that a 429 says which schedule it met.
+_SLOT: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar(
+    "asyncvideos_budget_slot", default=(0, -1)
+)
 
 
 class BudgetStore(Protocol):
@@ -281,6 +431,14 @@ class MemoryBudgetStore:
         return grant
 
 
+@attrs.define(slots=True)
+class _Slot:
+    at: float  # when it may be used
+    until: float  # and until when (later, it is dropped)
+    generation: int
+    confirm_at: float  # when to confirm it, if it is not firm: so is its whole block
+
+
 class SharedPacer:
     """When each request of one client may go, by the fleet's budget in a store.
 
@@ -303,20 +461,24 @@ class SharedPacer:
         self._adaptive = adaptive
         #: Every request asks: the fleet's state is in the store, not here.
         self.engaged: bool = True
-        #: Slots granted: (when, usable until). A slot that arrives late (the
-        #: exchange took longer than its delay) is still the fleet's gift to this
-        #: process; one held and not used within a spacing of its time is not.
-        self._slots: deque[tuple[float, float]] = deque()
-        self._spacing = 0.0  # of the slots held
+        #: Slots granted, in time order. A slot that arrives late (the exchange took
+        #: longer than its delay) is still the fleet's gift to this process; one held
+        #: and not used within a spacing of its time is not.
+        self._slots: deque[_Slot] = deque()
         self._granted = 0  # how many the last grant gave
+        self._block = MIN_BLOCK  # slots per lease, by the last grant
+        self._generation = 0  # the newest schedule this process has heard of
+        self._firm_until = -math.inf  # slots up to then need no confirming ...
+        self._firm = 0.0  # ... a block's time, by the last grant
         self._free_until = -math.inf
         self._pause_until = 0.0
         self._last = -math.inf
         self._streak = 0
         self._report = Report()
+        self._level_at = -math.inf  # when the report's level was read
         self._asking: asyncio.Task[None] | None = None
         self._failed = False
-        self._waiters: deque[asyncio.Future[bool]] = deque()
+        self._waiters: deque[asyncio.Future[int | None]] = deque()
         self._timer: asyncio.TimerHandle | None = None
 
     @property
@@ -332,49 +494,64 @@ class SharedPacer:
         loop = asyncio.get_running_loop()
         now = loop.time()
         if not self._waiters and self._may_go(now):
-            self._take(now)
+            _SLOT.set((id(self), self._take(now)))
             return True
         if deadline is not None and deadline <= now:
             return False
-        waiter: asyncio.Future[bool] = loop.create_future()
+        waiter: asyncio.Future[int | None] = loop.create_future()
         self._waiters.append(waiter)
         self._schedule(loop)
         expiry = None if deadline is None else loop.call_at(deadline, _give_up, waiter)
         try:
-            return await waiter
+            generation = await waiter
         finally:
             if expiry is not None:
                 expiry.cancel()
-            if not waiter.done() or not waiter.result():
+            if not waiter.done() or waiter.result() is None:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)  # timed out or cancelled: out of the queue
+        if generation is None:
+            return False
+        _SLOT.set((id(self), generation))
+        return True
+
+    def _drop_missed(self, now: float) -> None:
+        """A slot missed by more than a spacing is the fleet's no longer."""
+        while self._slots and self._slots[0].until < now:
+            self._slots.popleft()
+            self._report = self._report.merge(Report(unused=1))
 
     def _may_go(self, now: float) -> bool:
         if now < self._pause_until or now < self._last + self._floor:
             return False
         if now < self._free_until:
             return True
-        # A slot missed by more than a spacing is the fleet's no longer.
-        while self._slots and self._slots[0][1] < now:
-            self._slots.popleft()
-        return bool(self._slots) and self._slots[0][0] <= now
+        self._drop_missed(now)
+        if not self._slots:
+            return False
+        slot = self._slots[0]
+        return slot.at <= now and slot.at <= self._firm_until
 
-    def _take(self, now: float) -> None:
+    def _take(self, now: float) -> int:
+        """Spend the turn: the generation of the slot taken."""
         self._last = now
-        if now >= self._free_until:
-            self._slots.popleft()
-            # Half the slots spent and more requests waiting than slots held: ask
-            # for the next lease now, so it arrives before these run out.
-            wanting = len(self._waiters) - len(self._slots)
-            if 2 * len(self._slots) <= self._granted and wanting > 0:
-                self._ask(asyncio.get_running_loop(), wanting)
+        if now < self._free_until:
+            return self._generation
+        slot = self._slots.popleft()
+        # Half the slots spent, none reserved further, and more requests waiting than
+        # slots held: ask for the next lease now, so it arrives before these run out
+        # (a reservation is asked for when it is confirmed).
+        reserved = self._slots and self._slots[-1].at > self._firm_until
+        if not reserved and 2 * len(self._slots) <= self._granted and self._wanted() > 0:
+            self._ask(asyncio.get_running_loop())
+        return slot.generation
 
     def _turn(self, now: float) -> float | None:
-        """When the next waiter may go, or None until the store grants more slots."""
+        """When the next waiter may go, or None until the store grants (or confirms)."""
         if now < self._free_until:
             at = now
-        elif self._slots:
-            at = self._slots[0][0]
+        elif self._slots and self._slots[0].at <= self._firm_until:
+            at = self._slots[0].at
         else:
             return None
         return max(at, self._pause_until, self._last + self._floor)
@@ -386,8 +563,16 @@ class SharedPacer:
         self._may_go(now)  # drops missed slots
         when = self._turn(now)
         if when is None:
-            self._ask(loop, len(self._waiters))
-            return
+            if self._slots:
+                # A reservation: confirm its block a block's time before the block's
+                # last slot, with the exchange that leases the next block.
+                when = self._slots[0].confirm_at
+                if when <= now:
+                    self._ask(loop)
+                    return
+            else:
+                self._ask(loop)
+                return
         if self._timer is not None:
             if self._timer.when() <= when:
                 return
@@ -400,19 +585,30 @@ class SharedPacer:
         while self._waiters and self._may_go(now):
             waiter = self._waiters.popleft()
             if not waiter.done():  # skip the cancelled
-                waiter.set_result(True)
-                self._take(now)
+                waiter.set_result(self._take(now))
                 break
         self._schedule(loop)
 
-    def _ask(self, loop: asyncio.AbstractEventLoop, want: int) -> None:
+    def _wanted(self) -> int:
+        """Slots to ask for: one per waiter not served by those held, while no more
+        than a block is held, up to two (the one in use and the next): the fleet's
+        queue stays short, and a lease is a block."""
+        held = len(self._slots)
+        ahead = sum(1 for slot in self._slots if slot.at > self._firm_until)
+        if ahead > self._block:
+            return 0
+        return max(min(len(self._waiters) - held, 2 * self._block - ahead), 0)
+
+    def _ask(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start an exchange with the store unless one is under way."""
         if self._asking is None:
-            self._asking = loop.create_task(self._exchange(want))
+            self._asking = loop.create_task(self._exchange(self._wanted()))
 
     async def _exchange(self, want: int) -> None:
         loop = asyncio.get_running_loop()
         report, self._report = self._report, Report()
+        if report.level is not None:
+            report = attrs.evolve(report, level_age=max(loop.time() - self._level_at, 0.0))
         try:
             grant = await self._store.exchange(self._name, report, want)
         except Exception as error:  # the store is down: go on alone, say so once
@@ -424,30 +620,43 @@ class SharedPacer:
                 )
                 self._failed = True
             self._report = report.merge(self._report)
-            grant = Grant(free_for=REFRESH)
+            grant = Grant(free_for=REFRESH, generation=self._generation)
         else:
             self._failed = False
         finally:
             self._asking = None
         now = loop.time()
+        if grant.generation > self._generation:
+            # A new schedule: the reservations of older ones are void; slots this
+            # process held firm stand (the store kept their place).
+            self._slots = deque(s for s in self._slots if s.at <= self._firm_until)
+            self._generation = grant.generation
         if grant.pause:
             self._pause_until = max(self._pause_until, now + grant.pause)
         if grant.free_for:
             self._free_until = now + grant.free_for
             self._slots.clear()
-        elif grant.count:
+        else:
             self._free_until = -math.inf
-            self._spacing = grant.spacing
+            self._firm = grant.firm
+            self._firm_until = now + grant.firm
             first = now + grant.delay
             grace = max(grant.spacing, 1e-3)
-            self._granted = grant.count
+            for slot in self._slots:  # confirmed late: usable at once, as a late grant is
+                if slot.at <= self._firm_until:
+                    slot.until = max(slot.until, now + grace)
+            if grant.spacing:
+                self._block = max(round(grant.firm / grant.spacing), 1)
+            if grant.count:
+                self._granted = grant.count
+            confirm_at = first + (grant.count - 1) * grant.spacing - grant.firm
             for i in range(grant.count):
                 at = first + i * grant.spacing
-                self._slots.append((at, max(at, now) + grace))
+                self._slots.append(_Slot(at, max(at, now) + grace, grant.generation, confirm_at))
             if len(self._slots) > grant.count:  # a lease asked for ahead: keep them in order
-                self._slots = deque(sorted(self._slots))
+                self._slots = deque(sorted(self._slots, key=lambda slot: slot.at))
         if self._report.pause:
-            self._ask(loop, len(self._waiters))  # a 429 met meanwhile: the fleet must know
+            self._ask(loop)  # a 429 met meanwhile: the fleet must know
         self._schedule(loop)
 
     # -- learning ----------------------------------------------------------------------
@@ -459,15 +668,23 @@ class SharedPacer:
         budget = read_budget(headers) if REMAINING_HEADER in headers else None
         loop = asyncio.get_running_loop()
         if budget is not None:
-            spacing = fleet_spacing(budget)
-            if spacing is not None:
-                self._report = self._report.merge(Report(spacing, SPACING_HOLDS))
-            if budget.interval > 0 and loop.time() < self._free_until:
-                self._free_until = -math.inf  # a limit is in force: take slots from now on
+            self._read(budget, loop.time())
         if status == 429:
             self._throttled(status_error(status, headers, body), loop, estimate=budget is None)
         elif status < 400:
             self._streak = 0
+
+    def _read(self, budget: Budget, now: float) -> None:
+        if budget.limit is None:
+            report = Report(spacing=budget.interval, spacing_for=SPACING_HOLDS)
+        else:
+            spent, reset = refill_report(budget) or (0.0, 0.0)
+            level = budget.remaining / budget.limit if budget.limit else 0.0
+            report = Report(spent, reset, level)
+            self._level_at = now
+        self._report = self._report.merge(report)
+        if budget.interval > 0 and now < self._free_until:
+            self._free_until = -math.inf  # a limit is in force: take slots from now on
 
     def _throttled(
         self, error: errors.APIStatusError, loop: asyncio.AbstractEventLoop, *, estimate: bool
@@ -478,10 +695,11 @@ class SharedPacer:
         self._streak += 1
         if not _retry._waits_enabled:
             return
+        owner, generation = _SLOT.get()
+        if owner != id(self):
+            generation = self._generation
         now = loop.time()
         until = now + wait
-        if until <= self._pause_until:
-            return
         if self._pause_until <= now:
             cause = "the server's retry-after" if error.retry_after is not None else "backoff"
             logger.info(
@@ -490,10 +708,15 @@ class SharedPacer:
                 wait,
                 cause,
             )
-        self._pause_until = until
+        self._pause_until = max(self._pause_until, until)
         self._free_until = -math.inf
-        # Slots inside the pause are lost; the fleet's next ones start after it.
-        while self._slots and self._slots[0][0] < until:
+        # The bucket is empty: the firm slots of this schedule would meet 429s too.
+        # Reservations stay until confirmed (the store voids them if it rebuilds).
+        dropped = 0
+        while self._slots and self._slots[0].at <= self._firm_until:
             self._slots.popleft()
-        self._report = self._report.merge(Report(pause=wait, estimate=estimate))
-        self._ask(loop, len(self._waiters))
+            dropped += 1
+        self._report = self._report.merge(
+            Report(pause=wait, estimate=estimate, generation=generation, unused=dropped)
+        )
+        self._ask(loop)

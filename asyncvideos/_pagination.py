@@ -56,6 +56,16 @@ class _Cursors:
             self.known.discard(self.order.popleft())
 
 
+def first_jobs(page: VideoPage, most: int) -> VideoPage:
+    """``page`` cut to its first ``most`` jobs, with the cursor after the last one
+    kept: a server that ignores ``limit`` (LiteLLM's proxy drops it) still gives
+    the caller the page asked for, and the listing goes on after what it yielded."""
+    if len(page.data) <= most:
+        return page
+    kept = page.data[:most]
+    return attrs.evolve(page, data=kept, last_id=kept[-1].id if kept else None, has_more=True)
+
+
 def next_cursor(page: VideoPage) -> str | None:
     """The ``after`` of the next page: ``last_id``, or the last item's id when a
     provider leaves ``last_id`` out."""

@@ -58,7 +58,7 @@ from ._models import (
     Video,
     VideoPage,
 )
-from ._pagination import FetchPage, iterate_items, iterate_pages
+from ._pagination import FetchPage, first_jobs, iterate_items, iterate_pages
 from ._protocol import FormFile, poll_after, resource_path
 from ._uploads import FileInput, check_file_input, creation_fields, read_file
 from ._waiting import Fetch, Job, Observe, OnProgress, WaitResult, wait_for, wait_many
@@ -147,6 +147,7 @@ class AsyncVideos(BaseClient):
     """
 
     _one_page_hinted = False  # list()'s "there are more pages" hint, given once per client
+    _over_limit_hinted = False  # "the server sent more than limit", once per client
 
     @property
     def with_raw_response(self) -> VideosWithRawResponse:
@@ -214,6 +215,20 @@ class AsyncVideos(BaseClient):
             listed,
         )
 
+    def _hint_over_limit(self, most: int, sent: int) -> None:
+        """Once per client: a server sent more jobs than the page's ``limit``."""
+        if self._over_limit_hinted:
+            return
+        self._over_limit_hinted = True
+        logger.warning(
+            "Asked for at most %d jobs a page; the server sent %d: the page holds the "
+            "first %d and the listing goes on after them (the server, or a gateway in "
+            "front of it, ignores limit; this is logged once per client)",
+            most,
+            sent,
+            most,
+        )
+
     async def list_page(
         self,
         *,
@@ -259,7 +274,7 @@ class AsyncVideos(BaseClient):
         check.optional_id(after, "after")
         # The limit sent: the caller's extra_query may override it.
         sent = options.extra_query.get("limit", base_query["limit"])
-        most = int(sent) if sent.isdigit() else None
+        most = int(sent) if sent.isdigit() and int(sent) > 0 else None
 
         async def fetch(cursor: str | None) -> VideoPage:
             query = base_query if cursor is None else {**base_query, "after": cursor}
@@ -267,9 +282,8 @@ class AsyncVideos(BaseClient):
                 "GET", "/videos", options, VideoPage, "list_page", query=query
             )
             if most is not None and len(page.data) > most:
-                raise APIResponseValidationError(
-                    f"Asked for at most {most} jobs a page; the server sent {len(page.data)}"
-                )
+                self._hint_over_limit(most, len(page.data))
+                page = first_jobs(page, most)
             return page
 
         return fetch

@@ -8,7 +8,10 @@ over a 6 s job. By a client:
 
 - without a ledger;
 - with an ``SQLiteLedger`` (``synchronous=FULL``, the default: each commit fsynced);
-- with an ``SQLiteLedger`` with ``synchronous=NORMAL``.
+- with an ``SQLiteLedger`` with ``synchronous=NORMAL``;
+- with a ``PostgresLedger`` on a throwaway PostgreSQL server (``tests/postgres_server.py``,
+  fsync on: a commit's real cost is measured), a fresh database per run; left out,
+  with the reason, where PostgreSQL or the ``postgres`` extra is not installed.
 
 Each measured run is a fresh client process that does a small warm-up of the
 same work first; its CPU time (``time.process_time()``: every thread, the
@@ -26,14 +29,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
+import os
 import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +51,11 @@ VARIANTS = {
     "no ledger": None,
     "SQLite ledger (synchronous=full)": "full",
     "SQLite ledger (synchronous=normal)": "normal",
+    "PostgreSQL ledger": "postgresql",
 }
+#: The variants the goal is checked on: the default settings of each backend.
+CHECKED = ("full", "postgresql")
+TESTS = Path(__file__).resolve().parent.parent / "tests"
 BEGIN = "<!-- ledger_overhead -->"
 END = "<!-- /ledger_overhead -->"
 
@@ -77,19 +87,22 @@ async def _jobs(base_url: str, key: str, jobs: int, ledger: Any, prefix: str) ->
     return failed
 
 
-def _client(base_url: str, key: str, jobs: int, synchronous: str | None) -> dict[str, float]:
-    """Warm up, then measure one run; the figures as a dict."""
-    from asyncvideos.ledger import SQLiteLedger
+def _client(base_url: str, key: str, jobs: int, ledger: str | None) -> dict[str, float]:
+    """Warm up, then measure one run; the figures as a dict. ``ledger``: None, a
+    SQLite ``synchronous`` setting, or a ``postgresql://`` URL (its database fresh)."""
+    from asyncvideos.ledger import LedgerStore, SQLiteLedger, open_ledger
 
     folder = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
 
-    def ledger(name: str) -> SQLiteLedger | None:
-        if synchronous is None:
+    def made(name: str) -> LedgerStore | None:
+        if ledger is None:
             return None
-        return SQLiteLedger(folder / f"{name}.db", synchronous=synchronous)  # type: ignore[arg-type]
+        if ledger.startswith("postgresql://"):
+            return open_ledger(ledger)  # the warm-up's keys and the run's differ
+        return SQLiteLedger(folder / f"{name}.db", synchronous=ledger)  # type: ignore[arg-type]
 
-    asyncio.run(_jobs(base_url, key, WARM_UP, ledger("warm"), "warm"))
-    measured = ledger("measured")
+    asyncio.run(_jobs(base_url, key, WARM_UP, made("warm"), "warm"))
+    measured = made("measured")
     gc.collect()
     gc.freeze()
     cpu, wall = time.process_time(), time.perf_counter()
@@ -101,13 +114,13 @@ def _client(base_url: str, key: str, jobs: int, synchronous: str | None) -> dict
 # -- the driver ------------------------------------------------------------------------------
 
 
-def _measure(server: dict[str, str], jobs: int, synchronous: str | None) -> dict[str, float]:
+def _measure(server: dict[str, str], jobs: int, ledger: str | None) -> dict[str, float]:
     command = [
         sys.executable,
         "-m",
         "benchmarks.ledger_overhead",
         "--client",
-        json.dumps({**server, "jobs": jobs, "synchronous": synchronous}),
+        json.dumps({**server, "jobs": jobs, "ledger": ledger}),
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -168,17 +181,44 @@ def _count_writes(base_url: str, key: str, jobs: int) -> float:
     return Counted.writes / jobs
 
 
-def _run(reps: int, jobs: int) -> tuple[dict[str, list[dict[str, float]]], float]:
+def _postgres(stack: contextlib.ExitStack) -> Callable[[], str] | str:
+    """A throwaway PostgreSQL server (fsync on), and a maker of fresh databases on
+    it; or why there is none."""
+    sys.path.insert(0, str(TESTS))
+    from postgres_server import PostgresServer, unavailable
+
+    reason = unavailable()
+    if reason is None:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            reason = "the postgres extra is not installed (pip install 'asyncvideos[postgres]')"
+    if reason is not None:
+        return reason
+    server = stack.enter_context(PostgresServer(fsync=True))
+    return server.create_database
+
+
+def _run(reps: int, jobs: int) -> tuple[dict[str, list[dict[str, float]]], float, str | None]:
     from . import server as load_server
 
     results: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
-    with load_server.start() as process:
+    with contextlib.ExitStack() as stack:
+        process = stack.enter_context(load_server.start())
         server = {"base_url": process.base_url(POLLS), "key": KEY}
-        names = list(VARIANTS)
+        postgres = _postgres(stack)
+        skipped = postgres if isinstance(postgres, str) else None
+        names = [name for name in VARIANTS if skipped is None or VARIANTS[name] != "postgresql"]
+        for name in [name for name in VARIANTS if name not in names]:
+            del results[name]
         for rep in range(reps):
             order = names[rep % len(names) :] + names[: rep % len(names)]  # rotated
             for name in order:
-                figures = _measure(server, jobs, VARIANTS[name])
+                ledger = VARIANTS[name]
+                if ledger == "postgresql":
+                    assert not isinstance(postgres, str)
+                    ledger = postgres()
+                figures = _measure(server, jobs, ledger)
                 results[name].append(figures)
                 print(
                     f"rep {rep + 1}/{reps} {name}: {figures['cpu']:.2f} s CPU, "
@@ -187,7 +227,7 @@ def _run(reps: int, jobs: int) -> tuple[dict[str, list[dict[str, float]]], float
                     flush=True,
                 )
         writes = _writes_per_job(server, min(jobs, 200))
-    return results, writes
+    return results, writes, skipped
 
 
 # -- the report --------------------------------------------------------------------------
@@ -201,7 +241,13 @@ def _cell(values: list[float], fmt: str) -> str:
 
 
 def report(
-    results: dict[str, list[dict[str, float]]], writes: float, jobs: int, seconds: float
+    results: dict[str, list[dict[str, float]]],
+    writes: float,
+    jobs: int,
+    seconds: float,
+    *,
+    load: tuple[str, str],
+    skipped: str | None = None,
 ) -> str:
     import aiohttp
 
@@ -215,40 +261,60 @@ def report(
         "",
         f"- date: {time.strftime('%Y-%m-%d')}; whole run: {seconds:.0f} s; {reps} "
         "repetition(s), cells are median (min-max); ratios pair runs of one repetition",
-        f"- machine: {platform.machine()}, Python {platform.python_version()}, "
-        f"aiohttp {aiohttp.__version__}, asyncvideos {__version__}",
-        "- command: `python -m benchmarks.ledger_overhead --output benchmarks/RESULTS.md`",
+        f"- machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, aiohttp {aiohttp.__version__}, asyncvideos {__version__}",
+        f"- load average (/proc/loadavg) before / after: {load[0]} / {load[1]}",
+        f"- command: `python -m benchmarks.ledger_overhead --reps {reps} --jobs {jobs} "
+        "--output benchmarks/RESULTS.md`",
         f"- {CONCURRENCY} calls at a time against the load server in its own process (a job "
         f"completed at its {POLLS}th poll, poll hint 50 ms: {POLLS + 1} requests per job); each "
         f"run a fresh client process after a warm-up of {WARM_UP} jobs; CPU is the client "
-        "process's, the ledger's thread included",
+        "process's, the ledger's thread included; PostgreSQL is a throwaway server on "
+        "loopback, fsync on, a fresh database per run (its own CPU is not the client's)",
         "- the ledger's writes per job (begin, claims, updates, records, notes; counted in a "
-        f"run of its own): {writes:.2f}",
+        f"run of its own, SQLite): {writes:.2f}",
+    ]
+    if skipped is not None:
+        lines.append(f"- PostgreSQL left out: {skipped}")
+    lines += [
         "",
         "| client | CPU s | CPU vs no ledger | wall s | jobs failed |",
         "|---|---|---|---|---|",
     ]
-    worst = 0.0
+    goals: list[str] = []
     for name, runs in results.items():
         ratios = [run["cpu"] / plain for run, plain in zip(runs, base, strict=True)]
-        if VARIANTS[name] == "full":
-            worst = max(ratios)
+        if VARIANTS[name] in CHECKED:
+            middle = statistics.median(ratios) - 1
+            verdict = "PASS" if middle < GOAL else "MISS"
+            goals.append(
+                f"| {name}: CPU overhead < {GOAL:.0%} | {middle:+.1%} "
+                f"({min(ratios) - 1:+.1%} to {max(ratios) - 1:+.1%}) | {verdict} |"
+            )
         lines.append(
             f"| {name} | {_cell([r['cpu'] for r in runs], '.2f')} | {_cell(ratios, '.3f')}x "
             f"| {_cell([r['wall'] for r in runs], '.2f')} "
             f"| {_cell([r['failed'] for r in runs], '.0f')} |"
         )
-    verdict = "PASS" if worst - 1 <= GOAL else "MISS"
     lines += [
         "",
-        "| goal (SQLite ledger, default settings, worst repetition) | value | result |",
+        "| goal (default settings; median of the repetitions, min to max) | value | result |",
         "|---|---|---|",
-        f"| CPU overhead < {GOAL:.0%} | {worst - 1:+.1%} | {verdict} |",
+        *goals,
         f"| at most one write per state change | {writes:.2f} writes per job | "
         f"{'PASS' if writes <= 4.0 else 'MISS'} |",
         END,
     ]
     return "\n".join(lines) + "\n"
+
+
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages."""
+    return (
+        " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        if Path("/proc/loadavg").exists()
+        else "n/a"
+    )
 
 
 def _write(path: Path, section: str) -> None:
@@ -274,16 +340,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.client:
         given = json.loads(args.client)
-        figures = _client(given["base_url"], given["key"], given["jobs"], given["synchronous"])
+        figures = _client(given["base_url"], given["key"], given["jobs"], given["ledger"])
         print(json.dumps(figures))
         return 0
     if args.count_writes:
         given = json.loads(args.count_writes)
         print(_count_writes(given["base_url"], given["key"], given["jobs"]))
         return 0
-    began = time.perf_counter()
-    results, writes = _run(args.reps, args.jobs)
-    section = report(results, writes, args.jobs, time.perf_counter() - began)
+    began, before = time.perf_counter(), _load()
+    results, writes, skipped = _run(args.reps, args.jobs)
+    section = report(
+        results,
+        writes,
+        args.jobs,
+        time.perf_counter() - began,
+        load=(before, _load()),
+        skipped=skipped,
+    )
     print(section)
     if args.output:
         _write(args.output, section)

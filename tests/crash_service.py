@@ -38,7 +38,7 @@ import sys
 import time
 import traceback
 from collections.abc import Collection
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,9 @@ class KillingLedger(LedgerStore):
             with self.downloads.open("a") as log:
                 log.write(json.dumps([key, entry.video_id, time.time()]) + "\n")
         return entry
+
+    async def purge(self, *, older_than: timedelta) -> int:
+        return await self.inner.purge(older_than=older_than)
 
 
 async def generation(args: argparse.Namespace, worker: int, number: int) -> int:

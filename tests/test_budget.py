@@ -11,108 +11,166 @@ import asyncio
 import math
 from collections.abc import AsyncIterator
 
+import attrs
 import pytest
 
 from asyncvideos import AsyncVideos, AsyncVideosError
 from asyncvideos._budget import (
     COLD_SPACING,
-    HORIZON,
-    LOOKAHEAD,
+    HEADROOM,
+    MARGIN,
+    MIN_BLOCK,
+    MIN_MEASURE,
+    PROBE_SLOTS,
     REFRESH,
+    SLOW_START_BLOCK,
     BudgetRow,
     MemoryBudgetStore,
     Report,
     SharedPacer,
     budget_name,
     exchange,
-    fleet_spacing,
+    refill_report,
 )
 from asyncvideos._pacing import Budget
 from asyncvideos._retry import retry_waits_enabled
 from asyncvideos.testing import FakeVideosAPI, RateLimit
 
 
+def _headed(now: float = 0.0, rate: float = 10.0, level: float = 0.75) -> BudgetRow:
+    """A budget that budget headers told: ``rate`` requests/s refill, the bucket at ``level``."""
+    row, _ = exchange(None, now, Report(refill_spent=rate, refill_reset=1.0, level=level), 0)
+    return row
+
+
 class TestRules:
     """``exchange``: what the store runs under the row's lock."""
 
-    def test_a_new_budget_starts_cautious(self) -> None:
+    def test_a_new_budget_starts_slow(self) -> None:
         row, grant = exchange(None, 100.0, Report(), 50)
         assert grant.spacing == COLD_SPACING
-        # Slots within HORIZON from now: a lease is a fraction of a second's worth.
-        assert grant.count == math.floor(HORIZON / COLD_SPACING)
+        # A slow start leases small blocks: what is leased when the first 429 comes
+        # mostly meets 429s.
+        assert grant.count == SLOW_START_BLOCK
         assert grant.delay == 0
         assert row.next_at == pytest.approx(100.0 + grant.count * COLD_SPACING)
+        assert row.slow_start
 
     def test_successive_grants_never_overlap(self) -> None:
-        row, first = exchange(None, 0.0, Report(spacing=0.01, spacing_for=60), 10)
+        row, first = exchange(_headed(), 0.0, Report(), 10)
         row, second = exchange(row, 0.0, Report(), 10)
-        assert first.count == second.count == 10
+        assert first.count == second.count == MIN_BLOCK
         assert second.delay == pytest.approx(first.delay + first.count * first.spacing)
-        assert row.issued == 20
+        assert row.issued == 2 * MIN_BLOCK
 
-    def test_the_last_budget_headers_set_the_fleets_spacing(self) -> None:
-        row, grant = exchange(None, 0.0, Report(spacing=0.1, spacing_for=5), 100)
-        assert grant.spacing == 0.1
-        assert grant.count == 2  # HORIZON's worth
-        row, grant = exchange(row, 1.0, Report(spacing=0.02, spacing_for=5), 100)
-        # Averaged, each report moving it at most twofold: one response tells the
-        # rate only to within a request.
-        assert grant.spacing == pytest.approx(0.7 * 0.1 + 0.3 * 0.05)
-        # After the headers' reset, they no longer hold.
-        assert row.interval(6.5) < 0.02
+    def test_headers_with_a_limit_tell_the_refill_rate(self) -> None:
+        # 10 of 20 spent, back in 0.25 s: remaining is rounded down, so 9.5 came back.
+        assert refill_report(Budget(remaining=10, reset=0.25, limit=20)) == (9.5, 0.25)
+        assert refill_report(Budget(remaining=19, reset=0.05, limit=20)) == (1.0, 0.05)
+        # A full bucket tells no rate, nor headers without a limit.
+        assert refill_report(Budget(remaining=20, reset=0.0, limit=20)) is None
+        assert refill_report(Budget(remaining=3, reset=1.0)) is None
+
+    def test_the_fleet_sends_under_the_refill_rate_by_the_buckets_level(self) -> None:
+        # At 3/4 full, the refill rate (where the bucket settles); at half, HEADROOM
+        # under it; fuller, faster; emptier, slower.
+        assert _headed(level=0.75).interval(0.0) == pytest.approx(1 / 10)
+        assert _headed(level=0.5).interval(0.0) == pytest.approx(HEADROOM / 10)
+        assert _headed(level=1.0).interval(0.0) < HEADROOM / 10 < _headed(level=0).interval(0.0)
+        # The reports are averaged, weighted by the seconds they cover.
+        row = _headed(rate=10.0)
+        row, _ = exchange(row, 0.0, Report(refill_spent=20.0, refill_reset=1.0), 0)
+        assert row.refill == pytest.approx(15.0)
+        # A rate from headers holds 10 s without a newer report.
+        assert row.headed(9.9)
+        assert not row.headed(10.1)
+
+    def test_a_big_change_of_spacing_rebuilds_the_schedule(self) -> None:
+        row = _headed(rate=10.0)
+        row, _ = exchange(row, 0.0, Report(), 4)
+        generation = row.generation
+        # A small change keeps the schedule ...
+        row, _ = exchange(row, 0.0, Report(refill_spent=11.0, refill_reset=1.0), 0)
+        assert row.generation == generation
+        # ... a big one voids the reservations and starts a new one.
+        row, grant = exchange(row, 0.0, Report(refill_spent=200.0, refill_reset=1.0), 1)
+        assert row.generation == grant.generation == generation + 1
 
     def test_a_pause_holds_every_grant_until_it_ends(self) -> None:
-        row, _ = exchange(None, 0.0, Report(spacing=0.01, spacing_for=60), 1)
-        row, grant = exchange(row, 1.0, Report(pause=2.0), 3)
+        row, _ = exchange(_headed(), 0.0, Report(), 1)
+        row, grant = exchange(row, 1.0, Report(pause=2.0, generation=row.generation), 3)
         assert grant.pause == pytest.approx(2.0)
         assert grant.count == 3
         assert grant.delay == pytest.approx(2.0)
         row, other = exchange(row, 1.5, Report(), 3)  # another process, later
-        assert other.delay == pytest.approx(1.5 + 3 * 0.01)
+        assert other.pause == pytest.approx(1.5)
+        assert other.delay == pytest.approx(1.5 + 3 * grant.spacing)
 
-    def test_beyond_the_lookahead_one_slot_at_a_time(self) -> None:
-        row, _ = exchange(None, 0.0, Report(spacing=0.01, spacing_for=60), 1)
-        row, grant = exchange(row, 0.0, Report(pause=LOOKAHEAD + 1), 3)
-        assert grant.count == 1
-        assert grant.delay == pytest.approx(LOOKAHEAD + 1)
-        # On a cold start (nothing learned), the lookahead is HORIZON.
-        row, _ = exchange(None, 0.0, Report(), 1)
-        for _ in range(3):
-            row, grant = exchange(row, 0.0, Report(), 5)
-        assert grant.delay > HORIZON
-        assert grant.count == 1
+    def test_a_429_on_an_older_schedule_is_an_echo(self) -> None:
+        row = BudgetRow.new(0.0)
+        row, _ = exchange(row, 0.0, Report(), 2)
+        row, _ = exchange(row, 1.0, Report(pause=0.1, estimate=True, generation=0), 2)
+        assert row.generation == row.event_generation == 1
+        estimated = row.estimated
+        # Another process's 429 on a slot leased before the event: no second cut.
+        row, _ = exchange(row, 1.01, Report(pause=0.1, estimate=True, generation=0), 2)
+        assert row.estimated == estimated
+        assert row.generation == 1
+        # One on the new schedule is a new event.
+        row, _ = exchange(row, 1.2, Report(pause=0.1, estimate=True, generation=1), 2)
+        assert row.generation == 2
+
+    def test_the_slow_start_doubles_the_rate_until_the_first_429(self) -> None:
+        row = BudgetRow.new(0.0)
+        assert row.estimated_rate(0.0) == pytest.approx(1 / COLD_SPACING)
+        row, _ = exchange(row, 0.0, Report(), 1000)
+        row, _ = exchange(row, 0.0, Report(), 1000)
+        # The rate rises with the slots used: ln 2 per slot at full use.
+        assert row.next_at == pytest.approx(4 * COLD_SPACING)
+        rate = row.estimated_rate(row.next_at)
+        assert rate == pytest.approx(1 / COLD_SPACING + math.log(2) * 4)
+        row, grant = exchange(row, row.next_at, Report(pause=0.05, estimate=True, generation=0), 1)
+        assert not row.slow_start
+        # The first event halves the rate, and remembers the one that failed.
+        assert row.estimated == pytest.approx(rate / 2)
+        assert row.ceiling == pytest.approx(rate)
+        assert grant.delay == pytest.approx(0.05)
+
+    def test_an_event_measures_the_rate_that_got_through(self) -> None:
+        row = BudgetRow.new(0.0)
+        row, _ = exchange(row, 0.0, Report(pause=0.01, estimate=True, generation=0), 0)
+        # 40 slots used in the 2 s to the next event.
+        for i in range(10):
+            row, _ = exchange(row, 0.2 * i, Report(), 4)
+        got = row.due(2.0) - row.mark_issued - 1
+        assert got >= MIN_MEASURE
+        row, _ = exchange(row, 2.0, Report(pause=0.01, estimate=True, generation=1), 0)
+        assert row.measured
+        assert row.ceiling == pytest.approx(got / 2.0)
+        assert row.estimated == pytest.approx(got / 2.0 / MARGIN)
+
+    def test_after_an_event_the_rate_recovers_then_probes_with_use(self) -> None:
+        row = BudgetRow(
+            next_at=0.0, estimated=5.0, ceiling=20.0, measured=True, slow_start=False, mark_at=0.0
+        )
+        # Back towards MARGIN under the ceiling within a few dozen slots (and the
+        # probe's rise with them) ...
+        recovered = attrs.evolve(row, issued=200, last_spacing=0.05)
+        expected = 20 / MARGIN * MARGIN ** (200 / PROBE_SLOTS)
+        assert recovered.estimated_rate(10.0) == pytest.approx(expected, rel=1e-3)
+        # ... not within a handful.
+        assert attrs.evolve(row, issued=4, last_spacing=0.05).estimated_rate(10.0) < 10
+        # ... then MARGIN more every PROBE_SLOTS slots used, not with time alone.
+        probed = attrs.evolve(row, estimated=20 / MARGIN, issued=PROBE_SLOTS, last_spacing=0.05)
+        assert probed.estimated_rate(100.0) == pytest.approx(20.0)
+        idle = attrs.evolve(probed, issued=0)
+        assert idle.estimated_rate(100.0) == pytest.approx(20 / MARGIN)
 
     def test_with_nothing_in_force_requests_go_free(self) -> None:
         row = BudgetRow(next_at=0.0)  # learned long ago: nothing holds now
         row, grant = exchange(row, 50.0, Report(), 10)
         assert grant.free_for == REFRESH
         assert grant.count == 0
-
-    def test_the_slow_start_speeds_up_until_the_first_429(self) -> None:
-        row = BudgetRow.new(0.0)
-        assert row.interval(1.0) == pytest.approx(COLD_SPACING / 2)
-        row, grant = exchange(row, 1.0, Report(pause=0.01, estimate=True), 1)
-        assert not row.slow_start
-        # The first guess is the 429's wait (a bucket's refill time for one request),
-        # or a little over the spacing that met it.
-        assert grant.spacing == pytest.approx(max(0.01, 1.1 * COLD_SPACING / 2))
-
-    def test_the_estimate_measures_the_slots_that_got_through(self) -> None:
-        row, _ = exchange(None, 0.0, Report(pause=0.01, estimate=True), 0)
-        row, _ = exchange(row, 0.02, Report(), 40)
-        issued = row.issued
-        row, _ = exchange(row, 2.0, Report(pause=0.01, estimate=True), 1)
-        # 2 s over the slots issued since the first pause (less the one that met it).
-        assert row.estimated == pytest.approx(1.1 * 2.0 / (issued - 1))
-
-    def test_headers_with_a_limit_tell_the_refill_rate(self) -> None:
-        # 10 of 20 spent, back in 0.25 s: 40 requests/s, sent a little under it.
-        half = Budget(remaining=10, reset=0.25, limit=20)
-        assert fleet_spacing(half) == pytest.approx(1.05 * 0.25 / 10)
-        # A full bucket tells no rate ...
-        assert fleet_spacing(Budget(remaining=20, reset=0.0, limit=20)) is None
-        # ... nor headers without a limit: the pacer's rule then.
-        assert fleet_spacing(Budget(remaining=3, reset=1.0)) == pytest.approx(0.25)
 
     def test_budgets_are_named_by_a_hash(self) -> None:
         key = "sk-fleet-secret-0123456789"

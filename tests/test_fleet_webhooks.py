@@ -201,8 +201,11 @@ class TestBehindPgBouncer:
             assert ledger.rate_budgets is not None
             from asyncvideos._budget import Report
 
-            grant = await ledger.rate_budgets.exchange("b", Report(), 3)
-            assert grant.count == 3
+            first = await ledger.rate_budgets.exchange("b", Report(), 3)
+            second = await ledger.rate_budgets.exchange("b", Report(), 3)
+            # A new budget's slow-start blocks, one after the other.
+            assert first.count == second.count == 2
+            assert second.delay > first.delay
 
     async def test_listen_is_found_not_to_work_and_waits_poll(
         self, bouncer_url: str, caplog: pytest.LogCaptureFixture

@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Collection
 from contextlib import closing
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,10 @@ class Counting(LedgerStore):
     async def owned(self, video_ids: Collection[str]) -> dict[str, str]:
         self.calls["owned"] += 1
         return await self.inner.owned(video_ids)
+
+    async def purge(self, *, older_than: timedelta) -> int:
+        self.calls["purge"] += 1
+        return await self.inner.purge(older_than=older_than)
 
     async def begin(self, intent: Intent, *, owner: str) -> tuple[Entry, bool]:
         self.calls["begin"] += 1

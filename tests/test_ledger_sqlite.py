@@ -12,6 +12,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from conditions import until
 from ledger_contract import LedgerContract, MakeStore, intent
 
 from asyncvideos import LedgerError
@@ -36,6 +37,13 @@ async def make_store(tmp_path: Path) -> AsyncIterator[MakeStore]:
 
 class TestContract(LedgerContract):
     """The contract every backend meets, on one SQLite file and several connections."""
+
+
+def status_on_disk(path: Path, key: str) -> object:
+    """``key``'s status as another connection reads it (what is committed)."""
+    with closing(sqlite3.connect(path)) as connection:
+        row = connection.execute("SELECT status FROM jobs WHERE key = ?", (key,)).fetchone()
+    return None if row is None else row[0]
 
 
 def pragma(path: Path, name: str) -> object:
@@ -327,6 +335,23 @@ class TestNote:
             assert entry is not None
             assert entry.status == "in_progress"
 
+    async def test_a_noted_write_no_call_follows_is_written_soon(self, tmp_path: Path) -> None:
+        """Held for the next call, a note still goes on its own (``HOLD`` s later)."""
+        async with SQLiteLedger(tmp_path / "jobs.db") as store:
+            await store.begin(intent("k1"), owner="a")
+            await store.note("k1", Change(status="in_progress"), states=("intent",))
+
+            def written() -> bool:
+                return status_on_disk(tmp_path / "jobs.db", "k1") == "in_progress"
+
+            await until(written, "the noted status on disk")
+
+    async def test_a_noted_write_is_written_before_the_ledger_closes(self, tmp_path: Path) -> None:
+        async with SQLiteLedger(tmp_path / "jobs.db") as store:
+            await store.begin(intent("k1"), owner="a")
+            await store.note("k1", Change(status="in_progress"), states=("intent",))
+        assert status_on_disk(tmp_path / "jobs.db", "k1") == "in_progress"
+
     async def test_a_noted_write_that_fails_is_logged(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
@@ -347,3 +372,70 @@ class TestNote:
             assert await store.entries() == []
         finally:
             await store.close()
+
+
+class TestPurge:
+    """``purge(older_than=)`` on a real file: finished and old only, in one statement."""
+
+    async def test_finished_entries_older_than_the_age_are_purged(self, tmp_path: Path) -> None:
+        from datetime import timedelta
+
+        from ledger_contract import created
+
+        now = [1_000_000.0]
+        async with SQLiteLedger(tmp_path / "jobs.db", clock=lambda: now[0]) as store:
+            await created(store, "old-done", "v1")
+            await store.update("old-done", Change(state="failed"), states=("created",))
+            await created(store, "old-open", "v2")
+            await store.begin(intent("old-intent"), owner="maker")
+            now[0] += 10 * 86400
+            await created(store, "new-done", "v3")
+            await store.update("new-done", Change(state="downloaded"), states=("created",))
+            assert await store.purge(older_than=timedelta(days=7)) == 1
+            # Unfinished entries are kept however old; a second purge finds nothing.
+            assert sorted(e.key for e in await store.entries()) == [
+                "new-done",
+                "old-intent",
+                "old-open",
+            ]
+            assert await store.purge(older_than=timedelta(days=7)) == 0
+            now[0] += 1
+            assert await store.purge(older_than=timedelta(0)) == 1
+        with closing(sqlite3.connect(tmp_path / "jobs.db")) as db:
+            keys = sorted(key for (key,) in db.execute("SELECT key FROM jobs"))
+        assert keys == ["old-intent", "old-open"]
+
+    async def test_purge_checks_its_argument(self, tmp_path: Path) -> None:
+        from datetime import timedelta
+
+        async with SQLiteLedger(tmp_path / "jobs.db") as store:
+            with pytest.raises(TypeError, match="older_than must be a timedelta"):
+                await store.purge(older_than=7)  # type: ignore[arg-type]
+            with pytest.raises(ValueError, match="older_than must not be negative"):
+                await store.purge(older_than=timedelta(days=-1))
+
+    def test_the_command_purges_a_sqlite_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        from ledger_contract import created
+
+        from asyncvideos._cli import main
+
+        path = tmp_path / "jobs.db"
+
+        async def seed() -> None:
+            async with SQLiteLedger(path, clock=lambda: 1_000_000.0) as store:
+                await created(store, "old", "v1")
+                await store.update("old", Change(state="expired"), states=("created",))
+                await created(store, "open", "v2")
+
+        asyncio.run(seed())
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        monkeypatch.delenv("ASYNCVIDEOS_LEDGER", raising=False)
+        assert main(["purge", "--older-than", "30d", "--ledger", f"sqlite:///{path}"]) == 0
+        assert capsys.readouterr().out == "1\n"
+        monkeypatch.setenv("ASYNCVIDEOS_LEDGER", f"sqlite:///{path}")
+        assert main(["purge", "--older-than", "30d"]) == 0
+        assert capsys.readouterr().out == "0\n"
+        with closing(sqlite3.connect(path)) as db:
+            assert list(db.execute("SELECT key FROM jobs")) == [("open",)]

@@ -8,8 +8,8 @@ where the ``speedups`` extra is installed):
   escape) raises ``ResponseTooLargeError`` without being parsed;
 - a body as large that is mostly one string, and a page of 100 jobs with big
   extras, are read;
-- a page of more jobs than the ``limit`` asked for raises
-  ``APIResponseValidationError``;
+- a page of more jobs than the ``limit`` asked for is cut to that limit (one
+  WARNING per client), the listing going on after the last job kept;
 - an id or cursor over 4,096 characters raises ``APIResponseValidationError``
   and is never sent back;
 - content in an encoding that was not asked for raises ``ContentMismatchError``
@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib.util
+import logging
 import sys
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -252,30 +253,53 @@ class TestWhatABodyBuilds:
 
 
 class TestJobsPerPage:
-    """A page never yields more jobs than the ``limit`` asked for."""
+    """A page never yields more jobs than the ``limit`` asked for: a server that
+    sends more (LiteLLM's proxy drops ``limit``) gives the page's first ``limit``
+    jobs, with the cursor after the last of them, and one WARNING per client."""
 
-    async def test_list_page_refuses_more_than_its_limit(
-        self, hostile: Hostile, videos: AsyncVideos, reader: str
+    async def test_list_page_holds_no_more_than_its_limit(
+        self,
+        hostile: Hostile,
+        videos: AsyncVideos,
+        reader: str,
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
         eleven = page(*(job(job_id=b"video_%d" % n) for n in range(11)))
         hostile.page = lambda request: eleven
-        with pytest.raises(APIResponseValidationError, match="at most 10 jobs a page; the server"):
-            await videos.list_page(limit=10)
-        assert (await videos.list_page(limit=11)).data[10].id == "video_10"
+        with caplog.at_level(logging.WARNING, logger="asyncvideos"):
+            cut = await videos.list_page(limit=10)
+            again = await videos.list_page(limit=10)
+        assert [v.id for v in cut.data] == [f"video_{n}" for n in range(10)]
+        assert (cut.last_id, cut.has_more) == ("video_9", True)
+        assert again == cut
+        warned = [r.getMessage() for r in caplog.records if "ignores limit" in r.getMessage()]
+        assert warned == [
+            "Asked for at most 10 jobs a page; the server sent 11: the page holds the "
+            "first 10 and the listing goes on after them (the server, or a gateway in "
+            "front of it, ignores limit; this is logged once per client)"
+        ]
+        whole = await videos.list_page(limit=11)
+        assert (len(whole.data), whole.has_more) == (11, False)
 
     @pytest.mark.parametrize("method", ["list", "list_all", "pages"])
-    async def test_listings_refuse_more_than_their_limit(
+    async def test_listings_hold_to_their_limit_and_lose_nothing(
         self, hostile: Hostile, videos: AsyncVideos, reader: str, method: str
     ) -> None:
-        eleven = page(*(job(job_id=b"video_%d" % n) for n in range(11)))
-        hostile.page = lambda request: eleven
-        listing = {
-            "list": lambda: every(videos.list(limit=10)),
-            "list_all": lambda: every(videos.list(limit=10, all=True)),
-            "pages": lambda: every(videos.pages(limit=10)),
-        }[method]
-        with pytest.raises(APIResponseValidationError, match="at most 10 jobs"):
-            await listing()
+        """25 jobs from a server that honours ``after`` but sends every job after it."""
+
+        def after_cursor(request: web.Request) -> bytes:
+            start = int(request.query.get("after", "video_-1").removeprefix("video_")) + 1
+            return page(*(job(job_id=b"video_%d" % n) for n in range(start, 25)))
+
+        hostile.page = after_cursor
+        if method == "pages":
+            pages = await every(videos.pages(limit=10))
+            assert [len(p.data) for p in pages] == [10, 10, 5]
+            found = [v.id for p in pages for v in p.data]
+        else:
+            found = [v.id async for v in videos.list(limit=10, all=method == "list_all")]
+        expected = 25 if method != "list" else 10
+        assert found == [f"video_{n}" for n in range(expected)]
 
     async def test_200_000_jobs_for_a_limit_of_10_is_an_error(
         self, hostile: Hostile, videos: AsyncVideos, reader: str
@@ -295,8 +319,8 @@ class TestJobsPerPage:
         found = await videos.list_page(limit=10, extra_query={"limit": "500"})
         assert len(found.data) == 500
         assert "limit=500" in hostile.seen[-1]
-        with pytest.raises(APIResponseValidationError, match="at most 400 jobs"):
-            await videos.list_page(extra_query={"limit": "400"})
+        cut = await videos.list_page(extra_query={"limit": "400"})
+        assert (len(cut.data), cut.last_id) == (400, "video_399")
 
     async def test_no_page_of_more_than_10_000_jobs_is_read(
         self, hostile: Hostile, videos: AsyncVideos, reader: str

@@ -2,7 +2,7 @@
 
 ``jobs`` lists the ledger's entries (a table on a terminal, JSON lines
 otherwise); it reads the ledger only, so it needs no key; nor does ``purge``,
-which deletes old finished entries (a PostgreSQL ledger's). ``resume`` re-attaches
+which deletes old finished entries (SQLite and PostgreSQL ledgers alike). ``resume`` re-attaches
 to every unfinished entry with the live display, as ``wait`` does, and prints
 each job as it finishes. Both, and ``create`` and ``remix``, take the ledger
 from ``--ledger URL`` or ``$ASYNCVIDEOS_LEDGER``. The grammar is here too.
@@ -141,16 +141,12 @@ async def jobs(ctx: Context) -> int:
 
 
 async def purge(ctx: Context) -> int:
-    """``purge``: delete old finished entries (a fleet's PostgreSQL ledger); print how many."""
+    """``purge``: delete the ledger's old finished entries (any ledger); print how many."""
     from ..ledger import open_ledger
-    from ._commands import UsageError
 
     store = open_ledger(_needed(ctx.args))
     try:
-        purge = getattr(store, "purge", None)
-        if purge is None:
-            raise UsageError(f"this ledger cannot purge entries ({store!r}): postgresql:// can")
-        count = await purge(older_than=ctx.args.older_than)
+        count = await store.purge(older_than=ctx.args.older_than)
     finally:
         await store.close()
     sys.stdout.write(f"{count}\n")  # how many were deleted: for a script to read

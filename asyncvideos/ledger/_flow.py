@@ -224,7 +224,9 @@ class Journal:
         await self.record_created(entry.key, video)
         return video
 
-    async def record_created(self, key: str, video: Video, *, adopted: bool = False) -> Entry:
+    async def record_created(self, key: str, video: Video, *, adopted: bool = False) -> None:
+        """Write the server's id (and its first status) to ``key``'s entry, then hand
+        the entry to ``on_created``: read back only when there is that hook."""
         error = video.error
         change = Change(
             state=state_of(video),
@@ -236,7 +238,13 @@ class Journal:
             candidates=() if adopted else UNSET,
             lease="release",
         )
-        entry = await self.store.update(key, change, states=_UNANSWERED)
+        on_created = self._on_created
+        if on_created is None:
+            entry = None
+            if await self.store.record(key, change, states=_UNANSWERED):
+                return
+        else:
+            entry = await self.store.update(key, change, states=_UNANSWERED)
         if entry is None:
             current = await self.store.get(key)
             if current is None or current.video_id != video.id:
@@ -249,10 +257,9 @@ class Journal:
                 )
             if current is None:  # pragma: no cover - an entry is never deleted
                 raise AsyncVideosError(f"The ledger has no entry {key!r}")
-            return current
-        if self._on_created is not None:
-            await call_back(self._on_created, entry)
-        return entry
+            return
+        assert on_created is not None
+        await call_back(on_created, entry)
 
     async def _reject(self, key: str, owner: str, error: BaseException) -> None:
         code = getattr(error, "code", None)

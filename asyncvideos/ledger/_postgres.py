@@ -67,9 +67,19 @@ from psycopg_pool import AsyncConnectionPool
 from .._errors import LedgerError
 from .._webhooks import WebhookReceiver
 from ._postgres_budget import CREATE_TABLE as CREATE_RATE_BUDGETS
+from ._postgres_budget import CREATE_TABLE_V1 as CREATE_RATE_BUDGETS_V1
 from ._postgres_budget import PostgresBudgetStore
 from ._postgres_events import EventRelay
-from ._store import FINISHED, Change, Entry, Intent, LedgerStore, State, VideoOwnedError
+from ._store import (
+    FINISHED,
+    Change,
+    Entry,
+    Intent,
+    LedgerStore,
+    State,
+    VideoOwnedError,
+    check_age,
+)
 
 __all__ = ["CHANNEL", "MIGRATIONS", "PostgresLedger", "ledger_from_url"]
 
@@ -118,8 +128,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX jobs_by_state ON jobs (state, created_at, key)",
         "CREATE INDEX jobs_by_time ON jobs (created_at, key)",
         f"CREATE INDEX jobs_finished ON jobs (updated_at) WHERE state IN ({_FINISHED_SQL})",
-        CREATE_RATE_BUDGETS,
+        CREATE_RATE_BUDGETS_V1,
     ),
+    # The fleet's budget as one control loop (schedules rebuilt at events, a shared
+    # AIMD estimate without headers): a new layout. A row is the next moments'
+    # schedule only, relearned in seconds: dropped, not converted.
+    ("DROP TABLE rate_budgets", CREATE_RATE_BUDGETS),
 )
 
 _COLUMNS = (
@@ -662,10 +676,7 @@ class PostgresLedger(LedgerStore):
         """Delete finished entries (``failed``, ``downloaded``, ``expired``,
         ``rejected``) not written for ``older_than``; how many were deleted.
         Unfinished entries are never purged, however old."""
-        if not isinstance(older_than, timedelta):
-            raise TypeError(f"older_than must be a timedelta, got {type(older_than).__name__}")
-        if older_than < timedelta(0):
-            raise ValueError(f"older_than must not be negative, got {older_than!r}")
+        check_age(older_than)
         rows = await self._rows(
             "WITH gone AS (DELETE FROM jobs WHERE state = ANY(%(states)s) "
             "AND updated_at < clock_timestamp() - %(age)s RETURNING 1) SELECT count(*) FROM gone",

@@ -9,22 +9,39 @@ slots from one schedule, whatever their own clocks say, and two exchanges on one
 budget never interleave. Needs the ``postgres`` extra (psycopg 3 and its pool);
 imported only when a PostgreSQL ledger is used.
 
-Table layout (times are Unix seconds on the database server's clock)::
+Table layout (times are Unix seconds on the database server's clock; the columns
+are ``_budget.BudgetRow``'s fields, whose comments say what each means)::
 
     CREATE TABLE rate_budgets (
-        name          TEXT PRIMARY KEY,     -- budget_name(): a hash of base URL and key
-        next_at       DOUBLE PRECISION NOT NULL,  -- the next free slot
-        spacing       DOUBLE PRECISION NOT NULL,  -- from budget headers ...
-        spacing_until DOUBLE PRECISION NOT NULL,  -- ... valid until then
-        pause_until   DOUBLE PRECISION NOT NULL,  -- a 429's pause, for the fleet
-        estimated     DOUBLE PRECISION NOT NULL,  -- without headers: the estimate ...
-        estimated_at  DOUBLE PRECISION NOT NULL,  -- ... made then
-        slow_start    BOOLEAN NOT NULL,           -- no 429 seen yet
-        mark_at       DOUBLE PRECISION,           -- the previous pause ...
-        mark_issued   BIGINT NOT NULL,            -- ... and the slots issued by then
-        issued        BIGINT NOT NULL,            -- slots issued in all
-        updated_at    TIMESTAMPTZ NOT NULL
+        name             TEXT PRIMARY KEY,  -- budget_name(): a hash of base URL and key
+        next_at          DOUBLE PRECISION NOT NULL,  -- the next free slot
+        generation       BIGINT NOT NULL,            -- the schedule's, rebuilt at events
+        event_generation BIGINT NOT NULL,            -- the schedule the last event rebuilt
+        built            DOUBLE PRECISION NOT NULL,  -- the spacing it was built on
+        refill           DOUBLE PRECISION NOT NULL,  -- refill rate from budget headers ...
+        refill_weight    DOUBLE PRECISION NOT NULL,  -- ... the reports' weight ...
+        refill_at        DOUBLE PRECISION NOT NULL,  -- ... as of then
+        level            DOUBLE PRECISION NOT NULL,  -- remaining / limit, freshest ...
+        level_at         DOUBLE PRECISION NOT NULL,  -- ... read then
+        spacing          DOUBLE PRECISION NOT NULL,  -- from headers without a limit ...
+        spacing_until    DOUBLE PRECISION NOT NULL,  -- ... valid until then
+        pause_until      DOUBLE PRECISION NOT NULL,  -- a 429's pause, for the fleet
+        estimated        DOUBLE PRECISION NOT NULL,  -- without headers: the rate ...
+        estimated_at     DOUBLE PRECISION NOT NULL,  -- ... set then ...
+        estimated_issued BIGINT NOT NULL,            -- ... at this many slots issued
+        ceiling          DOUBLE PRECISION NOT NULL,  -- the rate the last event measured
+        measured         BOOLEAN NOT NULL,           -- ... or the rate that failed
+        slow_start       BOOLEAN NOT NULL,           -- no 429 seen yet
+        mark_at          DOUBLE PRECISION,           -- the last event ...
+        mark_issued      BIGINT NOT NULL,            -- ... and the slots issued by then
+        issued           BIGINT NOT NULL,            -- slots issued in all
+        last_spacing     DOUBLE PRECISION NOT NULL,  -- the last slots' spacing
+        updated_at       TIMESTAMPTZ NOT NULL
     );
+
+A row is the fleet's schedule of the next moments, nothing more: when the rules
+change its layout, a migration of the ledger's schema drops the old table
+(``CREATE_TABLE_V1`` was the first) and a fleet relearns its budget in seconds.
 """
 
 from __future__ import annotations
@@ -37,10 +54,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from .._budget import BudgetRow, Grant, Report, exchange
 
-__all__ = ["CREATE_TABLE", "PostgresBudgetStore"]
+__all__ = ["CREATE_TABLE", "CREATE_TABLE_V1", "PostgresBudgetStore"]
 
 _COLUMNS = tuple(field.name for field in attrs.fields(BudgetRow))
-CREATE_TABLE = """
+#: The first layout (schema version 1), dropped by version 2.
+CREATE_TABLE_V1 = """
 CREATE TABLE IF NOT EXISTS rate_budgets (
     name          TEXT PRIMARY KEY,
     next_at       DOUBLE PRECISION NOT NULL,
@@ -54,6 +72,35 @@ CREATE TABLE IF NOT EXISTS rate_budgets (
     mark_issued   BIGINT NOT NULL,
     issued        BIGINT NOT NULL,
     updated_at    TIMESTAMPTZ NOT NULL
+)
+"""
+
+CREATE_TABLE = """
+CREATE TABLE IF NOT EXISTS rate_budgets (
+    name             TEXT PRIMARY KEY,
+    next_at          DOUBLE PRECISION NOT NULL,
+    generation       BIGINT NOT NULL,
+    event_generation BIGINT NOT NULL,
+    built            DOUBLE PRECISION NOT NULL,
+    refill           DOUBLE PRECISION NOT NULL,
+    refill_weight    DOUBLE PRECISION NOT NULL,
+    refill_at        DOUBLE PRECISION NOT NULL,
+    level            DOUBLE PRECISION NOT NULL,
+    level_at         DOUBLE PRECISION NOT NULL,
+    spacing          DOUBLE PRECISION NOT NULL,
+    spacing_until    DOUBLE PRECISION NOT NULL,
+    pause_until      DOUBLE PRECISION NOT NULL,
+    estimated        DOUBLE PRECISION NOT NULL,
+    estimated_at     DOUBLE PRECISION NOT NULL,
+    estimated_issued BIGINT NOT NULL,
+    ceiling          DOUBLE PRECISION NOT NULL,
+    measured         BOOLEAN NOT NULL,
+    slow_start       BOOLEAN NOT NULL,
+    mark_at          DOUBLE PRECISION,
+    mark_issued      BIGINT NOT NULL,
+    issued           BIGINT NOT NULL,
+    last_spacing     DOUBLE PRECISION NOT NULL,
+    updated_at       TIMESTAMPTZ NOT NULL
 )
 """
 _SELECT = (

@@ -34,12 +34,12 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from .._errors import LedgerError
-from ._store import Change, Entry, Intent, LedgerStore, State, VideoOwnedError
+from ._store import FINISHED, Change, Entry, Intent, LedgerStore, State, VideoOwnedError, check_age
 from ._worker import Work, Worker, micro
 
 __all__ = ["MIGRATIONS", "SQLiteLedger"]
@@ -147,15 +147,30 @@ _INTENT_COLUMNS = (
     "created_at",
     "updated_at",
 )
-_BEGIN = (
-    f"INSERT INTO jobs ({', '.join(_INTENT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _INTENT_COLUMNS)}) "
-    "ON CONFLICT (key) DO UPDATE SET "
-    + ", ".join(f"{name} = excluded.{name}" for name in _INTENT_COLUMNS[1:])
-    + ", "
-    + ", ".join(f"{name} = NULL" for name in _CLEARED)
-    + " WHERE jobs.state = 'rejected'"
-)
+#: The columns of an intent that may be None (written as NULL when they are).
+_OPTIONAL = ("model", "size", "seconds", "source_video_id")
+#: ``Intent.request`` as stored: canonical JSON, by an encoder made once.
+_REQUEST_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=16)
+def _begin_statement(given: tuple[str, ...]) -> str:
+    """``begin``'s one statement, for the optional columns ``given`` (the others NULL)."""
+    bound = ("key", "operation", "fingerprint", "prompt", "request", "owner", *given)
+    bound += ("lease_expires_at", "created_at", "updated_at")
+    nulls = tuple(name for name in _OPTIONAL if name not in given)
+    names = (*bound, "state", *nulls)
+    values = ("?",) * len(bound) + ("'intent'",) + ("NULL",) * len(nulls)
+    return (
+        f"INSERT INTO jobs ({', '.join(names)}) VALUES ({', '.join(values)}) "
+        "ON CONFLICT (key) DO UPDATE SET "
+        + ", ".join(f"{name} = excluded.{name}" for name in _INTENT_COLUMNS[1:])
+        + ", "
+        + ", ".join(f"{name} = NULL" for name in _CLEARED)
+        + " WHERE jobs.state = 'rejected'"
+    )
+
+
 #: SQLite's default limit on ``?`` parameters in one statement is 999 before 3.32.
 _CHUNK = 500
 
@@ -451,39 +466,32 @@ class SQLiteLedger(LedgerStore):
     # -- writes ------------------------------------------------------------
 
     async def begin(self, intent: Intent, *, owner: str) -> tuple[Entry, bool]:
-        request = json.dumps(intent.request, sort_keys=True, separators=(",", ":"))
+        request = _REQUEST_JSON.encode(intent.request)
+        given = tuple(name for name in _OPTIONAL if getattr(intent, name) is not None)
+        statement = _begin_statement(given)
+        values = (
+            intent.key,
+            intent.operation,
+            intent.fingerprint,
+            intent.prompt,
+            request,
+            owner,
+            *(getattr(intent, name) for name in given),
+        )
+        lease_seconds = self.lease_seconds
 
-        def work(connection: sqlite3.Connection, now: float | None) -> tuple[Entry, bool]:
+        def work(connection: sqlite3.Connection, now: float | None) -> float | Entry:
             assert now is not None
-            values = (
-                intent.key,
-                intent.operation,
-                intent.fingerprint,
-                "intent",
-                intent.model,
-                intent.prompt,
-                intent.size,
-                intent.seconds,
-                intent.source_video_id,
-                request,
-                owner,
-                micro(now + self.lease_seconds),
-                now,
-                now,
-            )
-            cursor = connection.execute(_BEGIN + _RETURNING, values)
-            if _RETURNING:
-                # fetchall: the statement is finished before the transaction ends.
-                rows = cursor.fetchall()
-                if rows:
-                    return _entry(rows[0]), True
-            elif cursor.rowcount == 1:  # pragma: no cover - SQLite before 3.35
-                row = connection.execute(f"{_SELECT} WHERE key = ?", (intent.key,)).fetchone()
-                return _entry(row), True
+            written = connection.execute(statement, (*values, micro(now + lease_seconds), now, now))
+            if written.rowcount == 1:
+                return now  # the row is what was sent: no need to read it back
             row = connection.execute(f"{_SELECT} WHERE key = ?", (intent.key,)).fetchone()
-            return _entry(row), False
+            return _entry(row)
 
-        return await self._run(work, write=True)
+        done = await self._run(work, write=True)
+        if isinstance(done, Entry):
+            return done, False
+        return _begun(intent, request, owner, done, micro(done + lease_seconds)), True
 
     async def claim(
         self,
@@ -494,18 +502,18 @@ class SQLiteLedger(LedgerStore):
         replacing: str | None = None,
         change: Change | None = None,
     ) -> Entry | None:
-        columns = {} if change is None else change.columns()
+        terms, values = _assignments(change)
         chosen = tuple(sorted(states))
-        statement = _claim_statement(tuple(columns), len(chosen), replacing is not None)
+        statement = _claim_statement(terms, len(chosen), replacing is not None)
+        video_id = None if change is None else change.video_id
 
         def work(connection: sqlite3.Connection, now: float | None) -> Entry | None:
             assert now is not None
-            parameters: list[Any] = [owner, micro(now + self.lease_seconds), now]
-            parameters.extend(_column_value(name, value) for name, value in columns.items())
+            parameters: list[Any] = [owner, micro(now + self.lease_seconds), now, *values]
             parameters.extend([key, *chosen, now, owner])
             if replacing is not None:
                 parameters.append(replacing)
-            return _changed(connection, statement, parameters, key, columns)
+            return _changed(connection, statement, parameters, key, video_id)
 
         return await self._run(work, write=True) if chosen else None
 
@@ -517,40 +525,46 @@ class SQLiteLedger(LedgerStore):
         states: Collection[State],
         owner: str | None = None,
     ) -> bool:
-        columns = change.columns()
         chosen = tuple(sorted(states))
-        statement = _update_statement(
-            tuple(columns), change.lease, len(chosen), owner is not None, returning=False
-        )
+        if not chosen:
+            return False
+        statement, parameters = self._write(key, change, chosen, owner, returning=False)
 
         def work(connection: sqlite3.Connection, now: float | None) -> bool:
             assert now is not None
-            parameters = _update_parameters(now, columns, change, self.lease_seconds, key, chosen)
-            if owner is not None:
-                parameters.append(owner)
             try:
-                return connection.execute(statement, parameters).rowcount == 1
+                return connection.execute(statement, parameters(now)).rowcount == 1
             except sqlite3.IntegrityError as exc:
-                raise _owned(connection, columns, exc) from exc
+                raise _owned(connection, change.video_id, exc) from exc
 
-        return await self._run(work, write=True) if chosen else False
+        return await self._run(work, write=True)
+
+    async def purge(self, *, older_than: timedelta) -> int:
+        """Delete finished entries (``failed``, ``downloaded``, ``expired``,
+        ``rejected``) not written for ``older_than``; how many were deleted.
+        Unfinished entries are never purged, however old."""
+        age = check_age(older_than).total_seconds()
+        finished = tuple(sorted(FINISHED))
+        statement = (
+            f"DELETE FROM jobs WHERE state IN ({_placeholders(len(finished))}) AND updated_at < ?"
+        )
+
+        def work(connection: sqlite3.Connection, now: float | None) -> int:
+            assert now is not None
+            return connection.execute(statement, (*finished, micro(now - age))).rowcount
+
+        return await self._run(work, write=True)
 
     async def note(self, key: str, change: Change, *, states: Collection[State]) -> None:
         worker = self._worker
         if worker is None:  # not open yet: the ordinary way opens it
             await super().note(key, change, states=states)
             return
-        columns = change.columns()
-        chosen = tuple(sorted(states))
-        statement = _update_statement(
-            tuple(columns), change.lease, len(chosen), False, returning=False
-        )
+        statement, parameters = self._write(key, change, tuple(sorted(states)), None)
 
         def work(connection: sqlite3.Connection, now: float | None) -> None:
             assert now is not None
-            connection.execute(
-                statement, _update_parameters(now, columns, change, self.lease_seconds, key, chosen)
-            )
+            connection.execute(statement, parameters(now))
 
         def failed(error: BaseException) -> None:
             logger.warning("The ledger could not record a status of %s: %s", key, error)
@@ -565,42 +579,85 @@ class SQLiteLedger(LedgerStore):
         states: Collection[State],
         owner: str | None = None,
     ) -> Entry | None:
-        columns = change.columns()
         chosen = tuple(sorted(states))
-        statement = _update_statement(tuple(columns), change.lease, len(chosen), owner is not None)
+        if not chosen:
+            return None
+        statement, parameters = self._write(key, change, chosen, owner, returning=True)
 
         def work(connection: sqlite3.Connection, now: float | None) -> Entry | None:
             assert now is not None
-            parameters = _update_parameters(now, columns, change, self.lease_seconds, key, chosen)
-            if owner is not None:
-                parameters.append(owner)
-            return _changed(connection, statement, parameters, key, columns)
+            return _changed(connection, statement, parameters(now), key, change.video_id)
 
-        return await self._run(work, write=True) if chosen else None
+        return await self._run(work, write=True)
+
+    def _write(
+        self,
+        key: str,
+        change: Change,
+        states: tuple[str, ...],
+        owner: str | None,
+        *,
+        returning: bool = False,
+    ) -> tuple[str, Callable[[float], list[Any]]]:
+        """One conditional UPDATE of ``key``: its statement, and its parameters
+        given the transaction's time (``updated_at``, a renewed lease's expiry)."""
+        terms, values = _assignments(change)
+        owned = owner is not None
+        statement = _update_statement(terms, change.lease, len(states), owned, returning)
+        where = [key, *states] if owner is None else [key, *states, owner]
+        renew = self.lease_seconds if change.lease == "renew" else None
+
+        def parameters(now: float) -> list[Any]:
+            if renew is None:
+                return [now, *values, *where]
+            return [now, *values, micro(now + renew), *where]
+
+        return statement, parameters
 
 
-def _update_parameters(
-    now: float,
-    columns: dict[str, Any],
-    change: Change,
-    lease_seconds: float,
-    key: str,
-    states: tuple[str, ...],
-) -> list[Any]:
-    parameters: list[Any] = [now]
-    parameters.extend(_column_value(name, value) for name, value in columns.items())
-    if change.lease == "renew":
-        parameters.append(micro(now + lease_seconds))
-    parameters.append(key)
-    parameters.extend(states)
-    return parameters
+def _begun(intent: Intent, request: str, owner: str, now: float, lease: float) -> Entry:
+    """The entry ``begin`` wrote: exactly the row (``_entry`` of it reads the same)."""
+    moment = datetime.fromtimestamp(now, timezone.utc)
+    return Entry(
+        key=intent.key,
+        operation=intent.operation,
+        fingerprint=intent.fingerprint,
+        state="intent",
+        prompt=intent.prompt,
+        created_at=moment,
+        updated_at=moment,
+        request=_Request(request),
+        model=intent.model,
+        size=intent.size,
+        seconds=intent.seconds,
+        source_video_id=intent.source_video_id,
+        owner=owner,
+        lease_expires_at=datetime.fromtimestamp(lease, timezone.utc),
+    )
+
+
+def _assignments(change: Change | None) -> tuple[tuple[str, ...], list[Any]]:
+    """``change``'s columns as ``SET`` terms, and the values they bind. A None is
+    written as ``NULL`` in the statement, not bound: sqlite3 binds None through
+    its adapters' lookup, the dearest kind of parameter (a microsecond each)."""
+    terms: list[str] = []
+    values: list[Any] = []
+    if change is not None:
+        for name, value in change.columns().items():
+            stored = _column_value(name, value)
+            if stored is None:
+                terms.append(f"{name} = NULL")
+            else:
+                terms.append(f"{name} = ?")
+                values.append(stored)
+    return tuple(terms), values
 
 
 @functools.lru_cache(maxsize=256)
 def _update_statement(
-    columns: tuple[str, ...], lease: str, states: int, owned: bool, *, returning: bool = True
+    terms: tuple[str, ...], lease: str, states: int, owned: bool, returning: bool
 ) -> str:
-    sets = ["updated_at = ?", *(f"{name} = ?" for name in columns)]
+    sets = ["updated_at = ?", *terms]
     if lease == "renew":
         sets.append("lease_expires_at = ?")
     elif lease == "release":
@@ -613,9 +670,8 @@ def _update_statement(
 
 
 @functools.lru_cache(maxsize=256)
-def _claim_statement(columns: tuple[str, ...], states: int, replacing: bool) -> str:
-    sets = ["owner = ?", "lease_expires_at = ?", "updated_at = ?"]
-    sets.extend(f"{name} = ?" for name in columns)
+def _claim_statement(terms: tuple[str, ...], states: int, replacing: bool) -> str:
+    sets = ["owner = ?", "lease_expires_at = ?", "updated_at = ?", *terms]
     free = "owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= ? OR owner = ?"
     if replacing:
         free += " OR owner = ?"
@@ -630,13 +686,13 @@ def _changed(
     statement: str,
     parameters: Sequence[Any],
     key: str,
-    columns: dict[str, Any],
+    video_id: str | None,
 ) -> Entry | None:
     """Run one conditional UPDATE inside the open transaction; the row if it changed."""
     try:
         cursor = connection.execute(statement, parameters)
     except sqlite3.IntegrityError as exc:
-        raise _owned(connection, columns, exc) from exc
+        raise _owned(connection, video_id, exc) from exc
     if _RETURNING:
         rows = cursor.fetchall()  # the statement is finished before the commit
         return _entry(rows[0]) if rows else None
@@ -648,11 +704,10 @@ def _changed(
 
 
 def _owned(
-    connection: sqlite3.Connection, columns: dict[str, Any], exc: sqlite3.IntegrityError
+    connection: sqlite3.Connection, video_id: str | None, exc: sqlite3.IntegrityError
 ) -> Exception:
     """The ``VideoOwnedError`` a unique ``video_id`` raised (no other constraint can)."""
-    video_id = columns.get("video_id")
-    if video_id is None:  # pragma: no cover - no other constraint can fail
+    if not video_id:  # pragma: no cover - no other constraint can fail
         return exc
     holder = connection.execute("SELECT key FROM jobs WHERE video_id = ?", (video_id,)).fetchone()
     return VideoOwnedError(video_id, None if holder is None else holder[0])

@@ -118,7 +118,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Collection, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, TypeAlias
 
@@ -137,6 +137,7 @@ __all__ = [
     "Operation",
     "State",
     "VideoOwnedError",
+    "check_age",
     "fingerprint",
 ]
 
@@ -185,13 +186,15 @@ def fingerprint(operation: str, fields: Mapping[str, Any]) -> str:
     than its bytes. Serialized as canonical JSON (sorted keys, no spaces,
     UTF-8), so the same request always gives the same fingerprint.
     """
-    canonical = json.dumps(
-        {"v": FINGERPRINT_VERSION, "operation": operation, "fields": fields},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
+    canonical = _CANONICAL.encode(
+        {"v": FINGERPRINT_VERSION, "operation": operation, "fields": fields}
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+#: ``fingerprint``'s serialization, made once (``json.dumps`` with options makes
+#: an encoder per call).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 class VideoOwnedError(LedgerError, ValueError):
@@ -322,6 +325,15 @@ class Change:
         return {
             name: value for name in _CHANGE_COLUMNS if (value := getattr(self, name)) is not UNSET
         }
+
+
+def check_age(older_than: object) -> timedelta:
+    """``purge``'s ``older_than``: a ``timedelta`` of zero or more, else an error naming it."""
+    if not isinstance(older_than, timedelta):
+        raise TypeError(f"older_than must be a timedelta, got {type(older_than).__name__}")
+    if older_than < timedelta(0):
+        raise ValueError(f"older_than must not be negative, got {older_than!r}")
+    return older_than
 
 
 _CHANGE_COLUMNS = tuple(field.name for field in attrs.fields(Change) if field.name != "lease")
@@ -507,6 +519,13 @@ class LedgerStore(abc.ABC):
             state=state, status=status, error_code=error_code, error_message=error_message
         )
         return await self.update(entry.key, change, states=_CREATED)
+
+    @abc.abstractmethod
+    async def purge(self, *, older_than: timedelta) -> int:
+        """Delete the finished entries (``FINISHED``: ``failed``, ``downloaded``,
+        ``expired``, ``rejected``) not written for ``older_than``, in one statement;
+        how many were deleted. Unfinished entries are never purged, however old.
+        Backends check the age with ``check_age`` first (``TypeError``/``ValueError``)."""
 
     # -- for callers -------------------------------------------------------
 

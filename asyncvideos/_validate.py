@@ -49,16 +49,17 @@ def video_id(value: object, name: str = "video") -> str:
 
 def server_id(video: Video) -> str:
     """``video.id``, checked as every id that goes into a path is; it came from a server."""
+    problem = "it names a collection under /videos" if video.id in _NOT_JOB_IDS else None
     try:
         path_segment(video.id, "id")
-        if video.id in _NOT_JOB_IDS:
-            raise ValueError("it names a collection under /videos")
     except (TypeError, ValueError) as exc:
+        problem = str(exc)
+    if problem is not None:
         raise APIResponseValidationError(
-            f"The server gave a job an id that cannot be used in a URL path ({exc}): "
+            f"The server gave a job an id that cannot be used in a URL path ({problem}): "
             f"{video.id[:100]!r}",
             body=dict(video.raw) or None,
-        ) from None
+        )
     return video.id
 
 

@@ -21,10 +21,10 @@ from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar
-from urllib.parse import urlencode
 
 import aiohttp
 import attrs
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from . import _errors as errors
@@ -50,7 +50,9 @@ from ._protocol import (
     Request,
     cap_message,
     dumps,
+    query_string,
     request_id,
+    request_url,
     status_error,
 )
 from ._retry import OnRetry, RetryDetails, call_with_retries
@@ -74,6 +76,9 @@ P = ParamSpec("P")
 _Client = TypeVar("_Client", bound="BaseClient")
 R = TypeVar("R", Response, StreamedResponse)
 _JSON_ACCEPT = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
+_JSON_PORTABLE: Mapping[str, str] = CIMultiDictProxy(
+    CIMultiDict({"User-Agent": USER_AGENT, **_JSON_ACCEPT})
+)
 # Content is asked for unencoded, so that byte ranges mean the same on a resume,
 # and as the media type of its variant (what a server that negotiates sends).
 _VIDEO_ACCEPT = {
@@ -281,10 +286,14 @@ class BaseClient:
             max_response_bytes=self._settings.max_response_bytes,
         )
         self._identity_headers = self._build_identity_headers()
+        # The headers of most requests, with the key they were made for (_plain_headers).
+        self._plain: tuple[str, Mapping[str, str]] | None = None
         # The secrets masked in every response's text: the key (the last few a
         # callable returned) and any credential among the default headers.
         self._header_secrets = _credential_values(self._identity_headers)
         key = self._settings.api_key
+        # A str key is read without a call; a callable is called per attempt.
+        self._static_key = key if isinstance(key, str) else None
         self._keys: tuple[str, ...] = (key,) if isinstance(key, str) else ()
         self._masker = masker(self._keys + self._header_secrets)
         # What parsing one body may build (_cost.py): a multiple of its byte limit.
@@ -292,6 +301,8 @@ class BaseClient:
         self._telemetry = load_telemetry()
         self._telemetry_checked = 0.0
         server = URL(self._settings.base_url)
+        # What each request's URL is built on (request_url), parsed once.
+        self._base = URL(self._settings.base_url, encoded=True)
         self._server_attributes = {"server.address": server.host, "server.port": server.port}
         self._default_options = CallOptions(
             timeout=self._settings.timeout,
@@ -441,9 +452,10 @@ class BaseClient:
         return headers
 
     async def _api_key(self) -> str:
+        """The key the ``api_key`` callable gives for this attempt (a str key is
+        ``_static_key``, read without a call)."""
         key = self._settings.api_key
-        if isinstance(key, str):
-            return key
+        assert not isinstance(key, str)  # a str key is _static_key
         value = await call_back(key)
         if not isinstance(value, str) or not value:
             raise TypeError("the api_key callable must return a non-empty str")
@@ -469,6 +481,19 @@ class BaseClient:
     ) -> Request:
         """The one request-preparation step: the URL with its query, and every header."""
         content = method == "GET" and path.endswith("/content")
+        if options.extra_query:
+            query = {**(query or {}), **options.extra_query}
+        url = request_url(self._base, path, query_string(query) if query else "")
+        if not (
+            content
+            or json_body is not None
+            or form_fields is not None
+            or options.idempotency_key is not None
+            or options.extra_headers
+        ):
+            # No body and no header of its own (a GET or DELETE of JSON with the
+            # client's options: most requests), so the same headers every time.
+            return Request(method, url, self._plain_headers(key), _JSON_PORTABLE, self._masker)
         if not content:
             accept = _JSON_ACCEPT
         elif query and query.get("variant", "video") != "video":
@@ -481,11 +506,7 @@ class BaseClient:
             portable["Range"] = f"bytes={range_start}-"
             if if_range is not None:
                 portable["If-Range"] = if_range
-        headers = {**self._identity_headers, **portable}
-        if self._settings.auth_scheme == "bearer":
-            headers["Authorization"] = f"Bearer {key}"
-        else:
-            headers["api-key"] = key
+        headers = self._headers(key, portable)
         if json_body is not None:
             headers["Content-Type"] = "application/json"
         if options.idempotency_key is not None:
@@ -496,23 +517,36 @@ class BaseClient:
             extra = _credential_values(options.extra_headers)
             if extra:
                 secrets = masker(secrets.secrets + extra)
-        if options.extra_query:
-            query = {**(query or {}), **options.extra_query}
-        url = self._settings.base_url + path
-        if query:
-            url += "?" + urlencode(query)
         return Request(
             method,
             url,
             headers,
+            portable,
+            secrets,
             json_body,
             form_fields,
             form_files,
             cross_origin_redirects=content,
-            portable_headers=portable,
             content=content,
-            masker=secrets,
         )
+
+    def _headers(self, key: str, portable: Mapping[str, str]) -> dict[str, str]:
+        """The identity headers, then ``portable``, then the credential."""
+        headers = {**self._identity_headers, **portable}
+        if self._settings.auth_scheme == "bearer":
+            headers["Authorization"] = f"Bearer {key}"
+        else:
+            headers["api-key"] = key
+        return headers
+
+    def _plain_headers(self, key: str) -> Mapping[str, str]:
+        """The headers of a JSON request that adds none of its own, made once per key
+        (a callable's key may change) and handed to aiohttp as they are."""
+        made = self._plain
+        if made is None or made[0] != key:
+            headers = CIMultiDictProxy(CIMultiDict(self._headers(key, _JSON_PORTABLE)))
+            made = self._plain = (key, headers)
+        return made[1]
 
     def _body(self, options: CallOptions, json_body: Mapping[str, Any] | None) -> bytes | None:
         if json_body is None:
@@ -548,7 +582,7 @@ class BaseClient:
         call = _Call(method, path, operation, video_id, options)
 
         async def attempt() -> tuple[T, Response]:
-            key = await self._api_key()
+            key = self._static_key or await self._api_key()
             request = self._prepare(
                 method,
                 path,
@@ -601,7 +635,7 @@ class BaseClient:
         call = _Call("GET", path, operation, video_id, options)
 
         async def attempt() -> tuple[bytes, Response]:
-            key = await self._api_key()
+            key = self._static_key or await self._api_key()
             request = self._prepare("GET", path, options, key, query=query)
             response = await self._send(request, options.timeout)
             if not 200 <= response.status < 300:
@@ -640,7 +674,7 @@ class BaseClient:
         remaining = deadline - loop.time()
         if turn and remaining > 0:
             return remaining
-        shown = shown_url(URL(request.url, encoded=True))
+        shown = shown_url(request.url)
         error = errors.APITimeoutError(
             f"{request.method} {shown}: not sent within the {limit:g} s timeout, waiting "
             "for this client's turn under the server's rate limit (its x-ratelimit-* "
@@ -663,7 +697,13 @@ class BaseClient:
         seen = _raw_capture.get()
         telemetry = self._live_telemetry()
         if telemetry is None and seen is None and not logger.isEnabledFor(logging.DEBUG):
-            return await self._attempts(attempt, call, self._on_retry)
+            # Nothing to record: the first attempt runs bare, and the retry
+            # policy is entered only once it has failed.
+            try:
+                return await attempt()
+            except errors.AsyncVideosError as error:
+                failed = error
+            return await self._attempts(attempt, call, self._on_retry, failed)
         tally = _Tally(self._on_retry, telemetry)
         started = time.monotonic()
         outcome: Response | StreamedResponse | errors.AsyncVideosError | None = None
@@ -692,7 +732,10 @@ class BaseClient:
 
     @staticmethod
     async def _attempts(
-        attempt: Callable[[], Awaitable[tuple[T, R]]], call: _Call, on_retry: OnRetry | None
+        attempt: Callable[[], Awaitable[tuple[T, R]]],
+        call: _Call,
+        on_retry: OnRetry | None,
+        failed: errors.AsyncVideosError | None = None,
     ) -> tuple[T, R]:
         try:
             return await call_with_retries(
@@ -702,6 +745,7 @@ class BaseClient:
                 method=call.method,
                 path=call.path,
                 on_retry=on_retry,
+                failed=failed,
             )
         except errors.AsyncVideosError as error:
             error.idempotency_key = call.options.idempotency_key
@@ -763,7 +807,7 @@ class BaseClient:
         call = _Call("GET", path, "open_content", video_id, options)
 
         async def attempt() -> tuple[StreamedResponse, StreamedResponse]:
-            key = await self._api_key()
+            key = self._static_key or await self._api_key()
             request = self._prepare(
                 "GET", path, options, key, query=query, range_start=range_start, if_range=if_range
             )

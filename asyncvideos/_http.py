@@ -48,9 +48,13 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-@attrs.frozen(slots=True)
+@attrs.define(slots=True)
 class Response:
-    """A whole response: status, headers and the (decompressed, bounded) body."""
+    """A whole response: status, headers and the (decompressed, bounded) body.
+
+    Never changed once made, though not frozen (one is made per attempt: see
+    ``Request``).
+    """
 
     status: int
     headers: Mapping[str, str]
@@ -422,7 +426,7 @@ class Transport:
         URL to name in messages and the response's headers, masked (what is read
         of them). Credentials never leave the request's origin."""
         session = self._get_session()
-        url = URL(request.url, encoded=True)
+        url = request.url
         headers = request.headers
         for _ in range(MAX_REDIRECTS + 1):
             with _Translated(request, url, watch):
@@ -458,35 +462,29 @@ class Transport:
     async def send(self, request: Request, timeout: aiohttp.ClientTimeout) -> Response:
         """Send one attempt and read its whole body, within the size limit."""
         response, shown, headers = await self._open(request, timeout, None)
+        status = response.status
+        ok = 200 <= status < 300
+        limit = self._max_response_bytes if ok else MAX_ERROR_BODY
+        declared = headers.get("content-length", "")
+        known = "content-encoding" not in headers and declared.isdigit()
+        if known and ok and int(declared) > limit:
+            response.close()
+            raise _too_large(request, shown, limit, int(declared))
         try:
-            body = await self._read_body(response, request, shown, headers)
+            if known and int(declared) <= limit:
+                # The common case: aiohttp reads exactly the declared length.
+                with _Translated(request, shown):
+                    body = await response.read()
+            else:
+                # An error body is cut at its limit; a 2xx body past it is an error.
+                streamed = StreamedResponse(response, request, shown, None, headers)
+                body = await streamed.read_whole(limit, cut=not ok)
         except BaseException:
             response.close()
             raise
         finally:
             response.release()
-        return Response(response.status, headers, _as_read(request, response.status, body))
-
-    async def _read_body(
-        self,
-        response: aiohttp.ClientResponse,
-        request: Request,
-        shown: URL,
-        headers: Mapping[str, str],
-    ) -> bytes:
-        ok = 200 <= response.status < 300
-        limit = self._max_response_bytes if ok else MAX_ERROR_BODY
-        declared = headers.get("content-length", "")
-        plain = "content-encoding" not in headers
-        if plain and declared.isdigit() and int(declared) <= limit:
-            # The common case: aiohttp reads exactly the declared length.
-            with _Translated(request, shown):
-                return await response.read()
-        if ok and plain and declared.isdigit():
-            raise _too_large(request, shown, limit, int(declared))
-        # An error body is cut at its limit; a 2xx body past it is an error.
-        streamed = StreamedResponse(response, request, shown, None, headers)
-        return await streamed.read_whole(limit, cut=not ok)
+        return Response(status, headers, _as_read(request, status, body))
 
     async def open(
         self, request: Request, timeout: aiohttp.ClientTimeout, stall_limit: float | None

@@ -15,13 +15,13 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 import attrs
 from yarl import URL
 
 from . import _errors as errors
-from ._masking import NO_SECRETS, Masker
+from ._masking import Masker
 
 _QUOTA_CODES = frozenset({"insufficient_quota", "quota_exceeded", "billing_hard_limit_reached"})
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
@@ -67,27 +67,30 @@ class FormFile:
     data: bytes
 
 
-@attrs.frozen(slots=True)
+@attrs.define(slots=True)
 class Request:
-    """One HTTP request, ready to send: ``url`` is absolute and already encoded.
+    """One HTTP request, ready to send: ``url`` is absolute and encoded.
 
     ``portable_headers`` are the only headers that may follow a redirect to
     another origin, and only when ``cross_origin_redirects`` allows one (a
     content download whose gateway hands out a signed CDN URL). ``masker``
     masks the request's credentials in every response's headers and in every
     body read as text; a ``content`` body (2xx) is handed over as it came.
+
+    Never changed once made, though not frozen: one is made per attempt, and a
+    frozen class's ``__init__`` costs several times as much per field.
     """
 
     method: str
-    url: str
+    url: URL
     headers: Mapping[str, str]
+    portable_headers: Mapping[str, str]
+    masker: Masker
     json_body: bytes | None = None
     form_fields: Mapping[str, str] | None = None
     form_files: tuple[FormFile, ...] = ()
     cross_origin_redirects: bool = False
-    portable_headers: Mapping[str, str] = attrs.field(factory=dict)
     content: bool = False
-    masker: Masker = NO_SECRETS
 
 
 # -- paths -----------------------------------------------------------------
@@ -118,6 +121,37 @@ def path_segment(value: object, name: str) -> str:
 def resource_path(collection: str, item_id: object, name: str, suffix: str = "") -> str:
     """``/{collection}/{id}{suffix}``, the one way a path to a job or character is built."""
     return f"/{collection}/{path_segment(item_id, name)}{suffix}"
+
+
+def request_url(base: URL, path: str, query: str = "") -> URL:
+    """The URL of a request: ``base`` (``base_url`` parsed as encoded) with the
+    encoded ``path`` after its own path, and the encoded ``query``.
+
+    The same URL as parsing ``base_url + path + "?" + query``, built from the
+    parts ``base`` already holds: parsing it again costs more than the rest of
+    the request's preparation.
+    """
+    prefix = base.raw_path
+    return URL.build(
+        scheme=base.scheme,
+        authority=base.raw_authority,
+        path=path if prefix == "/" else prefix + path,
+        query_string=query,
+        encoded=True,
+    )
+
+
+def query_string(query: Mapping[str, str]) -> str:
+    """``urlencode(query)``, with the names and values that need no escape (the
+    usual ``limit=100``, ``after=video_123``) joined as they are: ``urlencode``
+    quotes each one through several calls, for each page of a listing."""
+    parts = []
+    for name, value in query.items():
+        if _UNRESERVED.fullmatch(name) and _UNRESERVED.fullmatch(value):
+            parts.append(f"{name}={value}")
+        else:
+            parts.append(f"{quote_plus(name)}={quote_plus(value)}")
+    return "&".join(parts)
 
 
 def dumps(body: Mapping[str, Any]) -> bytes:

@@ -162,16 +162,20 @@ async def call_with_retries(
     method: str,
     path: str,
     on_retry: OnRetry | None = None,
+    failed: errors.AsyncVideosError | None = None,
 ) -> T:
-    """Run ``run()`` with up to ``max_retries`` retries under ``retry_decision``.
+    """Run ``run()`` with up to ``max_retries`` retries under ``retry_decision``;
+    ``failed`` is the error of a first attempt the caller has already run.
 
     The error that ends the loop carries ``retries``, the number taken.
     """
-    # Most requests succeed at once: the happy path builds nothing.
-    try:
-        return await run()
-    except errors.AsyncVideosError as first:
-        error = first
+    if failed is None:
+        # Most requests succeed at once: the happy path builds nothing.
+        try:
+            return await run()
+        except errors.AsyncVideosError as first:
+            failed = first
+    error = failed
     waits: Iterator[float] | None = None
     retries = 0
     while retries < max_retries:

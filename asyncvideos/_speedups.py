@@ -37,9 +37,7 @@ from __future__ import annotations
 import codecs
 import json
 import threading
-from typing import Any
-
-import attrs
+from typing import Annotated, Any
 
 from ._models import UNREAD_RAW, Video, VideoPage
 from ._protocol import MAX_ID_LENGTH, MAX_PAGE_JOBS
@@ -55,54 +53,60 @@ _PAD = 6
 _UTF8_PIECE = 1 << 20
 
 
-def _shapes(msgspec: Any) -> tuple[Any, Any, Any]:
-    """The strict shapes of step 2, and a page as its items' bytes (step 1).
+def _shapes(msgspec: Any) -> tuple[Any, ...]:
+    """What msgspec reads into: a job and a page of jobs (step 1), their strict
+    shapes (step 2), and a page as its items' bytes (step 1).
 
-    Made with ``defstruct``, from types rather than annotations (which this
-    module's ``from __future__ import annotations`` would leave as strings).
+    Made at run time, from types rather than annotations (which this module's
+    ``from __future__ import annotations`` would leave as strings), since
+    msgspec is imported on first use.
     """
+    an_id = Annotated[str, msgspec.Meta(max_length=MAX_ID_LENGTH)]
+    # The tolerant reader reads an empty ``object`` as the default, "video".
+    an_object = Annotated[str, msgspec.Meta(min_length=1)]
+    decoded = type(
+        "_Decoded",
+        (Video,),
+        {
+            "__slots__": (),
+            "__module__": __name__,
+            "__doc__": _DECODED_DOC,
+            "__annotations__": {"id": an_id, "object": an_object},
+            # Present to msgspec's check of every field once a job is read (see
+            # _DECODED_DOC); the slot itself is set through Video's descriptor.
+            "raw": _NOT_READ,
+        },
+    )
     optional_int = (int | None, None)
     stamps = ("progress", "created_at", "completed_at", "expires_at")
     # gc=False: these hold no cycles, and untracked structs are cheaper to make.
+    # Types made at run time, which mypy cannot follow.
+    jobs = tuple[decoded, ...]  # type: ignore[valid-type]
+    decoded_page = msgspec.defstruct("DecodedPage", [("data", jobs)], gc=False)
     kinds = msgspec.defstruct("Kinds", [(name, *optional_int) for name in stamps], gc=False)
-    # A type made at run time, which mypy cannot follow.
     kinds_page = msgspec.defstruct("KindsPage", [("data", list[kinds])], gc=False)  # type: ignore[valid-type]
     raw_page = msgspec.defstruct(
         "RawPage",
         [
             ("data", list[msgspec.Raw]),
             ("has_more", bool, False),
-            ("first_id", str | None, None),
-            ("last_id", str | None, None),
+            ("first_id", an_id | None, None),
+            ("last_id", an_id | None, None),
         ],
         gc=False,
     )
-    return kinds, kinds_page, raw_page
+    return decoded, decoded_page, kinds, kinds_page, raw_page
 
 
-class _Decoded(Video):
-    """What msgspec decodes a job into: a ``Video`` whose ``raw`` is the bare slot.
+_DECODED_DOC = """What msgspec decodes a job into: a ``Video`` with ``raw`` left unset.
 
-    msgspec checks every field with ``hasattr`` once a job is decoded; through
-    ``Video.raw``'s descriptor (Python code, on a slot still empty) that costs
-    a raised AttributeError per job, a third of the decoding. Each job becomes
-    a ``Video`` (the same slots: ``__class__`` may be assigned) once checked.
-    """
-
-    __slots__ = ()
-
-
-setattr(_Decoded, "raw", _RAW_SLOT)  # noqa: B010 - a field to type checkers
-
-
-@attrs.frozen(slots=True)
-class _DecodedPage:
-    """``VideoPage`` with ``_Decoded`` jobs."""
-
-    data: tuple[_Decoded, ...] = ()
-    first_id: str | None = None
-    last_id: str | None = None
-    has_more: bool = False
+msgspec checks every field with ``hasattr`` once a job is decoded: on ``raw``,
+through ``Video.raw``'s descriptor or on its bare slot still empty, that would
+raise an AttributeError per job, so ``raw`` is a plain class attribute here.
+Each job becomes a ``Video`` (the same slots: ``__class__`` may be assigned)
+once checked, with ``raw`` set in its slot.
+"""
+_NOT_READ: Any = object()
 
 
 def _utf8(body: bytes) -> bool:
@@ -125,10 +129,10 @@ class Speedups:
 
     def __init__(self, msgspec: Any) -> None:
         decoder = msgspec.json.Decoder
-        kinds, kinds_page, raw_page = _shapes(msgspec)
+        decoded, decoded_page, kinds, kinds_page, raw_page = _shapes(msgspec)
         self._loads = decoder().decode
-        self._video = decoder(_Decoded, strict=False).decode
-        self._page = decoder(_DecodedPage, strict=False).decode
+        self._video = decoder(decoded, strict=False).decode
+        self._page = decoder(decoded_page, strict=False).decode
         self._kinds = decoder(kinds).decode
         self._kinds_page = decoder(kinds_page).decode
         self._raw_page = decoder(raw_page).decode
@@ -153,7 +157,7 @@ class Speedups:
                 self._kinds(body)
             except Exception:
                 return None
-            if video.object == "" or len(video.id) > MAX_ID_LENGTH or not _utf8(body):
+            if not _utf8(body):
                 return None
             _set_raw(video, self._raw(body))
             _set_class(video, Video)
@@ -163,21 +167,19 @@ class Speedups:
                 items = self._raw_page(body)
                 if len(items.data) > MAX_PAGE_JOBS:
                     return None
-                page: _DecodedPage = self._page(body)
+                jobs: tuple[Video, ...] = self._page(body).data
                 self._kinds_page(body)
             except Exception:
                 return None
-            if _too_long(items.first_id) or _too_long(items.last_id) or not _utf8(body):
+            if not _utf8(body):
                 return None
             # strict=True cannot fail here: both passes read the same bytes.
-            for video, raw in zip(page.data, items.data, strict=True):
-                # The tolerant reader reads an empty ``object`` as the default, "video".
-                if video.object == "" or len(video.id) > MAX_ID_LENGTH:
-                    return None
+            for video, raw in zip(jobs, items.data, strict=True):
                 # A copy: a job kept from a page does not keep the whole page's bytes.
                 _set_raw(video, raw.copy())
                 _set_class(video, Video)
-            return VideoPage(page.data, page.first_id, page.last_id, page.has_more)
+            # The page's own fields as the strict pass read them.
+            return VideoPage(jobs, items.first_id, items.last_id, items.has_more)
         return None
 
     def raw_dict(self, raw: Any) -> Any:
@@ -192,10 +194,6 @@ class Speedups:
             return json.loads(text)
         except RecursionError:
             return _on_a_fresh_stack(json.loads, text)
-
-
-def _too_long(cursor: str | None) -> bool:
-    return cursor is not None and len(cursor) > MAX_ID_LENGTH
 
 
 def _on_a_fresh_stack(parse: Any, text: bytes) -> Any:

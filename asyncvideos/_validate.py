@@ -27,6 +27,9 @@ _SIZE = re.compile(r"[1-9][0-9]{0,5}x[1-9][0-9]{0,5}")
 # RFC 9110 token characters for a header name; a value may not hold CR, LF or NUL.
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEADER_VALUE_FORBIDDEN = re.compile(r"[\r\n\x00]")
+# Collections under /videos: as a job's id, /videos/characters/content would be
+# the character route (the character "content"), not that job's content.
+_NOT_JOB_IDS = frozenset({"characters"})
 
 
 def video_id(value: object, name: str = "video") -> str:
@@ -39,19 +42,24 @@ def video_id(value: object, name: str = "video") -> str:
         return server_id(value)
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a video id (str) or a Video, got {type(value).__name__}")
+    if value in _NOT_JOB_IDS:
+        raise ValueError(f"{name} {value!r} names a collection under /videos, not a job")
     return value
 
 
 def server_id(video: Video) -> str:
     """``video.id``, checked as every id that goes into a path is; it came from a server."""
+    problem = "it names a collection under /videos" if video.id in _NOT_JOB_IDS else None
     try:
         path_segment(video.id, "id")
     except (TypeError, ValueError) as exc:
+        problem = str(exc)
+    if problem is not None:
         raise APIResponseValidationError(
-            f"The server gave a job an id that cannot be used in a URL path ({exc}): "
+            f"The server gave a job an id that cannot be used in a URL path ({problem}): "
             f"{video.id[:100]!r}",
             body=dict(video.raw) or None,
-        ) from None
+        )
     return video.id
 
 

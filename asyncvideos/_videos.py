@@ -278,7 +278,9 @@ class AsyncVideos(BaseClient):
 
         async def fetch(cursor: str | None) -> VideoPage:
             query = base_query if cursor is None else {**base_query, "after": cursor}
-            page = await self._call("GET", "/videos", options, VideoPage, "list_page", query=query)
+            page, _ = await self._fetch(
+                "GET", "/videos", options, VideoPage, "list_page", query=query
+            )
             if most is not None and len(page.data) > most:
                 self._hint_over_limit(most, len(page.data))
                 page = first_jobs(page, most)
@@ -539,7 +541,8 @@ class AsyncVideos(BaseClient):
         video_id = check.video_id(video)
         call = self._options(operation, options)
         path = check.video_path(video_id)
-        return await self._call(method, path, call, model, operation, video_id=video_id)
+        data, _ = await self._fetch(method, path, call, model, operation, video_id=video_id)
+        return data
 
     # -- content -----------------------------------------------------------
 

@@ -126,19 +126,20 @@ PLAIN, FAST = "asyncvideos", "asyncvideos+speedups"
 
 
 def targets(sizes: Sizes) -> list[Target]:
-    """The goals of issue 16: ratios of client CPU, medians of pair ratios."""
+    """The goals of issue 22 (issue 16's, moved): ratios of client CPU, medians of
+    pair ratios. retrieve against openai is issue 16's, kept to be read."""
     schedule = float(sizes.wait_jobs * server.DONE_AT)
     return [
         _speed("list_all", PLAIN, "floor", 0.75),
-        _speed("list_all", FAST, "floor", 0.9),
+        _speed("list_all", FAST, "floor", 0.95),
         _speed("list_all", PLAIN, "openai", 10.0),
-        _speed("list_all", FAST, "openai", 12.0),
-        _speed("retrieve", PLAIN, "floor", 0.9),
-        _speed("retrieve", FAST, "floor", 0.95),
+        _speed("list_all", FAST, "openai", 10.0),
+        _speed("retrieve", PLAIN, "floor", 0.85),
+        _speed("retrieve", FAST, "floor", 0.9),
         _speed("retrieve", PLAIN, "openai", 10.0),
-        _speed("retrieve", FAST, "openai", 12.0),
+        _speed("retrieve", FAST, "openai", 10.0),
         _cpu_at_most("wait_many", PLAIN, "floor", 1.1),
-        _cpu_at_most("wait_many", FAST, "floor", 1.05),
+        _cpu_at_most("wait_many", FAST, "floor", 1.1),
         _at_most("wait_many", "requests", schedule, "requests ≤ what the schedule needs"),
         _at_most("wait_many", "requests", schedule, "requests ≤ what the schedule needs", FAST),
         _rate_at_least("download", PLAIN, "floor", 0.95),

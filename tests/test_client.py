@@ -142,6 +142,53 @@ class TestHeaders:
             await videos.retrieve("v1")
         assert calls == 2
 
+    @pytest.mark.parametrize("scheme", ["bearer", "api-key"])
+    async def test_a_rotated_key_is_the_one_sent(self, scheme: str) -> None:
+        """The headers of a plain GET are made once per key, not once per client: each
+        request carries the key the callable gave for it, back and forth."""
+        keys = iter(["sk-rotated-first-0123456789", "sk-rotated-second-012345678"] * 2)
+        given: list[str] = []
+
+        def key() -> str:
+            given.append(next(keys))
+            return given[-1]
+
+        async with FakeVideosAPI(require_auth=False) as fake:
+            fake.add_videos({"id": "v1"})
+            async with AsyncVideos(
+                api_key=key,
+                base_url=fake.base_url,
+                auth_scheme=scheme,  # type: ignore[arg-type]
+            ) as videos:
+                for _ in range(4):
+                    await videos.retrieve("v1")
+            sent = [
+                request.headers["authorization"].removeprefix("Bearer ")
+                if scheme == "bearer"
+                else request.headers["api-key"]
+                for request in fake.requests
+            ]
+        assert sent == given
+        assert len(set(sent)) == 2
+
+    async def test_a_plain_request_has_every_header_of_one_with_its_own(
+        self, api: FakeVideosAPI
+    ) -> None:
+        """A GET with no header of its own (its headers made once and reused) sends the
+        same headers as one that adds a header, but that one."""
+        api.add_videos({"id": "v1"})
+        async with api.client(
+            organization="org-9", project="proj-9", default_headers={"X-Team": "a"}
+        ) as videos:
+            await videos.retrieve("v1")
+            await videos.retrieve("v1")
+            await videos.retrieve("v1", extra_headers={"X-Extra": "1"})
+        first, second, extra = (dict(request.headers) for request in api.requests[-3:])
+        assert first == second
+        del extra["x-extra"]
+        assert first == extra
+        assert {"authorization", "openai-organization", "openai-project", "x-team"} <= set(first)
+
     @pytest.mark.parametrize(
         ("kwargs", "name"),
         [({"extra_headers": []}, "extra_headers"), ({"extra_query": ""}, "extra_query")],

@@ -73,6 +73,7 @@ async def _outcome(call: Awaitable[T]) -> tuple[T | None, Exception | None]:
 @example(video_id="\x00")
 @example(video_id=" ")
 @example(video_id="🎬 ünïcødé")
+@example(video_id="characters")
 async def test_any_id_is_refused_or_sent_as_one_segment(
     shared_api: FakeVideosAPI, shared_client: AsyncVideos, video_id: str
 ) -> None:
@@ -106,6 +107,7 @@ async def test_any_id_is_refused_or_sent_as_one_segment(
 @in_module_loop
 @HYPOTHESIS
 @given(video_id=IDS)
+@example(video_id="characters")
 async def test_ids_keep_their_route_for_sub_resources(
     shared_api: FakeVideosAPI, shared_client: AsyncVideos, video_id: str
 ) -> None:

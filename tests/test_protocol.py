@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
+from urllib.parse import urlencode
 
 import pytest
+from yarl import URL
 
 from asyncvideos import (
     APIResponseValidationError,
@@ -25,7 +27,9 @@ from asyncvideos._protocol import (
     parse_retry_after,
     path_segment,
     poll_after,
+    query_string,
     request_id,
+    request_url,
     status_error,
 )
 from asyncvideos._retry import should_retry_header, status_is_retryable
@@ -59,6 +63,58 @@ class TestPathSegment:
         """A non-string id is a TypeError that names the argument."""
         with pytest.raises(TypeError, match="video"):
             path_segment(value, "video")
+
+
+class TestRequestUrl:
+    @pytest.mark.parametrize(
+        "base",
+        [
+            "https://api.openai.com/v1",
+            "http://127.0.0.1:8089/1/v1",
+            "http://localhost",
+            "HTTP://Gateway.Example:8080/A%2Fb/openai",
+            "http://[::1]:8080/x",
+            "https://h:443/p;v=1/v1",
+            "https://h//double",
+            "https://h/%7Euser/caf%C3%A9",
+            "https://xn--bcher-kva.example/v1",
+        ],
+    )
+    @pytest.mark.parametrize("path", ["/videos", "/videos/a%2Fb/content", "/videos/characters/c"])
+    @pytest.mark.parametrize("query", ["", "limit=10&after=x%2By", "variant=thumbnail"])
+    def test_is_what_parsing_the_joined_string_gives(
+        self, base: str, path: str, query: str
+    ) -> None:
+        """Built from parts, the URL is the one ``base_url + path + ?query`` parses to."""
+        built = request_url(URL(base, encoded=True), path, query)
+        parsed = URL(base + path + (f"?{query}" if query else ""), encoded=True)
+        assert built == parsed
+        assert str(built) == str(parsed)
+        assert (built.raw_host, built.port, built.raw_path, built.raw_query_string) == (
+            parsed.raw_host,
+            parsed.port,
+            parsed.raw_path,
+            parsed.raw_query_string,
+        )
+
+
+class TestQueryString:
+    @pytest.mark.parametrize(
+        "query",
+        [
+            {},
+            {"limit": "100", "order": "asc"},
+            {"limit": "100", "order": "asc", "after": "video_68d7512d07848190b3e45da0ecbebcde"},
+            {"after": "a b+c&d=e/f?g#h%i"},
+            {"after": "caf\u00e9 \U0001f3ac", "x": ""},
+            {"": "", "a.b~c-d_e": "~._-"},
+            {"variant": "thumbnail", "api-version": "2025-04-01-preview"},
+        ],
+    )
+    def test_is_urlencode(self, query: dict[str, str]) -> None:
+        """Plain names and values are joined as they are, and the rest is quoted: the
+        same string as urlencode gives."""
+        assert query_string(query) == urlencode(query)
 
 
 class TestStatusError:

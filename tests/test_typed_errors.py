@@ -325,8 +325,18 @@ def assert_usable(error: AsyncVideosError) -> None:
     assert len(error.message) <= 2_100
 
 
-BAD_IDS = ["..", ".", "", " ", "a\r\nb", "a\nb", "a/../b\x00", "\ud800"]
-BAD_ID_NAMES = ["dotdot", "dot", "empty", "blank", "crlf", "lf", "nul", "lone-surrogate"]
+BAD_IDS = ["..", ".", "", " ", "a\r\nb", "a\nb", "a/../b\x00", "\ud800", "characters"]
+BAD_ID_NAMES = [
+    "dotdot",
+    "dot",
+    "empty",
+    "blank",
+    "crlf",
+    "lf",
+    "nul",
+    "lone-surrogate",
+    "a-collection",
+]
 
 
 class IdServer:

@@ -466,7 +466,7 @@ class Transport:
         ok = 200 <= status < 300
         limit = self._max_response_bytes if ok else MAX_ERROR_BODY
         declared = headers.get("content-length", "")
-        known = "content-encoding" not in headers and declared.isdigit()
+        known = "content-encoding" not in headers and declared.isascii() and declared.isdigit()
         if known and ok and int(declared) > limit:
             response.close()
             raise _too_large(request, shown, limit, int(declared))

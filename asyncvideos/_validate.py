@@ -140,7 +140,7 @@ def seconds(value: object, model: object = None) -> str:
     does not allow is refused here rather than by the server, after a paid call's
     round trip; for any other model (or none) a positive whole number goes as given.
     """
-    if isinstance(value, str) and value.isdigit() and int(value) > 0:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and int(value) > 0:
         number = int(value)
     elif type(value) is int and value > 0:
         number = value

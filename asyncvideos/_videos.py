@@ -274,7 +274,7 @@ class AsyncVideos(BaseClient):
         check.optional_id(after, "after")
         # The limit sent: the caller's extra_query may override it.
         sent = options.extra_query.get("limit", base_query["limit"])
-        most = int(sent) if sent.isdigit() and int(sent) > 0 else None
+        most = int(sent) if sent.isascii() and sent.isdigit() and int(sent) > 0 else None
 
         async def fetch(cursor: str | None) -> VideoPage:
             query = base_query if cursor is None else {**base_query, "after": cursor}

@@ -169,6 +169,7 @@ BAD_SECONDS: list[tuple[Any, type[Exception], str]] = [
     (True, TypeError, ""),
     ("4.5", ValueError, ""),
     ("", ValueError, ""),
+    ("\N{SUPERSCRIPT TWO}", ValueError, ""),  # str.isdigit() says yes, int() says no
     (4.0, TypeError, ""),
 ]
 BAD_WAIT_TIMEOUTS: list[tuple[Any, type[Exception], str]] = [

@@ -32,7 +32,7 @@ import attrs
 from . import _speedups
 from ._cost import DEFAULT_PARSE_BUDGET, check_weight
 from ._errors import APIResponseValidationError
-from ._models import Character, DeletedVideo, Video, VideoError, VideoPage
+from ._models import MAX_UNIX, MIN_UNIX, Character, DeletedVideo, Video, VideoError, VideoPage
 from ._protocol import MAX_BODY_DEPTH, MAX_ID_LENGTH, MAX_PAGE_JOBS, decipher, nested_deeper
 
 if TYPE_CHECKING:
@@ -79,14 +79,13 @@ def _integer(obj: Mapping[str, Any], key: str) -> int:
 
 _UTC = timezone.utc
 _from_unix = datetime.fromtimestamp
-# The unix seconds a datetime can hold (years 1 to 9999): inside them the
-# common case (an int) cannot fail, so it skips the checked path.
-_MIN_UNIX, _MAX_UNIX = -62_135_596_800, 253_402_300_799
 
 
 def _timestamp(obj: Mapping[str, Any], key: str) -> datetime | None:
     value = obj.get(key)
-    if type(value) is int and _MIN_UNIX <= value <= _MAX_UNIX:
+    # Inside the range a datetime holds, the common case (an int) cannot fail,
+    # so it skips the checked path.
+    if type(value) is int and MIN_UNIX <= value <= MAX_UNIX:
         return _from_unix(value, _UTC)
     if value is None:
         return None
@@ -178,8 +177,9 @@ if (  # pragma: no cover
 # which skips the frozen attrs ``__init__`` (it routes every field through
 # ``object.__setattr__``): about a third of the cost of building a job.
 # Correct only while Video has no validators, converters or post-init hook,
-# which the import-time check above pins. ``raw`` is set through the slot under
-# the descriptor that reads it (``_models._RawOnFirstUse``).
+# which the import-time check above pins. ``raw`` and the timestamps are set
+# through the slots under the descriptors that read them (``_models``): a
+# timestamp may be left as its unix seconds there.
 _new = object.__new__
 (
     _set_id,
@@ -195,8 +195,8 @@ _new = object.__new__
     _set_seconds,
     _set_remixed_from,
     _set_error,
-) = (Video.__dict__[name].__set__ for name in _VIDEO_FIELDS[:-1])
-_set_raw = Video.__dict__["raw"].slot.__set__
+    _set_raw,
+) = (getattr(Video.__dict__[name], "slot", Video.__dict__[name]).__set__ for name in _VIDEO_FIELDS)
 
 
 def structure_video(value: object, _: object = None) -> Video:
@@ -220,22 +220,23 @@ def structure_video(value: object, _: object = None) -> Video:
     _set_status(video, v if type(v) is str or v is None else _text(obj, "status"))
     v = get("progress")
     _set_progress(video, v if type(v) is int or v is None else _integer(obj, "progress"))
-    # Timestamps: an int inside the range a datetime holds cannot fail.
+    # Timestamps: an int inside the range a datetime holds cannot fail, so it
+    # is kept as it is until it is read (``_models._UnixOnFirstUse``).
     v = get("created_at")
-    if type(v) is int and _MIN_UNIX <= v <= _MAX_UNIX:
-        _set_created_at(video, _from_unix(v, _UTC))
+    if (type(v) is int and MIN_UNIX <= v <= MAX_UNIX) or v is None:
+        _set_created_at(video, v)
     else:
-        _set_created_at(video, None if v is None else _to_datetime(v, "created_at"))
+        _set_created_at(video, _to_datetime(v, "created_at"))
     v = get("completed_at")
-    if type(v) is int and _MIN_UNIX <= v <= _MAX_UNIX:
-        _set_completed_at(video, _from_unix(v, _UTC))
+    if (type(v) is int and MIN_UNIX <= v <= MAX_UNIX) or v is None:
+        _set_completed_at(video, v)
     else:
-        _set_completed_at(video, None if v is None else _to_datetime(v, "completed_at"))
+        _set_completed_at(video, _to_datetime(v, "completed_at"))
     v = get("expires_at")
-    if type(v) is int and _MIN_UNIX <= v <= _MAX_UNIX:
-        _set_expires_at(video, _from_unix(v, _UTC))
+    if (type(v) is int and MIN_UNIX <= v <= MAX_UNIX) or v is None:
+        _set_expires_at(video, v)
     else:
-        _set_expires_at(video, None if v is None else _to_datetime(v, "expires_at"))
+        _set_expires_at(video, _to_datetime(v, "expires_at"))
     v = get("prompt")
     _set_prompt(video, v if type(v) is str or v is None else _text(obj, "prompt"))
     v = get("size")

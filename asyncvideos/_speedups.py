@@ -7,24 +7,24 @@ it cannot vouch for that.
 
 A job or a page is parsed once, into the models, never into dicts:
 
-1. msgspec reads the bytes straight into the attrs models, in C, with
-   ``strict=False`` so that unix-second integers become UTC datetimes; a page
-   is also read as its items' bytes (``msgspec.Raw``, a pass that builds
-   nothing else), and each job keeps its own bytes as ``raw``, which becomes
-   the dict ``json.loads`` would give on first use (``Video.raw``).
-2. The same bytes are read once more with strict types for the fields that
-   ``strict=False`` reads more loosely than the tolerant reader may: every
-   timestamp and ``progress`` must be an int or null (a float, or a numeric
-   or ISO string, is converted the tolerant way), and ``has_more``, ``first_id``
-   and ``last_id`` of the page their exact types. An ``object`` that is empty,
-   an id or cursor longer than the tolerant reader allows, or a page of more
-   jobs than it allows (counted before any job is built), is its to refuse.
-3. Anything msgspec cannot type (``seconds: 8``, an ``error`` string, a huge
-   integer), or refuses as JSON where ``json.loads`` reads it (``NaN``, a lone
-   surrogate, a byte-order mark), fails, and the whole body is read the
-   tolerant way. msgspec skips the fields it does not type without decoding
-   their text, so a body that is not ASCII is checked to be UTF-8 (as
-   ``json.loads`` would decode it) before its models are returned.
+1. msgspec reads the bytes straight into the attrs models, in C, with strict
+   types: every timestamp and ``progress`` must be an int or null (a
+   timestamp's int within the years a datetime holds; it stays unix seconds
+   in its slot until it is read, see ``Video``'s timestamps), ``has_more``,
+   ``first_id`` and ``last_id`` their exact types. A page is also read as its
+   items' bytes (``msgspec.Raw``, a pass that builds nothing else), and each
+   job keeps its own bytes as ``raw``, which becomes the dict ``json.loads``
+   would give on first use (``Video.raw``). An ``object`` that is empty, an id
+   or cursor longer than the tolerant reader allows, or a page of more jobs
+   than it allows (counted before any job is built), is the tolerant reader's
+   to refuse.
+2. Anything else (a float or a numeric or ISO string for a timestamp,
+   ``seconds: 8``, an ``error`` string, a huge integer), or what msgspec
+   refuses as JSON where ``json.loads`` reads it (``NaN``, a lone surrogate,
+   a byte-order mark), fails, and the whole body is read the tolerant way.
+   msgspec skips the fields it does not type without decoding their text, so
+   a body that is not ASCII is checked to be UTF-8 (as ``json.loads`` would
+   decode it) before its models are returned.
 
 The decoders run a few frames deeper than ``json.loads`` would: a body nested
 so deep that ``json.loads`` would hit the recursion limit makes msgspec hit it
@@ -39,7 +39,7 @@ import json
 import threading
 from typing import Annotated, Any
 
-from ._models import UNREAD_RAW, Video, VideoPage
+from ._models import MAX_UNIX, MIN_UNIX, UNREAD_RAW, Video, VideoPage
 from ._protocol import MAX_ID_LENGTH, MAX_PAGE_JOBS
 
 __all__ = ["Speedups", "current", "load", "use"]
@@ -54,8 +54,8 @@ _UTF8_PIECE = 1 << 20
 
 
 def _shapes(msgspec: Any) -> tuple[Any, ...]:
-    """What msgspec reads into: a job and a page of jobs (step 1), their strict
-    shapes (step 2), and a page as its items' bytes (step 1).
+    """What msgspec reads into: a job, a page of jobs, and a page as its items'
+    bytes.
 
     Made at run time, from types rather than annotations (which this module's
     ``from __future__ import annotations`` would leave as strings), since
@@ -64,6 +64,7 @@ def _shapes(msgspec: Any) -> tuple[Any, ...]:
     an_id = Annotated[str, msgspec.Meta(max_length=MAX_ID_LENGTH)]
     # The tolerant reader reads an empty ``object`` as the default, "video".
     an_object = Annotated[str, msgspec.Meta(min_length=1)]
+    unix = Annotated[int, msgspec.Meta(ge=MIN_UNIX, le=MAX_UNIX)] | None
     decoded = type(
         "_Decoded",
         (Video,),
@@ -71,20 +72,19 @@ def _shapes(msgspec: Any) -> tuple[Any, ...]:
             "__slots__": (),
             "__module__": __name__,
             "__doc__": _DECODED_DOC,
-            "__annotations__": {"id": an_id, "object": an_object},
+            "__annotations__": {"id": an_id, "object": an_object}
+            | dict.fromkeys(_TIMESTAMPS, unix),
             # Present to msgspec's check of every field once a job is read (see
             # _DECODED_DOC); the slot itself is set through Video's descriptor.
             "raw": _NOT_READ,
-        },
+        }
+        # The timestamps' bare slots: msgspec stores and checks the unix seconds.
+        | {name: Video.__dict__[name].slot for name in _TIMESTAMPS},
     )
-    optional_int = (int | None, None)
-    stamps = ("progress", "created_at", "completed_at", "expires_at")
     # gc=False: these hold no cycles, and untracked structs are cheaper to make.
     # Types made at run time, which mypy cannot follow.
     jobs = tuple[decoded, ...]  # type: ignore[valid-type]
     decoded_page = msgspec.defstruct("DecodedPage", [("data", jobs)], gc=False)
-    kinds = msgspec.defstruct("Kinds", [(name, *optional_int) for name in stamps], gc=False)
-    kinds_page = msgspec.defstruct("KindsPage", [("data", list[kinds])], gc=False)  # type: ignore[valid-type]
     raw_page = msgspec.defstruct(
         "RawPage",
         [
@@ -95,16 +95,18 @@ def _shapes(msgspec: Any) -> tuple[Any, ...]:
         ],
         gc=False,
     )
-    return decoded, decoded_page, kinds, kinds_page, raw_page
+    return decoded, decoded_page, raw_page
 
 
+_TIMESTAMPS = ("created_at", "completed_at", "expires_at")
 _DECODED_DOC = """What msgspec decodes a job into: a ``Video`` with ``raw`` left unset.
 
 msgspec checks every field with ``hasattr`` once a job is decoded: on ``raw``,
 through ``Video.raw``'s descriptor or on its bare slot still empty, that would
-raise an AttributeError per job, so ``raw`` is a plain class attribute here.
-Each job becomes a ``Video`` (the same slots: ``__class__`` may be assigned)
-once checked, with ``raw`` set in its slot.
+raise an AttributeError per job, so ``raw`` is a plain class attribute here;
+the timestamps are their bare slots, so that neither msgspec's check nor its
+store makes a datetime. Each job becomes a ``Video`` (the same slots:
+``__class__`` may be assigned) once checked, with ``raw`` set in its slot.
 """
 _NOT_READ: Any = object()
 
@@ -129,12 +131,10 @@ class Speedups:
 
     def __init__(self, msgspec: Any) -> None:
         decoder = msgspec.json.Decoder
-        decoded, decoded_page, kinds, kinds_page, raw_page = _shapes(msgspec)
+        decoded, decoded_page, raw_page = _shapes(msgspec)
         self._loads = decoder().decode
-        self._video = decoder(decoded, strict=False).decode
-        self._page = decoder(decoded_page, strict=False).decode
-        self._kinds = decoder(kinds).decode
-        self._kinds_page = decoder(kinds_page).decode
+        self._video = decoder(decoded).decode
+        self._page = decoder(decoded_page).decode
         self._raw_page = decoder(raw_page).decode
         self._raw = msgspec.Raw
         UNREAD_RAW[msgspec.Raw] = self.raw_dict
@@ -154,7 +154,6 @@ class Speedups:
         if cls is Video:
             try:
                 video: Video = self._video(body)
-                self._kinds(body)
             except Exception:
                 return None
             if not _utf8(body):
@@ -168,7 +167,6 @@ class Speedups:
                 if len(items.data) > MAX_PAGE_JOBS:
                     return None
                 jobs: tuple[Video, ...] = self._page(body).data
-                self._kinds_page(body)
             except Exception:
                 return None
             if not _utf8(body):

@@ -280,6 +280,75 @@ class TestToDict:
         assert video.to_dict()["status"] == "failed"
 
 
+def stamp_slot(video: Video, name: str) -> Any:
+    """What a timestamp's slot holds, without reading the field (which would convert it)."""
+    return Video.__dict__[name].slot.__get__(video)
+
+
+READERS = [False, pytest.param(True, id="speedups")] if _speedups.load() else [False]
+
+
+class TestTimestampsOnFirstUse:
+    """A read job keeps unix seconds; the datetime is made when the field is read."""
+
+    @pytest.fixture(params=READERS, ids=lambda fast: "speedups" if fast else "tolerant")
+    def read(self, request: pytest.FixtureRequest) -> Any:
+        _speedups.use(request.param)
+        yield lambda data: decode(json.dumps(data).encode(), Video)
+        _speedups.use(True)
+
+    def test_seconds_until_read_then_the_datetime_kept(self, read: Any) -> None:
+        video = read(FULL)
+        assert stamp_slot(video, "created_at") == 1_760_000_000
+        assert stamp_slot(video, "expires_at") is None
+        first = video.created_at
+        assert first == datetime.fromtimestamp(1_760_000_000, timezone.utc)
+        assert first.tzinfo is timezone.utc
+        assert stamp_slot(video, "created_at") is first
+        assert video.created_at is first  # made once
+        assert video.completed_at == datetime.fromtimestamp(1_760_000_060, timezone.utc)
+
+    def test_models_with_unread_timestamps_behave_as_read_ones(self, read: Any) -> None:
+        eager = structure(FULL, Video)
+        video = read(FULL)
+        assert stamp_slot(video, "completed_at") == 1_760_000_060
+        assert video == eager
+        assert hash(video) == hash(eager)
+        assert repr(video) == repr(eager)
+        copied = pickle.loads(pickle.dumps(read(FULL)))
+        assert copied == eager
+        assert stamp_slot(copied, "created_at") == eager.created_at
+        assert attrs.evolve(read(FULL), status="failed").created_at == eager.created_at
+        assert attrs.asdict(read(FULL))["completed_at"] == eager.completed_at
+        assert read(FULL).to_dict() == eager.to_dict()
+
+    def test_the_ends_of_the_range_a_datetime_holds(self, read: Any) -> None:
+        first, last = -62_135_596_800, 253_402_300_799
+        video = read({"id": "v", "created_at": first, "expires_at": last})
+        assert video.created_at == datetime(1, 1, 1, tzinfo=timezone.utc)
+        assert video.expires_at == datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+        for outside in (first - 1, last + 1):
+            with pytest.raises(APIResponseValidationError, match="created_at"):
+                read({"id": "v", "created_at": outside})  # refused when read, not when used
+
+    def test_other_forms_are_converted_when_read(self, read: Any) -> None:
+        video = read({"id": "v", "created_at": 1.5, "completed_at": "2025-10-09T08:53:20Z"})
+        assert type(stamp_slot(video, "created_at")) is datetime
+        assert type(stamp_slot(video, "completed_at")) is datetime
+        assert video.completed_at == datetime(2025, 10, 9, 8, 53, 20, tzinfo=timezone.utc)
+
+    def test_values_set_by_hand_read_back_as_given(self) -> None:
+        moment = datetime(2025, 1, 1, tzinfo=timezone.utc)
+        assert Video(id="v", created_at=moment).created_at is moment
+        by_hand = Video(id="v", created_at=5, expires_at=True)  # type: ignore[arg-type]
+        assert by_hand.created_at == 5
+        assert type(by_hand.created_at) is int
+        assert by_hand.expires_at is True
+        assert pickle.loads(pickle.dumps(by_hand)).created_at == 5
+        assert attrs.evolve(by_hand, status="x").created_at == 5
+        assert Video.__dict__["created_at"].__get__(None, Video) is Video.__dict__["created_at"]
+
+
 class TestDecode:
     """``decode(body, cls)``: bytes to a model, the same with or without msgspec."""
 

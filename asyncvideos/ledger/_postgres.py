@@ -61,6 +61,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import pq
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -386,7 +387,13 @@ class PostgresLedger(LedgerStore):
         try:
             async with self._pool.connection() as connection:
                 cursor = await connection.execute(statement.encode(), parameters)
-                return await cursor.fetchall() if cursor.description is not None else []
+                # The result's status, not ``cursor.description``: that builds a
+                # Column per column of every result (a tenth of a write under cProfile).
+                result = cursor.pgresult
+                if result is None or result.status != pq.ExecStatus.TUPLES_OK:
+                    return []
+                rows: list[tuple[Any, ...]] = await cursor.fetchall()
+                return rows
         except pg_errors.UniqueViolation:
             raise  # the caller knows which constraint
         except psycopg.Error as exc:

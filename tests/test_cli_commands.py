@@ -243,6 +243,10 @@ class TestDownloadPaths:
         assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
 
 
+def _default_hangups() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 class TestSignals:
     """SIGTERM and SIGHUP mid-download leave no partial file, as Ctrl-C does."""
 
@@ -272,7 +276,9 @@ class TestSignals:
     def test_signal_cleans_up(
         self, fake: ThreadedFake, tmp_path: Path, name: str, code: int
     ) -> None:
-        process = self.start_download(fake, tmp_path)
+        # The default action in the child, whatever this process inherited: under
+        # `nohup` SIGHUP arrives ignored, and an ignored one rightly stays ignored.
+        process = self.start_download(fake, tmp_path, preexec_fn=_default_hangups)
         process.send_signal(getattr(signal, name))
         out, err = process.communicate(timeout=30)
         assert process.returncode == code

@@ -151,7 +151,22 @@ class Video:
         return data
 
 
-class _RawOnFirstUse:
+class _OverSlot:
+    """A descriptor over the slot attrs made for a field of ``Video``: writes go
+    to the slot (the class stays frozen: only ``object.__setattr__`` reaches
+    them), reads through a subclass's ``__get__``."""
+
+    __slots__ = ("_get", "slot")
+
+    def __init__(self, slot: Any) -> None:
+        self.slot = slot
+        self._get = slot.__get__
+
+    def __set__(self, video: object, value: object) -> None:
+        self.slot.__set__(video, value)
+
+
+class _RawOnFirstUse(_OverSlot):
     """``Video.raw``: the slot attrs made for it, read through a check for bytes.
 
     A job read by msgspec (the ``speedups`` extra) is given its JSON object's
@@ -159,14 +174,10 @@ class _RawOnFirstUse:
     them and keeps it in the slot. So a listing that never looks at ``raw``
     never builds it, and ``raw``, ``to_dict()``, pickling, ``attrs.asdict``
     and ``attrs.evolve`` see the same dict as ever. Writes go to the slot as
-    before (the class stays frozen: only ``object.__setattr__`` reaches them).
+    before.
     """
 
-    __slots__ = ("_get", "slot")
-
-    def __init__(self, slot: Any) -> None:
-        self.slot = slot
-        self._get = slot.__get__
+    __slots__ = ()
 
     def __get__(self, video: object, owner: type[Any] | None = None) -> Any:
         if video is None:
@@ -181,16 +192,13 @@ class _RawOnFirstUse:
         self.slot.__set__(video, value)
         return value
 
-    def __set__(self, video: object, value: object) -> None:
-        self.slot.__set__(video, value)
-
 
 #: The types of bytes a reader may leave in ``Video.raw``, with the function that
 #: makes the dict of each (``_speedups`` adds msgspec's ``Raw``).
 UNREAD_RAW: dict[type[Any], Callable[[Any], Mapping[str, Any]]] = {}
 
 
-class _UnixOnFirstUse:
+class _UnixOnFirstUse(_OverSlot):
     """A timestamp of ``Video``: the slot attrs made for it, read through a
     check for unix seconds.
 
@@ -203,11 +211,7 @@ class _UnixOnFirstUse:
     int given by hand as the int it is.
     """
 
-    __slots__ = ("_get", "slot")
-
-    def __init__(self, slot: Any) -> None:
-        self.slot = slot
-        self._get = slot.__get__
+    __slots__ = ()
 
     def __get__(self, video: object, owner: type[Any] | None = None) -> Any:
         if video is None:

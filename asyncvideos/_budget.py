@@ -49,8 +49,13 @@ block of slots.
   with slots used, not with time: a fleet that does not use its rate learns
   nothing from it. A budget nobody has learned yet starts with a slow start:
   ``COLD_SPACING`` apart, the rate doubling every ``SLOW_START_DOUBLING`` s, in
-  blocks of ``SLOW_START_BLOCK`` (a bucket's burst hides the limit, so the first
-  429 comes at twice it or more, and what is leased then mostly meets 429s).
+  short blocks: ``SLOW_START_SECONDS`` of the rate, at least ``SLOW_START_BLOCK``
+  slots (a bucket's burst hides the limit, so the first 429 comes at twice it or
+  more, and what is leased then mostly meets 429s).
+- **A process asks for what it is waiting for**, one slot per request queued,
+  so the fleet's queue stays short; but where a block is at most ``SHORT_LEASE``
+  of the fleet's time (a high rate), it asks for the whole block, or a steady
+  flow of requests one at a time would cost an exchange per request or two.
 - Nothing in force (no spacing, no pause, the estimate negligible): a grant says
   "free for ``REFRESH`` s" and requests go at once until then.
 
@@ -95,9 +100,12 @@ REFRESH = 1.0
 #: A budget no process has learned yet: this spacing at first ...
 COLD_SPACING = 0.025
 #: ... the rate doubling every this many seconds until the first 429, in blocks of
-#: this many slots.
+#: this many seconds' worth of slots, and at least this many slots.
 SLOW_START_DOUBLING = 1.0
+SLOW_START_SECONDS = 0.01
 SLOW_START_BLOCK = 2
+#: A lease this short (a block's time) is asked for whole, not one slot per request.
+SHORT_LEASE = 0.01
 #: Without budget headers, send this much under the rate measured.
 MARGIN = 1.05
 #: After an event, the rate halves its gap to the target every this many slots,
@@ -319,7 +327,10 @@ def _block(row: BudgetRow, now: float, spacing: float) -> int:
     if row.headed(now):
         return min(MAX_GRANT, max(MIN_BLOCK, math.floor(HORIZON / spacing)))
     if row.slow_start:
-        return SLOW_START_BLOCK
+        # What is leased when the first 429 comes mostly meets 429s: a lease stays
+        # a few milliseconds long, whatever the rate.
+        slots = math.floor(SLOW_START_SECONDS / spacing)
+        return min(ESTIMATE_BLOCK, max(SLOW_START_BLOCK, slots))
     return min(ESTIMATE_BLOCK, max(MIN_BLOCK, math.floor(HORIZON / spacing)))
 
 
@@ -590,14 +601,19 @@ class SharedPacer:
         self._schedule(loop)
 
     def _wanted(self) -> int:
-        """Slots to ask for: one per waiter not served by those held, while no more
-        than a block is held, up to two (the one in use and the next): the fleet's
-        queue stays short, and a lease is a block."""
+        """Slots to ask for: one per waiter not served by those held (a whole block
+        where a block is a short lease), while no more than a block is held, up to
+        two (the one in use and the next): the fleet's queue stays short."""
         held = len(self._slots)
         ahead = sum(1 for slot in self._slots if slot.at > self._firm_until)
-        if ahead > self._block:
+        if ahead > self._block or len(self._waiters) <= held:
             return 0
-        return max(min(len(self._waiters) - held, 2 * self._block - ahead), 0)
+        wanted = len(self._waiters) - held
+        if 0 < self._firm <= SHORT_LEASE:
+            # A block is a few milliseconds of the fleet's: asking for one per
+            # request would be an exchange per request or two at a high rate.
+            wanted = max(wanted, self._block)
+        return max(min(wanted, 2 * self._block - ahead), 0)
 
     def _ask(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start an exchange with the store unless one is under way."""

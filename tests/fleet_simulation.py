@@ -244,6 +244,44 @@ def simulate(
     return outcome
 
 
+def steady(rate: float, *, requests: int = 3000, concurrency: int = 64, seed: int = 0) -> Outcome:
+    """One process sending ``requests`` at a steady ``rate`` (one every ``1 / rate``
+    s, up to ``concurrency`` at once) to a server with no limit and no budget
+    headers: the ledger benchmark's flow of polls, one request at a time, where the
+    budget never leaves its slow start."""
+    outcome = Outcome(1, round(rate), False)  # its "limit": the rate offered
+    loop = VirtualTimeLoop()
+
+    async def run() -> None:
+        latency = Latency(random.Random(seed))
+        store = SimulatedStore(latency)
+        pacer = SharedPacer(store, "steady")
+        gate = asyncio.Semaphore(concurrency)
+        running = asyncio.get_running_loop()
+        began = running.time()
+
+        async def one() -> None:
+            async with gate:
+                await pacer.before_request()
+                await asyncio.sleep(latency.way() * 2)
+                pacer.after_response(200, {})
+
+        tasks = []
+        for _ in range(requests):
+            tasks.append(asyncio.ensure_future(one()))
+            await asyncio.sleep(1 / rate)
+        await asyncio.gather(*tasks)
+        outcome.wall = running.time() - began
+        outcome.requests = requests
+        outcome.exchanges = store.exchanges
+
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+    return outcome
+
+
 if __name__ == "__main__":  # pragma: no cover - a tool for trying the rules
     seeds = int(sys.argv[1]) if len(sys.argv) > 1 else 1
     for headers in (True, False):

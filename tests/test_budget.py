@@ -17,6 +17,7 @@ import pytest
 from asyncvideos import AsyncVideos, AsyncVideosError
 from asyncvideos._budget import (
     COLD_SPACING,
+    ESTIMATE_BLOCK,
     HEADROOM,
     MARGIN,
     MIN_BLOCK,
@@ -24,6 +25,7 @@ from asyncvideos._budget import (
     PROBE_SLOTS,
     REFRESH,
     SLOW_START_BLOCK,
+    SLOW_START_SECONDS,
     BudgetRow,
     MemoryBudgetStore,
     Report,
@@ -165,6 +167,20 @@ class TestRules:
         assert probed.estimated_rate(100.0) == pytest.approx(20.0)
         idle = attrs.evolve(probed, issued=0)
         assert idle.estimated_rate(100.0) == pytest.approx(20 / MARGIN)
+
+    def test_a_slow_start_lease_is_a_short_time_of_the_rate(self) -> None:
+        # At a low rate, SLOW_START_BLOCK slots; at a high one, SLOW_START_SECONDS'
+        # worth (an exchange per two requests would be the store's whole load), and
+        # never more than an estimate's block.
+        for rate, expected in ((40.0, SLOW_START_BLOCK), (400.0, 4), (5000.0, ESTIMATE_BLOCK)):
+            row = attrs.evolve(BudgetRow.new(0.0), estimated=rate)
+            _, grant = exchange(row, 0.0, Report(), 100)
+            assert grant.spacing == pytest.approx(1 / rate)
+            assert grant.count == expected
+            assert (
+                grant.count * grant.spacing
+                <= max(SLOW_START_SECONDS, SLOW_START_BLOCK * grant.spacing) + 1e-9
+            )
 
     def test_with_nothing_in_force_requests_go_free(self) -> None:
         row = BudgetRow(next_at=0.0)  # learned long ago: nothing holds now
@@ -316,6 +332,35 @@ class TestThePostgresStore:
         finally:
             for pool in pools:
                 await pool.close()
+
+    async def test_a_failed_exchange_lets_go_of_the_row(self, postgres_url: str) -> None:
+        from psycopg_pool import AsyncConnectionPool
+
+        from asyncvideos.ledger._postgres_budget import PostgresBudgetStore
+
+        async with AsyncConnectionPool(
+            postgres_url, min_size=2, max_size=2, open=False, kwargs={"autocommit": True}
+        ) as pool:
+            store = PostgresBudgetStore(pool)
+            await store.create_table()
+            await store.exchange("broken", Report(), 1)
+            async with pool.connection() as connection:
+                # A row the rules cannot read (an infinite idle time): they raise
+                # once the row is locked.
+                await connection.execute(
+                    "UPDATE rate_budgets SET next_at = '-Infinity' WHERE name = 'broken'"
+                )
+            with pytest.raises(OverflowError):
+                await store.exchange("broken", Report(), 1)
+            async with pool.connection() as connection:
+                # Rolled back at once: the row is free, and nothing was written.
+                await connection.execute("SET lock_timeout = '1s'")
+                async with connection.transaction():
+                    cursor = await connection.execute(
+                        "SELECT next_at FROM rate_budgets WHERE name = 'broken' FOR UPDATE"
+                    )
+                    assert await cursor.fetchone() == (-math.inf,)
+                assert connection.info.transaction_status.name == "IDLE"
 
     async def test_a_fleet_on_postgres_stays_under_the_limit(
         self, postgres_url: str, limited: FakeVideosAPI

@@ -9,7 +9,7 @@ checked on every change to the rules. The benchmark measures the real processes.
 from __future__ import annotations
 
 import pytest
-from fleet_simulation import simulate
+from fleet_simulation import simulate, steady
 
 GOAL_SHARE = 0.01
 GOAL_RATIO = 1.2
@@ -37,3 +37,13 @@ def test_every_fleet_meets_the_goals(limit: int, headers: bool) -> None:
         assert outcome.failed == 0, outcome.row()
         assert outcome.share <= GOAL_SHARE, outcome.row()
         assert outcome.ratio <= GOAL_RATIO, outcome.row()
+
+
+@pytest.mark.parametrize("rate", [200, 800])
+def test_a_steady_flow_leases_blocks_not_slots(rate: int) -> None:
+    # One request at a time at a high rate, no limit, no headers (the budget stays in
+    # its slow start): a process asks for a short block, not for the one request in
+    # hand, so the store sees an exchange per five requests or fewer (0.27 when each
+    # request asked for its own slot).
+    outcome = steady(rate)
+    assert outcome.exchanges <= 0.22 * outcome.requests, outcome.row()

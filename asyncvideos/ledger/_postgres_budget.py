@@ -107,15 +107,17 @@ CREATE TABLE IF NOT EXISTS rate_budgets (
     updated_at       TIMESTAMPTZ NOT NULL
 )
 """
-#: The first round trip: the transaction, its commit setting, the row locked and the
-#: server's clock (no row: nothing read, and nothing set).
-_LOCK = (
-    "BEGIN; SELECT set_config('synchronous_commit', 'off', true), "
+#: The server's clock and the row, locked.
+_ROW = (
     "extract(epoch FROM clock_timestamp())::float8, "
     + ", ".join(_COLUMNS)
     + " FROM rate_budgets WHERE name = %s FOR UPDATE"
 )
-#: A new budget, in the transaction the first round trip began.
+#: The first round trip: the transaction, its commit setting and the row (no row:
+#: nothing read, and nothing set).
+_LOCK = "BEGIN; SELECT set_config('synchronous_commit', 'off', true), " + _ROW
+#: A new budget, in the transaction the first round trip began: the setting, the
+#: clock, the row inserted, then read as ``_LOCK`` reads it.
 _NOW = "SET LOCAL synchronous_commit = off; SELECT extract(epoch FROM clock_timestamp())::float8"
 _INSERT = (
     "INSERT INTO rate_budgets (name, "
@@ -124,11 +126,7 @@ _INSERT = (
     + ", ".join(["%s"] * len(_COLUMNS))
     + ", now()) ON CONFLICT (name) DO NOTHING"
 )
-_SELECT = (
-    "SELECT 'off', extract(epoch FROM clock_timestamp())::float8, "
-    + ", ".join(_COLUMNS)
-    + " FROM rate_budgets WHERE name = %s FOR UPDATE"
-)
+_SELECT = "SELECT 'off', " + _ROW
 #: The second round trip: the row written back, and the transaction committed.
 _WRITE = (
     "UPDATE rate_budgets SET "

@@ -11,10 +11,12 @@ keeping its values; and whatever cannot be read raises
 
 from __future__ import annotations
 
+import pickle
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -27,6 +29,7 @@ from asyncvideos import (
     Video,
     VideoError,
     VideoPage,
+    _convert,
 )
 from asyncvideos._convert import structure
 
@@ -261,3 +264,90 @@ def test_a_timestamp_no_datetime_can_hold_raises_the_typed_error(
 ) -> None:
     with pytest.raises(APIResponseValidationError):
         structure({**data, key: stamp}, Video)
+
+
+# -- the common shape's one-pass reader and the field-by-field reader agree ----------
+
+VIDEO_KEYS = tuple(SCHEMAS["VideoResource"]["properties"])
+
+
+def _read_both(data: dict[str, Any]) -> tuple[Video | Exception, Video | Exception]:
+    results: list[Video | Exception] = []
+    for read in (_convert.structure_video, _convert._read_video):
+        try:
+            results.append(read(data))
+        except Exception as exc:
+            results.append(exc)
+    return results[0], results[1]
+
+
+def _slots(video: Video) -> tuple[Any, ...]:
+    """What a Video holds in its slots, under the descriptors that read them."""
+    return tuple(
+        getattr(Video.__dict__[field.name], "slot", Video.__dict__[field.name]).__get__(video)
+        for field in attrs.fields(Video)
+    )
+
+
+def assert_same_reading(data: dict[str, Any]) -> None:
+    one_pass, by_field = _read_both(data)
+    if isinstance(by_field, Exception):
+        assert type(one_pass) is type(by_field)
+        assert str(one_pass) == str(by_field)
+        return
+    assert type(one_pass) is Video
+    assert type(by_field) is Video
+    assert _slots(one_pass) == _slots(by_field)
+    assert one_pass.raw is by_field.raw is data
+    assert one_pass == by_field
+    assert hash(one_pass) == hash(by_field)
+    assert repr(one_pass) == repr(by_field)
+    assert pickle.loads(pickle.dumps(one_pass)) == by_field
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        one_pass.status = "tampered"  # type: ignore[misc]
+
+
+@quick
+@given(st.one_of(from_schema(SCHEMAS["VideoResource"], extra_keys=True), videos))
+def test_both_video_readers_read_alike(data: dict[str, Any]) -> None:
+    assert_same_reading(data)
+
+
+@quick
+@given(
+    from_schema(SCHEMAS["VideoResource"], extra_keys=False),
+    st.sampled_from(VIDEO_KEYS),
+    json_values,
+)
+def test_both_video_readers_read_an_odd_value_alike(
+    data: dict[str, Any], key: str, value: Any
+) -> None:
+    assert_same_reading({**data, key: value})
+
+
+def test_a_job_as_openai_sends_it_is_read_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    job = {
+        "id": "video_1",
+        "object": "video",
+        "model": "sora-2",
+        "status": "completed",
+        "progress": 100,
+        "created_at": 1_760_000_000,
+        "completed_at": 1_760_000_090,
+        "expires_at": None,
+        "prompt": "a cat",
+        "size": "1280x720",
+        "seconds": "8",
+        "remixed_from_video_id": None,
+        "error": None,
+    }
+    expected = _convert._read_video(job)
+
+    def not_this_way(value: object) -> Video:
+        raise AssertionError(f"read field by field: {value!r}")
+
+    monkeypatch.setattr(_convert, "_read_video", not_this_way)
+    assert _convert.structure_video(job) == expected
+    for odd in ({**job, "progress": "100"}, {**job, "error": "boom"}, {"id": "video_1"}):
+        with pytest.raises(AssertionError, match="field by field"):
+            _convert.structure_video(odd)

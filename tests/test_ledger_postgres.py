@@ -310,6 +310,27 @@ class TestEdges:
         assert await store.update("k1", Change(status="x"), states=()) is None
         assert await store.claim_next(owner="a", states=()) == []
 
+    async def test_a_state_of_no_ledger_goes_as_a_parameter(
+        self, make_store: MakeStore, postgres_url: str
+    ) -> None:
+        # The ledger's own states are literals in the statement; any other string
+        # a caller names is a parameter, matched exactly and never SQL.
+        store = await make_store(600)
+        await created(store, "k1", "v1")
+        await created(store, "k2", "v2")
+        odd = "x'); DELETE FROM jobs; --"
+        assert await store.update("k1", Change(status="s"), states=[odd]) is None  # type: ignore[list-item]
+        changed = await store.update("k1", Change(status="s"), states=["created", odd])  # type: ignore[list-item]
+        assert changed is not None
+        assert changed.status == "s"
+        await _sql(
+            postgres_url, "UPDATE jobs SET state = 'x''); DELETE FROM jobs; --' WHERE key = 'k2'"
+        )
+        claimed = await store.claim("k2", owner="a", states=[odd])  # type: ignore[list-item]
+        assert claimed is not None
+        assert claimed.owner == "a"
+        assert len(await _sql(postgres_url, "SELECT key FROM jobs")) == 2
+
     async def test_two_version_rows_are_refused(self, postgres_url: str) -> None:
         async with PostgresLedger(postgres_url):
             pass

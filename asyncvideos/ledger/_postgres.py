@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Collection, Sequence
@@ -73,6 +74,7 @@ from ._postgres_budget import PostgresBudgetStore
 from ._postgres_events import EventRelay
 from ._store import (
     FINISHED,
+    STATES,
     Change,
     Entry,
     Intent,
@@ -92,6 +94,22 @@ CHANNEL = "asyncvideos_jobs"
 #: migrate one after the other (the second then finds nothing to do).
 _MIGRATION_LOCK = 0x61767631  # "avv1"
 _FINISHED_SQL = ", ".join(f"'{state}'" for state in sorted(FINISHED))
+
+
+@functools.lru_cache(maxsize=256)
+def _in_states(chosen: tuple[str, ...]) -> str:
+    """The condition ``state`` is one of ``chosen`` (sorted, not empty).
+
+    The ledger's own states are written into the statement as literals: dumping
+    a list as an array parameter is about a quarter of a write's client CPU.
+    Any other string (``states`` is a caller's argument) goes as the
+    ``%(states)s`` parameter, as before, never into the text.
+    """
+    if all(state in STATES for state in chosen):
+        literals = ", ".join(f"'{state}'" for state in chosen)
+        return f"state IN ({literals})"
+    return "state = ANY(%(states)s)"
+
 
 #: The schema, one migration per release of it: ``MIGRATIONS[n - 1]`` takes a
 #: database from version ``n - 1`` to ``n``. Only ever appended to.
@@ -499,7 +517,7 @@ class PostgresLedger(LedgerStore):
         free += " OR owner = %(replacing)s)" if replacing is not None else ")"
         statement = (
             f"UPDATE jobs SET {', '.join(sets)} WHERE key = %(key)s "
-            f"AND state = ANY(%(states)s) AND {free} RETURNING {_RETURNING}"
+            f"AND {_in_states(tuple(chosen))} AND {free} RETURNING {_RETURNING}"
         )
         return await self._changed(statement, parameters, change)
 
@@ -552,7 +570,7 @@ class PostgresLedger(LedgerStore):
         elif change.lease == "release":
             sets.append("owner = NULL, lease_expires_at = NULL")
         statement = (
-            f"UPDATE jobs SET {', '.join(sets)} WHERE key = %(key)s AND state = ANY(%(states)s)"
+            f"UPDATE jobs SET {', '.join(sets)} WHERE key = %(key)s AND {_in_states(tuple(chosen))}"
         )
         if owner is not None:
             statement += " AND owner = %(owner)s"

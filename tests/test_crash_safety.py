@@ -99,7 +99,7 @@ async def test_a_thousand_kill_points(tmp_path: Path, capsys: pytest.CaptureFixt
     figures: dict[str, Figures] = {}
     for policy in POLICIES:
         figures[policy] = await run_batches(
-            batches(tmp_path, policy, 18, tasks=32, workers=2, kills=16, seed="slow"),
+            batches(tmp_path, policy, 22, tasks=32, workers=2, kills=16, seed="slow"),
             parallel=3,
         )
     with capsys.disabled():

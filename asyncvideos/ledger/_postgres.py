@@ -101,7 +101,7 @@ def _in_states(chosen: tuple[str, ...]) -> str:
     """The condition ``state`` is one of ``chosen`` (sorted, not empty).
 
     The ledger's own states are written into the statement as literals: dumping
-    a list as an array parameter is about a quarter of a write's client CPU.
+    a list as an array parameter is about a tenth of a write's client CPU.
     Any other string (``states`` is a caller's argument) goes as the
     ``%(states)s`` parameter, as before, never into the text.
     """

@@ -108,7 +108,15 @@ def _client(base_url: str, key: str, jobs: int, ledger: str | None) -> dict[str,
     cpu, wall = time.process_time(), time.perf_counter()
     failed = asyncio.run(_jobs(base_url, key, jobs, measured, "measured"))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    return {"cpu": cpu, "wall": wall, "failed": failed}
+    figures = {"cpu": cpu, "wall": wall, "failed": failed}
+    grouped = getattr(measured, "grouped_writes", None)
+    if grouped is not None:  # the PostgreSQL ledger's statements of record/note
+        figures["grouped statements"] = grouped.statements / jobs
+        figures["grouped writes"] = grouped.writes / jobs
+    budgets = getattr(measured, "rate_budgets", None)
+    if budgets is not None:  # the fleet's rate budget's exchanges
+        figures["budget exchanges"] = budgets.exchanges / jobs
+    return figures
 
 
 # -- the driver ------------------------------------------------------------------------------
@@ -222,7 +230,12 @@ def _run(reps: int, jobs: int) -> tuple[dict[str, list[dict[str, float]]], float
                 results[name].append(figures)
                 print(
                     f"rep {rep + 1}/{reps} {name}: {figures['cpu']:.2f} s CPU, "
-                    f"{figures['wall']:.2f} s wall, {int(figures['failed'])} failed",
+                    f"{figures['wall']:.2f} s wall, {int(figures['failed'])} failed"
+                    + "".join(
+                        f", {label} {value:.2f}/job"
+                        for label, value in figures.items()
+                        if label not in ("cpu", "wall", "failed")
+                    ),
                     file=sys.stderr,
                     flush=True,
                 )
@@ -296,6 +309,18 @@ def report(
             f"| {_cell([r['wall'] for r in runs], '.2f')} "
             f"| {_cell([r['failed'] for r in runs], '.0f')} |"
         )
+    counts = [
+        f"{label} per job {_cell([run[label] for run in runs], '.2f')}"
+        for name, runs in results.items()
+        for label in ("grouped writes", "grouped statements", "budget exchanges")
+        if runs and label in runs[0]
+    ]
+    if counts:
+        lines += [
+            "",
+            "PostgreSQL ledger, what it sent (`record`/`note` writes grouped into "
+            "statements, the fleet budget's exchanges): " + ", ".join(counts) + ".",
+        ]
     lines += [
         "",
         "| goal (default settings; median of the repetitions, min to max) | value | result |",

@@ -34,10 +34,10 @@ async def test_workers_killed_at_seeded_points_lose_nothing_and_pay_nothing_twic
 ) -> None:
     plan = {
         "resend, 3 workers": batch(
-            postgres_server, tmp_path, "resend", "resend", workers=3, kills=4, seed="pg"
+            postgres_server, tmp_path, "resend", "resend", workers=3, kills=6, seed="pg"
         ),
         "adopt, 2 workers": batch(
-            postgres_server, tmp_path, "adopt", "adopt", workers=2, kills=4, seed="pg"
+            postgres_server, tmp_path, "adopt", "adopt", workers=2, kills=6, seed="pg"
         ),
     }
     results = await asyncio.gather(*(run_batch(b) for b in plan.values()))

@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import attrs
 import pytest
 from ledger_contract import LedgerContract, MakeStore, created, intent
 
 from asyncvideos import LedgerError
-from asyncvideos.ledger import Change, open_ledger
+from asyncvideos.ledger import Change, VideoOwnedError, open_ledger
 from asyncvideos.ledger._postgres import CHANNEL, MIGRATIONS, PostgresLedger
+from asyncvideos.ledger._postgres_writes import HOLD
 
 
 @pytest.fixture
@@ -385,3 +387,130 @@ class TestEdges:
             async with AsyncVideos(api_key=key, base_url=api.base_url, ledger=postgres_url) as v:
                 assert not isinstance(v._pacer, SharedPacer)
         assert any("keeps its own rate budget" in r.message for r in caplog.records)
+
+
+class TestGroupedWrites:
+    """``record`` and ``note`` of many keys go in one statement, each under its own
+    condition, and are seen by every later call (``_postgres_writes``)."""
+
+    async def test_records_made_together_are_one_statement(
+        self, make_store: MakeStore, postgres_url: str
+    ) -> None:
+        store = await make_store(600)
+        assert isinstance(store, PostgresLedger)
+        keys = [f"k{n}" for n in range(40)]
+        for key in keys:
+            await store.begin(intent(key), owner="maker")
+        await created(store, "done", "v-done")  # its condition does not hold
+        before = store.grouped_writes.statements
+        written = await asyncio.gather(
+            *(
+                store.record(
+                    key,
+                    Change(state="created", video_id=f"v-{key}", status="queued", lease="release"),
+                    states=("intent",),
+                )
+                for key in [*keys, "done"]
+            )
+        )
+        assert written == [True] * 40 + [False]
+        assert store.grouped_writes.statements - before == 1
+        rows = await _sql(postgres_url, "SELECT key, video_id, owner FROM jobs ORDER BY key")
+        assert ("k7", "v-k7", None) in rows
+        assert ("done", "v-done", None) in rows
+
+    async def test_the_write_whose_job_has_another_entry_fails_alone(
+        self, make_store: MakeStore
+    ) -> None:
+        store = await make_store(600)
+        await created(store, "first", "v1")
+        for key in ("a", "b", "c"):
+            await store.begin(intent(key), owner="maker")
+        change = Change(state="created", status="queued", lease="release")
+        results = await asyncio.gather(
+            *(
+                store.record(key, attrs.evolve(change, video_id=video), states=("intent",))
+                for key, video in (("a", "va"), ("b", "v1"), ("c", "vc"))
+            ),
+            return_exceptions=True,
+        )
+        assert (results[0], results[2]) == (True, True)
+        assert isinstance(results[1], VideoOwnedError)
+        assert (results[1].video_id, results[1].owner_key) == ("v1", "first")
+        entry = await store.get("b")
+        assert entry is not None
+        assert entry.state == "intent"
+
+    async def test_held_statuses_are_seen_by_later_calls_in_order(
+        self, make_store: MakeStore
+    ) -> None:
+        store = await make_store(600)
+        assert isinstance(store, PostgresLedger)
+        for n in range(3):
+            await created(store, f"k{n}", f"v{n}")
+        await store.note("k0", Change(status="in_progress"), states=("created",))
+        await store.note("k0", Change(state="completed", status="completed"), states=("created",))
+        # Its condition no longer holds once the one before it is written.
+        await store.note("k0", Change(status="queued"), states=("created",))
+        await store.note("k1", Change(status="in_progress"), states=("created",))
+        assert store.grouped_writes.writes == 0  # held, not written yet
+        entry = await store.get("k0")  # a keyed call waits for that key's writes
+        assert entry is not None
+        assert (entry.state, entry.status) == ("completed", "completed")
+        await store.note("k2", Change(status="in_progress"), states=("created",))
+        found = await store.select(states=("created",))  # any other call, for all of them
+        assert [(e.key, e.status) for e in found] == [("k1", "in_progress"), ("k2", "in_progress")]
+
+    async def test_a_status_nobody_asks_for_is_written_within_the_hold(
+        self, make_store: MakeStore, postgres_url: str
+    ) -> None:
+        store = await make_store(600)
+        assert isinstance(store, PostgresLedger)
+        await created(store, "k0", "v0")
+        await store.note("k0", Change(status="in_progress"), states=("created",))
+        await asyncio.sleep(HOLD * 4)
+        assert await _sql(postgres_url, "SELECT status FROM jobs") == [("in_progress",)]
+
+    async def test_closing_writes_the_held_statuses(self, postgres_url: str) -> None:
+        store = PostgresLedger(postgres_url)
+        await created(store, "k0", "v0")
+        await store.note("k0", Change(status="in_progress"), states=("created",))
+        await store.close()
+        assert await _sql(postgres_url, "SELECT status FROM jobs") == [("in_progress",)]
+
+    async def test_a_status_the_database_refuses_is_logged(
+        self, make_store: MakeStore, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        store = await make_store(600)
+        for n in range(3):
+            await created(store, f"k{n}", f"v{n}")
+        too_big = Change(content_size=2**70)  # beyond BIGINT: the statement fails
+        await store.note("k0", too_big, states=("created",))  # alone
+        await store.get("k0")
+        await store.note("k1", too_big, states=("created",))  # a group
+        await store.note("k2", too_big, states=("created",))
+        await store.select()
+        warnings = [r.getMessage() for r in caplog.records if "could not record" in r.getMessage()]
+        assert len(warnings) == 3
+        assert all("database failed" in text for text in warnings)
+
+    async def test_writes_of_several_shapes_and_owners(self, make_store: MakeStore) -> None:
+        store = await make_store(600)
+        for key in ("a", "b", "c", "d"):
+            await store.begin(intent(key), owner=f"o-{key}")
+        renew, release = Change(lease="renew"), Change(status="x", lease="release")
+        results = await asyncio.gather(
+            store.record("a", renew, states=("intent",), owner="o-a"),
+            store.record("b", renew, states=("intent",), owner="someone else"),
+            store.record("c", release, states=("intent",), owner="o-c"),
+            store.record("d", release, states=("intent",), owner="o-d"),
+        )
+        assert results == [True, False, True, True]
+        entries = {key: await store.get(key) for key in "abcd"}
+        owners = {key: (e.owner, e.status) for key, e in entries.items() if e is not None}
+        assert owners == {
+            "a": ("o-a", None),
+            "b": ("o-b", None),
+            "c": (None, "x"),
+            "d": (None, "x"),
+        }

@@ -72,6 +72,7 @@ from ._postgres_budget import CREATE_TABLE as CREATE_RATE_BUDGETS
 from ._postgres_budget import CREATE_TABLE_V1 as CREATE_RATE_BUDGETS_V1
 from ._postgres_budget import PostgresBudgetStore
 from ._postgres_events import EventRelay
+from ._postgres_writes import GroupedWrites, Write
 from ._store import (
     FINISHED,
     STATES,
@@ -297,6 +298,14 @@ class PostgresLedger(LedgerStore):
         self._closed = False
         #: The fleet's rate budgets, in the same database.
         self.rate_budgets: PostgresBudgetStore | None = None
+        #: ``record`` and ``note``, many keys a statement.
+        self.grouped_writes = GroupedWrites(
+            self._execute,
+            self._write_one,
+            _in_states,
+            lease_seconds=self.lease_seconds,
+            column_value=_column_value,
+        )
 
     def __repr__(self) -> str:
         if self._url is None:
@@ -389,18 +398,30 @@ class PostgresLedger(LedgerStore):
 
     async def close(self) -> None:
         self._closed = True
+        if self._opened:
+            await self.grouped_writes.before(None)  # the held statuses go first
         self._opened = False
         await self._drop_own_pool()
 
     # -- the one place that talks to the database --------------------------
 
-    async def _fetch(self, statement: str, parameters: Any = None) -> list[Entry]:
-        rows = await self._rows(statement, parameters)
+    async def _fetch(
+        self, statement: str, parameters: Any = None, key: str | None = None
+    ) -> list[Entry]:
+        rows = await self._rows(statement, parameters, key)
         return [_entry(row) for row in rows]
 
-    async def _rows(self, statement: str, parameters: Any = None) -> list[tuple[Any, ...]]:
+    async def _rows(
+        self, statement: str, parameters: Any = None, key: str | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run ``statement`` once the grouped writes made before it of ``key`` (a
+        keyed call) or of every key (None) are written: it sees them."""
         if not self._opened:
             await self.open()
+        await self.grouped_writes.before(key)
+        return await self._execute(statement, parameters)
+
+    async def _execute(self, statement: str, parameters: Any = None) -> list[tuple[Any, ...]]:
         assert self._pool is not None
         try:
             async with self._pool.connection() as connection:
@@ -420,7 +441,7 @@ class PostgresLedger(LedgerStore):
     # -- reads -------------------------------------------------------------
 
     async def get(self, key: str) -> Entry | None:
-        found = await self._fetch(f"{_SELECT} WHERE key = %s", (key,))
+        found = await self._fetch(f"{_SELECT} WHERE key = %s", (key,), key)
         return found[0] if found else None
 
     async def find(self, video_id: str) -> Entry | None:
@@ -477,7 +498,7 @@ class PostgresLedger(LedgerStore):
             "owner": owner,
             "lease": self.lease_seconds,
         }
-        written = await self._fetch(_BEGIN, parameters)
+        written = await self._fetch(_BEGIN, parameters, intent.key)
         if written:
             return written[0], True
         # The key was there and not rejected: nothing written; it cannot have
@@ -519,7 +540,7 @@ class PostgresLedger(LedgerStore):
             f"UPDATE jobs SET {', '.join(sets)} WHERE key = %(key)s "
             f"AND {_in_states(tuple(chosen))} AND {free} RETURNING {_RETURNING}"
         )
-        return await self._changed(statement, parameters, change)
+        return await self._changed(statement, parameters, key, change)
 
     async def update(
         self,
@@ -529,8 +550,11 @@ class PostgresLedger(LedgerStore):
         states: Collection[State],
         owner: str | None = None,
     ) -> Entry | None:
-        found = await self._update(key, change, states=states, owner=owner, returning=True)
-        return found if isinstance(found, Entry) else None
+        chosen = tuple(sorted(states))
+        if not chosen:
+            return None
+        statement, parameters = self._update(key, change.columns(), change.lease, chosen, owner)
+        return await self._changed(f"{statement} RETURNING {_RETURNING}", parameters, key, change)
 
     async def record(
         self,
@@ -540,64 +564,79 @@ class PostgresLedger(LedgerStore):
         states: Collection[State],
         owner: str | None = None,
     ) -> bool:
-        """``update()`` without the row read back: whether it was written."""
-        return await self._update(key, change, states=states, owner=owner, returning=False) is True
+        """``update()`` without the row read back: whether it was written. Written
+        with the other keys' on their way, in one statement (``_postgres_writes``)."""
+        chosen = tuple(sorted(states))
+        if not chosen:
+            return False
+        if not self._opened:
+            await self.open()
+        return await self.grouped_writes.record(Write.of(key, change, chosen, owner))
 
-    async def _update(
+    async def note(self, key: str, change: Change, *, states: Collection[State]) -> None:
+        """A status nobody waits on: held a moment for other keys' to go with it."""
+        chosen = tuple(sorted(states))
+        if not self._opened or not chosen:
+            await super().note(key, change, states=states)
+            return
+        self.grouped_writes.note(Write.of(key, change, chosen, None))
+
+    def _update(
         self,
         key: str,
-        change: Change,
-        *,
-        states: Collection[State],
+        columns: dict[str, Any],
+        lease: str,
+        chosen: tuple[str, ...],
         owner: str | None,
-        returning: bool,
-    ) -> Entry | bool | None:
-        chosen = sorted(states)
-        if not chosen:
-            return None
+    ) -> tuple[str, dict[str, Any]]:
+        """One conditional UPDATE of ``key``: its statement (no RETURNING) and parameters."""
         sets = ["updated_at = clock_timestamp()"]
         parameters: dict[str, Any] = {
             "key": key,
-            "states": chosen,
+            "states": list(chosen),
             "owner": owner,
             "lease": self.lease_seconds,
         }
-        for name, value in change.columns().items():
+        for name, value in columns.items():
             sets.append(f"{name} = %(set_{name})s")
             parameters[f"set_{name}"] = _column_value(name, value)
-        if change.lease == "renew":
+        if lease == "renew":
             sets.append(f"lease_expires_at = {_LEASE}")
-        elif change.lease == "release":
+        elif lease == "release":
             sets.append("owner = NULL, lease_expires_at = NULL")
-        statement = (
-            f"UPDATE jobs SET {', '.join(sets)} WHERE key = %(key)s AND {_in_states(tuple(chosen))}"
-        )
+        where = f"key = %(key)s AND {_in_states(chosen)}"
+        statement = f"UPDATE jobs SET {', '.join(sets)} WHERE {where}"
         if owner is not None:
             statement += " AND owner = %(owner)s"
-        if not returning:
-            statement += " RETURNING 1"
-            try:
-                return bool(await self._rows(statement, parameters))
-            except pg_errors.UniqueViolation as exc:
-                raise await self._owned_error(change, exc) from exc
-        return await self._changed(f"{statement} RETURNING {_RETURNING}", parameters, change)
+        return statement, parameters
+
+    async def _write_one(self, write: Write) -> bool:
+        """A grouped write alone (the group's statement failed on a unique id)."""
+        statement, parameters = self._update(
+            write.key, write.columns, write.lease, write.states, write.owner
+        )
+        try:
+            return bool(await self._execute(f"{statement} RETURNING 1", parameters))
+        except pg_errors.UniqueViolation as exc:
+            raise await self._owned_error(write.columns.get("video_id"), exc) from exc
 
     async def _changed(
-        self, statement: str, parameters: dict[str, Any], change: Change | None
+        self, statement: str, parameters: dict[str, Any], key: str, change: Change | None
     ) -> Entry | None:
         try:
-            found = await self._fetch(statement, parameters)
+            found = await self._fetch(statement, parameters, key)
         except pg_errors.UniqueViolation as exc:
-            raise await self._owned_error(change, exc) from exc
+            video_id = None if change is None else change.columns().get("video_id")
+            raise await self._owned_error(video_id, exc) from exc
         return found[0] if found else None
 
-    async def _owned_error(self, change: Change | None, exc: Exception) -> Exception:
-        """The error for a unique violation: ``video_id`` is the one unique column written."""
-        video_id = None if change is None else change.columns().get("video_id")
+    async def _owned_error(self, video_id: str | None, exc: Exception) -> Exception:
+        """The error for a unique violation: ``video_id`` is the one unique column written.
+        (Its holder is read directly: this runs inside the grouped writes' flush.)"""
         if video_id is None:  # pragma: no cover - no other unique column is written
             return LedgerError(f"The ledger's database failed: {exc}")
-        holder = await self.find(video_id)
-        return VideoOwnedError(video_id, None if holder is None else holder.key)
+        rows = await self._execute(f"{_SELECT} WHERE video_id = %s", (video_id,))
+        return VideoOwnedError(video_id, _entry(rows[0]).key if rows else None)
 
     async def claim_next(
         self,

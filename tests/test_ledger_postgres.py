@@ -494,23 +494,37 @@ class TestGroupedWrites:
         assert len(warnings) == 3
         assert all("database failed" in text for text in warnings)
 
-    async def test_writes_of_several_shapes_and_owners(self, make_store: MakeStore) -> None:
+    async def test_writes_of_every_kind_go_in_one_statement(self, make_store: MakeStore) -> None:
         store = await make_store(600)
+        assert isinstance(store, PostgresLedger)
         for key in ("a", "b", "c", "d"):
             await store.begin(intent(key), owner=f"o-{key}")
+        for key in ("e", "f"):
+            await created(store, key, f"v-{key}")
+        store.grouped_writes.statements = 0
         renew, release = Change(lease="renew"), Change(status="x", lease="release")
+        await store.note("e", Change(status="in_progress"), states=("created",))
         results = await asyncio.gather(
             store.record("a", renew, states=("intent",), owner="o-a"),
             store.record("b", renew, states=("intent",), owner="someone else"),
             store.record("c", release, states=("intent",), owner="o-c"),
-            store.record("d", release, states=("intent",), owner="o-d"),
+            store.record("d", attrs.evolve(release, video_id="v-d"), states=("intent",)),
+            # Its states do not hold: "f" is created.
+            store.record("f", Change(status="gone"), states=("intent", "rejected")),
         )
-        assert results == [True, False, True, True]
-        entries = {key: await store.get(key) for key in "abcd"}
-        owners = {key: (e.owner, e.status) for key, e in entries.items() if e is not None}
-        assert owners == {
-            "a": ("o-a", None),
-            "b": ("o-b", None),
-            "c": (None, "x"),
-            "d": (None, "x"),
+        assert results == [True, False, True, True, False]
+        assert store.grouped_writes.statements == 1
+        entries = {key: await store.get(key) for key in "abcdef"}
+        found = {
+            key: (e.owner, e.status, e.video_id) for key, e in entries.items() if e is not None
         }
+        assert found == {
+            "a": ("o-a", None, None),
+            "b": ("o-b", None, None),
+            "c": (None, "x", None),
+            "d": (None, "x", "v-d"),
+            "e": (None, "in_progress", "v-e"),
+            "f": (None, "queued", "v-f"),
+        }
+        leases = {key: e.lease_expires_at for key, e in entries.items() if e is not None}
+        assert [leases[key] is None for key in "abcd"] == [False, False, True, True]

@@ -2,16 +2,19 @@
 
 A service waiting on hundreds of jobs writes a status now and then for each; one
 statement (a pooled connection, a round trip, a commit) per status is most of what
-the ledger costs the client. Here the writes that go the same way (the same
-columns, lease change, states and owner condition) are written together::
+the ledger costs the client. Here the writes on their way are written together,
+whatever each sets, one statement for the lot::
 
-    UPDATE jobs SET updated_at = clock_timestamp(), status = g.c_status, ...
+    UPDATE jobs SET updated_at = clock_timestamp(), status = g.c_status,
+        video_id = CASE WHEN g.w_video_id THEN g.c_video_id ELSE jobs.video_id END, ...
     FROM unnest(%(keys)s::text[], %(c_status)s::text[], ...) AS g(key, c_status, ...)
-    WHERE jobs.key = g.key AND state IN (...) [AND jobs.owner = g.c_owner]
+    WHERE jobs.key = g.key AND jobs.state IN (...) [AND jobs.owner = g.c_owner]
     RETURNING jobs.key
 
-each row under its own condition, the keys returned being those written: one
-statement and one commit for the lot, durable together.
+each row under its own condition (a column some writes leave alone has a flag;
+a lease, states or owner that differ between writes are a column each), the
+keys returned being those written: one round trip and one commit for the lot,
+durable together.
 
 - **A write someone waits on** (``record``: a POST's answer) is sent at once: with
   the writes made in the same turn of the event loop, or after the statement in
@@ -39,6 +42,7 @@ from typing import Any
 
 import attrs
 from psycopg import errors as pg_errors
+from psycopg.types.json import Jsonb
 
 from .._errors import LedgerError
 from ._store import Change
@@ -88,11 +92,6 @@ class Write:
     def of(cls, key: str, change: Change, states: tuple[str, ...], owner: str | None) -> Write:
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         return cls(key, change.columns(), change.lease, states, owner, done)
-
-    @property
-    def shape(self) -> tuple[tuple[str, ...], str, tuple[str, ...], bool]:
-        """What a group's writes share: one statement for all of them."""
-        return tuple(self.columns), self.lease, self.states, self.owner is not None
 
 
 class GroupedWrites:
@@ -175,49 +174,55 @@ class GroupedWrites:
         finally:
             self._task = None
 
-    def _take(self) -> dict[tuple[Any, ...], list[Write]]:
-        """The held writes up to the first key seen twice, by shape (a key once per
-        flush: its next write goes in the next)."""
-        groups: dict[tuple[Any, ...], list[Write]] = {}
+    def _take(self) -> list[Write]:
+        """The held writes up to the first key seen twice (a key once per statement:
+        its next write goes in the next)."""
+        writes: list[Write] = []
         keys: set[str] = set()
         held = self._held
         while held and held[0].key not in keys:
             write = held.popleft()
             keys.add(write.key)
-            groups.setdefault(write.shape, []).append(write)
-        return groups
+            writes.append(write)
+        return writes
 
-    async def _send(self, groups: dict[tuple[Any, ...], list[Write]]) -> None:
-        for shape, writes in groups.items():
-            try:
-                if len(writes) == 1:
-                    await self._alone(writes[0])
-                else:
-                    await self._together(shape, writes)
-            finally:
-                for write in writes:
-                    # Not settled: the flush was interrupted (the loop closing).
-                    _settle(write, error=LedgerError(f"The write of {write.key} was interrupted"))
-                    self._finished(write)
+    async def _send(self, writes: list[Write]) -> None:
+        try:
+            if len(writes) == 1:
+                await self._alone(writes[0])
+            else:
+                await self._together(writes)
+        finally:
+            for write in writes:
+                # Not settled: the flush was interrupted (the loop closing).
+                _settle(write, error=LedgerError(f"The write of {write.key} was interrupted"))
+                self._finished(write)
 
-    async def _together(self, shape: tuple[Any, ...], writes: list[Write]) -> None:
-        columns, lease, states, owned = shape
-        parameters: dict[str, Any] = {
-            "keys": [write.key for write in writes],
-            "states": list(states),
-            "lease": self._lease_seconds,
-        }
-        for name in columns:
-            value = self._column_value
-            parameters[f"c_{name}"] = [value(name, write.columns[name]) for write in writes]
-        if owned:
+    async def _together(self, writes: list[Write]) -> None:
+        shape = _Shape.of(writes)
+        parameters: dict[str, Any] = {"keys": [write.key for write in writes]}
+        value = self._column_value
+        for name, everywhere in shape.columns:
+            parameters[f"c_{name}"] = [
+                value(name, write.columns[name]) if name in write.columns else None
+                for write in writes
+            ]
+            if not everywhere:
+                parameters[f"w_{name}"] = [name in write.columns for write in writes]
+        if shape.lease is None:
+            parameters["c_lease"] = [write.lease for write in writes]
+        if shape.lease != "keep":
+            parameters["lease"] = self._lease_seconds
+        if shape.states is None:
+            parameters["c_states"] = [Jsonb(list(write.states)) for write in writes]
+        else:
+            parameters["states"] = list(shape.states)
+        if shape.owners != "none":
             parameters["owners"] = [write.owner for write in writes]
         self.statements += 1
         self.writes += len(writes)
         try:
-            rows = await self._execute(
-                _statement(columns, lease, states, owned, self._in_states), parameters
-            )
+            rows = await self._execute(_statement(shape, self._in_states), parameters)
         except pg_errors.UniqueViolation:
             # One write at fault (a job id another entry has): each alone, so that
             # only that one fails.
@@ -269,25 +274,84 @@ def _logged(key: str, done: asyncio.Future[bool]) -> None:
         logger.warning("The ledger could not record a status of %s: %s", key, error)
 
 
+@attrs.frozen
+class _Shape:
+    """What one statement for a list of writes must say: each column written and
+    whether every write sets it; the lease, states and owner condition, where the
+    writes share one (None, ``"some"``: a column of each write's own)."""
+
+    columns: tuple[tuple[str, bool], ...]
+    lease: str | None
+    states: tuple[str, ...] | None
+    owners: str  # "none", "all" or "some" of the writes hold an owner condition
+
+    @classmethod
+    def of(cls, writes: list[Write]) -> _Shape:
+        counts: dict[str, int] = {}
+        for write in writes:
+            for name in write.columns:
+                counts[name] = counts.get(name, 0) + 1
+        columns = tuple((name, counts[name] == len(writes)) for name in _TYPES if name in counts)
+        leases = {write.lease for write in writes}
+        states = {write.states for write in writes}
+        owned = sum(write.owner is not None for write in writes)
+        return cls(
+            columns,
+            leases.pop() if len(leases) == 1 else None,
+            states.pop() if len(states) == 1 else None,
+            "none" if not owned else "all" if owned == len(writes) else "some",
+        )
+
+
 @functools.lru_cache(maxsize=256)
-def _statement(
-    columns: tuple[str, ...], lease: str, states: tuple[str, ...], owned: bool, in_states: InStates
-) -> str:
-    """One UPDATE for a group of writes of this shape (see the module's docstring)."""
-    sets = ["updated_at = clock_timestamp()", *(f"{name} = g.c_{name}" for name in columns)]
-    if lease == "renew":
-        sets.append("lease_expires_at = clock_timestamp() + %(lease)s * interval '1 second'")
-    elif lease == "release":
+def _statement(shape: _Shape, in_states: InStates) -> str:
+    """One UPDATE for writes of this shape (see the module's docstring)."""
+    sets = ["updated_at = clock_timestamp()"]
+    for name, everywhere in shape.columns:
+        sets.append(
+            f"{name} = g.c_{name}"
+            if everywhere
+            else f"{name} = CASE WHEN g.w_{name} THEN g.c_{name} ELSE jobs.{name} END"
+        )
+    renewed = "clock_timestamp() + %(lease)s * interval '1 second'"
+    if shape.lease == "renew":
+        sets.append(f"lease_expires_at = {renewed}")
+    elif shape.lease == "release":
         sets.append("owner = NULL, lease_expires_at = NULL")
-    arrays = ["%(keys)s::text[]", *(f"%(c_{name})s::{_TYPES[name]}[]" for name in columns)]
-    names = ["key", *(f"c_{name}" for name in columns)]
-    if owned:
+    elif shape.lease is None:
+        sets.append(
+            f"lease_expires_at = CASE g.c_lease WHEN 'renew' THEN {renewed} "
+            "WHEN 'release' THEN NULL ELSE jobs.lease_expires_at END, "
+            "owner = CASE WHEN g.c_lease = 'release' THEN NULL ELSE jobs.owner END"
+        )
+    arrays = ["%(keys)s::text[]"]
+    names = ["key"]
+    for name, everywhere in shape.columns:
+        arrays.append(f"%(c_{name})s::{_TYPES[name]}[]")
+        names.append(f"c_{name}")
+        if not everywhere:
+            arrays.append(f"%(w_{name})s::boolean[]")
+            names.append(f"w_{name}")
+    if shape.lease is None:
+        arrays.append("%(c_lease)s::text[]")
+        names.append("c_lease")
+    if shape.states is None:
+        arrays.append("%(c_states)s::jsonb[]")
+        names.append("c_states")
+    if shape.owners != "none":
         arrays.append("%(owners)s::text[]")
         names.append("c_owner")
+    # The states as a JSON array each where they differ: ``?`` is "has this element".
+    if shape.states is None:
+        states = "g.c_states ? jobs.state"
+    else:
+        states = f"jobs.{in_states(shape.states)}"
     statement = (
         f"UPDATE jobs SET {', '.join(sets)} FROM unnest({', '.join(arrays)}) "
-        f"AS g({', '.join(names)}) WHERE jobs.key = g.key AND jobs.{in_states(states)}"
+        f"AS g({', '.join(names)}) WHERE jobs.key = g.key AND {states}"
     )
-    if owned:
+    if shape.owners == "all":
         statement += " AND jobs.owner = g.c_owner"
+    elif shape.owners == "some":
+        statement += " AND (g.c_owner IS NULL OR jobs.owner = g.c_owner)"
     return statement + " RETURNING jobs.key"

@@ -113,6 +113,7 @@ def _client(base_url: str, key: str, jobs: int, ledger: str | None) -> dict[str,
     if grouped is not None:  # the PostgreSQL ledger's statements of record/note
         figures["grouped statements"] = grouped.statements / jobs
         figures["grouped writes"] = grouped.writes / jobs
+        figures["grouped begins"] = grouped.begins / jobs
     budgets = getattr(measured, "rate_budgets", None)
     if budgets is not None:  # the fleet's rate budget's exchanges
         figures["budget exchanges"] = budgets.exchanges / jobs
@@ -312,13 +313,13 @@ def report(
     counts = [
         f"{label} per job {_cell([run[label] for run in runs], '.2f')}"
         for name, runs in results.items()
-        for label in ("grouped writes", "grouped statements", "budget exchanges")
+        for label in ("grouped begins", "grouped writes", "grouped statements", "budget exchanges")
         if runs and label in runs[0]
     ]
     if counts:
         lines += [
             "",
-            "PostgreSQL ledger, what it sent (`record`/`note` writes grouped into "
+            "PostgreSQL ledger, what it sent (`begin`, `record` and `note` grouped into "
             "statements, the fleet budget's exchanges): " + ", ".join(counts) + ".",
         ]
     lines += [

@@ -528,3 +528,64 @@ class TestGroupedWrites:
         }
         leases = {key: e.lease_expires_at for key, e in entries.items() if e is not None}
         assert [leases[key] is None for key in "abcd"] == [False, False, True, True]
+
+    async def test_begins_and_writes_made_together_are_one_statement(
+        self, make_store: MakeStore
+    ) -> None:
+        store = await make_store(600)
+        assert isinstance(store, PostgresLedger)
+        await store.begin(intent("there", "an older prompt"), owner="first")
+        await store.begin(intent("refused"), owner="first")
+        rejected = Change(state="rejected", error_code="invalid_value", lease="release")
+        assert await store.record("refused", rejected, states=("intent",))
+        await created(store, "made", "v-made")
+        store.grouped_writes.statements = 0
+        begun = asyncio.gather(
+            *(store.begin(intent(key), owner="second") for key in ("new", "there", "refused"))
+        )
+        recorded = store.record("made", Change(status="in_progress"), states=("created",))
+        (new, there, refused), written = await asyncio.gather(begun, recorded)
+        assert store.grouped_writes.statements == 1
+        assert written
+        assert (new[1], new[0].key, new[0].owner, new[0].state) == (True, "new", "second", "intent")
+        # An entry that is there is handed back as it is, unless it was rejected.
+        assert (there[1], there[0].prompt, there[0].owner) == (False, "an older prompt", "first")
+        assert (refused[1], refused[0].error_code, refused[0].owner) == (True, None, "second")
+        assert new[0] == await store.get("new")
+
+    async def test_a_begin_meeting_an_entry_written_meanwhile_reads_it(
+        self, make_store: MakeStore, postgres_url: str
+    ) -> None:
+        import psycopg
+
+        store = await make_store(600)
+        await store.get("warm")  # opened: the begin below waits only on the row
+        async with await psycopg.AsyncConnection.connect(postgres_url) as other:
+            await other.execute(
+                "INSERT INTO jobs (key, operation, fingerprint, state, prompt, request, "
+                "created_at, updated_at) VALUES ('k', 'create', 'f', 'intent', 'theirs', "
+                "'{}', now(), now())"
+            )
+            # Its INSERT waits on the other's uncommitted row, then finds it there,
+            # after the statement's snapshot: read again.
+            begun = asyncio.ensure_future(store.begin(intent("k"), owner="mine"))
+            await asyncio.sleep(0.3)
+            assert not begun.done()
+            await other.commit()
+        entry, written = await begun
+        assert (written, entry.prompt) == (False, "theirs")
+
+    async def test_the_intents_are_written_when_a_write_with_them_fails(
+        self, make_store: MakeStore
+    ) -> None:
+        store = await make_store(600)
+        await created(store, "first", "v1")
+        await store.begin(intent("b"), owner="maker")
+        change = Change(state="created", video_id="v1", status="queued", lease="release")
+        results = await asyncio.gather(
+            store.record("b", change, states=("intent",)),
+            store.begin(intent("c"), owner="maker"),
+            return_exceptions=True,
+        )
+        assert isinstance(results[0], VideoOwnedError)
+        assert results[1] == (await store.get("c"), True)

@@ -52,18 +52,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Collection, Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import AsyncIterator, Collection
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import pq
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from .._errors import LedgerError
@@ -72,10 +70,19 @@ from ._postgres_budget import CREATE_TABLE as CREATE_RATE_BUDGETS
 from ._postgres_budget import CREATE_TABLE_V1 as CREATE_RATE_BUDGETS_V1
 from ._postgres_budget import PostgresBudgetStore
 from ._postgres_events import EventRelay
-from ._postgres_writes import GroupedWrites, Write
+from ._postgres_rows import (
+    ALL_COLUMNS,
+    COLUMNS,
+    FREE_LEASE,
+    LEASE,
+    SELECT_JOBS,
+    column_value,
+    entry_of,
+    in_states,
+)
+from ._postgres_writes import Begin, GroupedWrites, Write
 from ._store import (
     FINISHED,
-    STATES,
     Change,
     Entry,
     Intent,
@@ -95,21 +102,6 @@ CHANNEL = "asyncvideos_jobs"
 #: migrate one after the other (the second then finds nothing to do).
 _MIGRATION_LOCK = 0x61767631  # "avv1"
 _FINISHED_SQL = ", ".join(f"'{state}'" for state in sorted(FINISHED))
-
-
-@functools.lru_cache(maxsize=256)
-def _in_states(chosen: tuple[str, ...]) -> str:
-    """The condition ``state`` is one of ``chosen`` (sorted, not empty).
-
-    The ledger's own states are written into the statement as literals: dumping
-    a list as an array parameter is about a tenth of a write's client CPU.
-    Any other string (``states`` is a caller's argument) goes as the
-    ``%(states)s`` parameter, as before, never into the text.
-    """
-    if all(state in STATES for state in chosen):
-        literals = ", ".join(f"'{state}'" for state in chosen)
-        return f"state IN ({literals})"
-    return "state = ANY(%(states)s)"
 
 
 #: The schema, one migration per release of it: ``MIGRATIONS[n - 1]`` takes a
@@ -155,99 +147,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # schedule only, relearned in seconds: dropped, not converted.
     ("DROP TABLE rate_budgets", CREATE_RATE_BUDGETS),
 )
-
-_COLUMNS = (
-    "key",
-    "operation",
-    "fingerprint",
-    "state",
-    "prompt",
-    "created_at",
-    "updated_at",
-    "request",
-    "model",
-    "size",
-    "seconds",
-    "source_video_id",
-    "video_id",
-    "status",
-    "error_code",
-    "error_message",
-    "expires_at",
-    "candidates",
-    "target",
-    "variant",
-    "content_size",
-    "content_sha256",
-    "downloaded_at",
-    "owner",
-    "lease_expires_at",
-)
-_RETURNING = ", ".join(_COLUMNS)
-_SELECT = f"SELECT {_RETURNING} FROM jobs"
-_TIMES = frozenset({"created_at", "updated_at", "expires_at", "downloaded_at", "lease_expires_at"})
-_CLEARED = (
-    "video_id",
-    "status",
-    "error_code",
-    "error_message",
-    "expires_at",
-    "candidates",
-    "target",
-    "variant",
-    "content_size",
-    "content_sha256",
-    "downloaded_at",
-)
-_INTENT_COLUMNS = (
-    "key",
-    "operation",
-    "fingerprint",
-    "state",
-    "model",
-    "prompt",
-    "size",
-    "seconds",
-    "source_video_id",
-    "request",
-    "owner",
-)
-_LEASE = "clock_timestamp() + %(lease)s * interval '1 second'"
-_BEGIN = (
-    f"INSERT INTO jobs ({', '.join(_INTENT_COLUMNS)}, lease_expires_at, created_at, updated_at) "
-    f"VALUES ({', '.join(f'%({name})s' for name in _INTENT_COLUMNS)}, {_LEASE}, "
-    "clock_timestamp(), clock_timestamp()) "
-    "ON CONFLICT (key) DO UPDATE SET "
-    + ", ".join(
-        f"{name} = excluded.{name}"
-        for name in (*_INTENT_COLUMNS[1:], "lease_expires_at", "created_at", "updated_at")
-    )
-    + ", "
-    + ", ".join(f"{name} = NULL" for name in _CLEARED)
-    + f" WHERE jobs.state = 'rejected' RETURNING {_RETURNING}"
-)
-#: A lease that no one holds now: free to claim.
-_FREE = "(owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp())"
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(timezone.utc)
-
-
-def _entry(row: Sequence[Any]) -> Entry:
-    values = dict(zip(_COLUMNS, row, strict=True))
-    for name in _TIMES:
-        values[name] = _utc(values[name])
-    candidates = values["candidates"]
-    values["candidates"] = () if candidates is None else tuple(candidates)
-    values["request"] = values["request"] or {}
-    return Entry(**values)
-
-
-def _column_value(name: str, value: Any) -> Any:
-    if name == "candidates":
-        return None if not value else Jsonb(list(value))
-    return value
 
 
 class PostgresLedger(LedgerStore):
@@ -300,11 +199,7 @@ class PostgresLedger(LedgerStore):
         self.rate_budgets: PostgresBudgetStore | None = None
         #: ``record`` and ``note``, many keys a statement.
         self.grouped_writes = GroupedWrites(
-            self._execute,
-            self._write_one,
-            _in_states,
-            lease_seconds=self.lease_seconds,
-            column_value=_column_value,
+            self._execute, self._write_one, lease_seconds=self.lease_seconds
         )
 
     def __repr__(self) -> str:
@@ -409,7 +304,7 @@ class PostgresLedger(LedgerStore):
         self, statement: str, parameters: Any = None, key: str | None = None
     ) -> list[Entry]:
         rows = await self._rows(statement, parameters, key)
-        return [_entry(row) for row in rows]
+        return [entry_of(row) for row in rows]
 
     async def _rows(
         self, statement: str, parameters: Any = None, key: str | None = None
@@ -441,11 +336,11 @@ class PostgresLedger(LedgerStore):
     # -- reads -------------------------------------------------------------
 
     async def get(self, key: str) -> Entry | None:
-        found = await self._fetch(f"{_SELECT} WHERE key = %s", (key,), key)
+        found = await self._fetch(f"{SELECT_JOBS} WHERE key = %s", (key,), key)
         return found[0] if found else None
 
     async def find(self, video_id: str) -> Entry | None:
-        found = await self._fetch(f"{_SELECT} WHERE video_id = %s", (video_id,))
+        found = await self._fetch(f"{SELECT_JOBS} WHERE video_id = %s", (video_id,))
         return found[0] if found else None
 
     async def select(
@@ -471,7 +366,7 @@ class PostgresLedger(LedgerStore):
             parameters["after_at"], parameters["after_key"] = after.created_at, after.key
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         return await self._fetch(
-            f"{_SELECT}{where} ORDER BY created_at, key LIMIT %(limit)s", parameters
+            f"{SELECT_JOBS}{where} ORDER BY created_at, key LIMIT %(limit)s", parameters
         )
 
     async def owned(self, video_ids: Collection[str]) -> dict[str, str]:
@@ -484,7 +379,10 @@ class PostgresLedger(LedgerStore):
     # -- writes ------------------------------------------------------------
 
     async def begin(self, intent: Intent, *, owner: str) -> tuple[Entry, bool]:
-        parameters = {
+        """Written with the other keys' writes on their way (``_postgres_writes``)."""
+        if not self._opened:
+            await self.open()
+        values = {
             "key": intent.key,
             "operation": intent.operation,
             "fingerprint": intent.fingerprint,
@@ -494,15 +392,15 @@ class PostgresLedger(LedgerStore):
             "size": intent.size,
             "seconds": intent.seconds,
             "source_video_id": intent.source_video_id,
-            "request": Jsonb(json.loads(json.dumps(intent.request))),
+            "request": json.loads(json.dumps(intent.request)),
             "owner": owner,
-            "lease": self.lease_seconds,
         }
-        written = await self._fetch(_BEGIN, parameters, intent.key)
-        if written:
-            return written[0], True
-        # The key was there and not rejected: nothing written; it cannot have
-        # gone since (only finished entries are purged, and never a live intent).
+        found = await self.grouped_writes.begin(Begin.of(values))
+        if found is not None:
+            return found
+        # The key is an entry written since the statement began (another
+        # process's): it cannot have gone since (only finished entries are
+        # purged, and never a live intent).
         existing = await self.get(intent.key)
         assert existing is not None
         return existing, False
@@ -521,7 +419,7 @@ class PostgresLedger(LedgerStore):
             return None
         sets = [
             "owner = %(owner)s",
-            f"lease_expires_at = {_LEASE}",
+            f"lease_expires_at = {LEASE}",
             "updated_at = clock_timestamp()",
         ]
         parameters: dict[str, Any] = {
@@ -533,12 +431,12 @@ class PostgresLedger(LedgerStore):
         }
         for name, value in ({} if change is None else change.columns()).items():
             sets.append(f"{name} = %(set_{name})s")
-            parameters[f"set_{name}"] = _column_value(name, value)
-        free = f"({_FREE} OR owner = %(owner)s"
+            parameters[f"set_{name}"] = column_value(name, value)
+        free = f"({FREE_LEASE} OR owner = %(owner)s"
         free += " OR owner = %(replacing)s)" if replacing is not None else ")"
         statement = (
             f"UPDATE jobs SET {', '.join(sets)} WHERE key = %(key)s "
-            f"AND {_in_states(tuple(chosen))} AND {free} RETURNING {_RETURNING}"
+            f"AND {in_states(tuple(chosen))} AND {free} RETURNING {ALL_COLUMNS}"
         )
         return await self._changed(statement, parameters, key, change)
 
@@ -554,7 +452,7 @@ class PostgresLedger(LedgerStore):
         if not chosen:
             return None
         statement, parameters = self._update(key, change.columns(), change.lease, chosen, owner)
-        return await self._changed(f"{statement} RETURNING {_RETURNING}", parameters, key, change)
+        return await self._changed(f"{statement} RETURNING {ALL_COLUMNS}", parameters, key, change)
 
     async def record(
         self,
@@ -599,12 +497,12 @@ class PostgresLedger(LedgerStore):
         }
         for name, value in columns.items():
             sets.append(f"{name} = %(set_{name})s")
-            parameters[f"set_{name}"] = _column_value(name, value)
+            parameters[f"set_{name}"] = column_value(name, value)
         if lease == "renew":
-            sets.append(f"lease_expires_at = {_LEASE}")
+            sets.append(f"lease_expires_at = {LEASE}")
         elif lease == "release":
             sets.append("owner = NULL, lease_expires_at = NULL")
-        where = f"key = %(key)s AND {_in_states(chosen)}"
+        where = f"key = %(key)s AND {in_states(chosen)}"
         statement = f"UPDATE jobs SET {', '.join(sets)} WHERE {where}"
         if owner is not None:
             statement += " AND owner = %(owner)s"
@@ -635,8 +533,8 @@ class PostgresLedger(LedgerStore):
         (Its holder is read directly: this runs inside the grouped writes' flush.)"""
         if video_id is None:  # pragma: no cover - no other unique column is written
             return LedgerError(f"The ledger's database failed: {exc}")
-        rows = await self._execute(f"{_SELECT} WHERE video_id = %s", (video_id,))
-        return VideoOwnedError(video_id, _entry(rows[0]).key if rows else None)
+        rows = await self._execute(f"{SELECT_JOBS} WHERE video_id = %s", (video_id,))
+        return VideoOwnedError(video_id, entry_of(rows[0]).key if rows else None)
 
     async def claim_next(
         self,
@@ -652,11 +550,11 @@ class PostgresLedger(LedgerStore):
             return []
         statement = (
             "WITH picked AS ("
-            f"SELECT key FROM jobs WHERE state = ANY(%(states)s) AND {_FREE} "
+            f"SELECT key FROM jobs WHERE state = ANY(%(states)s) AND {FREE_LEASE} "
             "ORDER BY created_at, key LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
-            f"UPDATE jobs SET owner = %(owner)s, lease_expires_at = {_LEASE}, "
+            f"UPDATE jobs SET owner = %(owner)s, lease_expires_at = {LEASE}, "
             "updated_at = clock_timestamp() FROM picked WHERE jobs.key = picked.key "
-            f"RETURNING {', '.join(f'jobs.{name}' for name in _COLUMNS)}"
+            f"RETURNING {', '.join(f'jobs.{name}' for name in COLUMNS)}"
         )
         parameters = {"states": chosen, "limit": limit, "owner": owner, "lease": self.lease_seconds}
         claimed = await self._fetch(statement, parameters)
@@ -678,8 +576,8 @@ class PostgresLedger(LedgerStore):
             "WITH changed AS (UPDATE jobs SET state = %(state)s, status = %(status)s, "
             "error_code = %(error_code)s, error_message = %(error_message)s, "
             "updated_at = clock_timestamp() WHERE video_id = %(video_id)s "
-            f"AND state = 'created' RETURNING {_RETURNING}) "
-            f"SELECT {_RETURNING} FROM changed, "
+            f"AND state = 'created' RETURNING {ALL_COLUMNS}) "
+            f"SELECT {ALL_COLUMNS} FROM changed, "
             "LATERAL (SELECT pg_notify(%(channel)s, changed.video_id)) AS notified"
         )
         parameters = {

@@ -7,14 +7,16 @@ whatever each sets, one statement for the lot::
 
     UPDATE jobs SET updated_at = clock_timestamp(), status = g.c_status,
         video_id = CASE WHEN g.w_video_id THEN g.c_video_id ELSE jobs.video_id END, ...
-    FROM unnest(%(keys)s::text[], %(c_status)s::text[], ...) AS g(key, c_status, ...)
+    FROM jsonb_to_recordset(%(writes)s) AS g(key text, c_status text, ...)
     WHERE jobs.key = g.key AND jobs.state IN (...) [AND jobs.owner = g.c_owner]
     RETURNING jobs.key
 
 each row under its own condition (a column some writes leave alone has a flag;
 a lease, states or owner that differ between writes are a column each), the
 keys returned being those written: one round trip and one commit for the lot,
-durable together.
+durable together. The writes go as one JSON parameter, a row an object: psycopg
+dumps a list parameter element by element in Python, a column an array of them
+(most of a grouped statement's client CPU), and ``json.dumps`` is C.
 
 - **A write someone waits on** (``record``: a POST's answer) is sent at once: with
   the writes made in the same turn of the event loop, or after the statement in
@@ -38,6 +40,7 @@ import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -45,9 +48,18 @@ from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
 from .._errors import LedgerError
-from ._store import Change
+from ._postgres_rows import (
+    ALL_COLUMNS,
+    CLEARED,
+    COLUMNS,
+    INTENT_COLUMNS,
+    LEASE,
+    entry_of,
+    in_states,
+)
+from ._store import Change, Entry
 
-__all__ = ["HOLD", "GroupedWrites", "Write"]
+__all__ = ["HOLD", "Begin", "GroupedWrites", "Write"]
 
 logger = logging.getLogger("asyncvideos")
 
@@ -69,12 +81,13 @@ _TYPES = {
     "downloaded_at": "timestamptz",
 }
 
+#: The PostgreSQL type of each of an intent's columns (``begin``).
+_INTENT_TYPES = {name: "jsonb" if name == "request" else "text" for name in INTENT_COLUMNS}
+
 #: Runs a statement on a pooled connection: its rows (psycopg errors as they are).
 Execute = Callable[[str, dict[str, Any]], Awaitable[list[tuple[Any, ...]]]]
 #: Writes one ``Write`` alone (the ledger's one-row UPDATE): whether it was written.
 WriteOne = Callable[["Write"], Awaitable[bool]]
-#: The SQL condition ``state`` is one of the (sorted) states.
-InStates = Callable[[tuple[str, ...]], str]
 
 
 @attrs.define(slots=True, eq=False)
@@ -94,33 +107,50 @@ class Write:
         return cls(key, change.columns(), change.lease, states, owner, done)
 
 
-class GroupedWrites:
-    """The ledger's ``record`` and ``note`` writes, written in groups (see above)."""
+@attrs.define(slots=True, eq=False)
+class Begin:
+    """One ``begin``: the intent's columns, by name. ``done`` is the entry and
+    whether this wrote it; None where the key is an entry written since the
+    statement began (another process's): the caller reads it."""
 
-    def __init__(
-        self,
-        execute: Execute,
-        write_one: WriteOne,
-        in_states: InStates,
-        *,
-        lease_seconds: float,
-        column_value: Callable[[str, Any], Any],
-    ) -> None:
+    key: str
+    values: dict[str, Any]
+    done: asyncio.Future[tuple[Entry, bool] | None]
+
+    @classmethod
+    def of(cls, values: dict[str, Any]) -> Begin:
+        done: asyncio.Future[tuple[Entry, bool] | None]
+        done = asyncio.get_running_loop().create_future()
+        return cls(values["key"], values, done)
+
+
+Item = Write | Begin
+
+
+class GroupedWrites:
+    """The ledger's ``begin``, ``record`` and ``note`` writes, written together (see above)."""
+
+    def __init__(self, execute: Execute, write_one: WriteOne, *, lease_seconds: float) -> None:
         self._execute = execute
         self._write_one = write_one
-        self._in_states = in_states
         self._lease_seconds = lease_seconds
-        self._column_value = column_value
-        self._held: deque[Write] = deque()
+        self._held: deque[Item] = deque()
         #: Writes not finished (held or in flight), by key: what a keyed call waits for.
-        self._pending: dict[str, list[Write]] = {}
+        self._pending: dict[str, list[Item]] = {}
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        #: Statements and writes sent, for the benchmarks and the tests.
+        #: Statements, writes and begins sent, for the benchmarks and the tests.
         self.statements = 0
         self.writes = 0
+        self.begins = 0
 
     # -- the callers' side -------------------------------------------------
+
+    async def begin(self, begin: Begin) -> tuple[Entry, bool] | None:
+        """Write ``begin``'s intent with the others on their way (see ``Begin``)."""
+        self._add(begin)
+        self._flush_soon()
+        return await asyncio.shield(begin.done)
 
     async def record(self, write: Write) -> bool:
         """Write ``write`` with the others on their way; whether it was written."""
@@ -141,18 +171,18 @@ class GroupedWrites:
         if not self._pending:
             return
         if key is None:
-            waiting = [write.done for writes in self._pending.values() for write in writes]
+            waiting = [item.done for items in self._pending.values() for item in items]
         else:
-            writes = self._pending.get(key)
-            if writes is None:
+            items = self._pending.get(key)
+            if items is None:
                 return
-            waiting = [write.done for write in writes]
+            waiting = [item.done for item in items]
         self._flush_soon()
         await asyncio.gather(*(asyncio.shield(done) for done in waiting), return_exceptions=True)
 
-    def _add(self, write: Write) -> None:
-        self._held.append(write)
-        self._pending.setdefault(write.key, []).append(write)
+    def _add(self, item: Item) -> None:
+        self._held.append(item)
+        self._pending.setdefault(item.key, []).append(item)
 
     def _flush_soon(self) -> None:
         if self._timer is not None:
@@ -167,73 +197,76 @@ class GroupedWrites:
     async def _flush(self) -> None:
         try:
             while self._held:
-                if self._timer is not None:
-                    self._timer.cancel()
-                    self._timer = None
                 await self._send(self._take())
         finally:
             self._task = None
 
-    def _take(self) -> list[Write]:
+    def _take(self) -> list[Item]:
         """The held writes up to the first key seen twice (a key once per statement:
         its next write goes in the next)."""
-        writes: list[Write] = []
+        items: list[Item] = []
         keys: set[str] = set()
         held = self._held
         while held and held[0].key not in keys:
-            write = held.popleft()
-            keys.add(write.key)
-            writes.append(write)
-        return writes
+            item = held.popleft()
+            keys.add(item.key)
+            items.append(item)
+        return items
 
-    async def _send(self, writes: list[Write]) -> None:
+    async def _send(self, items: list[Item]) -> None:
+        writes = [item for item in items if isinstance(item, Write)]
+        begins = [item for item in items if isinstance(item, Begin)]
         try:
-            if len(writes) == 1:
+            if len(writes) == 1 and not begins:
                 await self._alone(writes[0])
             else:
-                await self._together(writes)
+                await self._together(writes, begins)
         finally:
-            for write in writes:
+            for item in items:
                 # Not settled: the flush was interrupted (the loop closing).
-                _settle(write, error=LedgerError(f"The write of {write.key} was interrupted"))
-                self._finished(write)
+                _settle(item, None, LedgerError(f"The write of {item.key} was interrupted"))
+                self._finished(item)
 
-    async def _together(self, writes: list[Write]) -> None:
-        shape = _Shape.of(writes)
-        parameters: dict[str, Any] = {"keys": [write.key for write in writes]}
-        value = self._column_value
-        for name, everywhere in shape.columns:
-            parameters[f"c_{name}"] = [
-                value(name, write.columns[name]) if name in write.columns else None
-                for write in writes
-            ]
-            if not everywhere:
-                parameters[f"w_{name}"] = [name in write.columns for write in writes]
-        if shape.lease is None:
-            parameters["c_lease"] = [write.lease for write in writes]
-        if shape.lease != "keep":
-            parameters["lease"] = self._lease_seconds
-        if shape.states is None:
-            parameters["c_states"] = [Jsonb(list(write.states)) for write in writes]
-        else:
-            parameters["states"] = list(shape.states)
-        if shape.owners != "none":
-            parameters["owners"] = [write.owner for write in writes]
+    async def _together(self, writes: list[Write], begins: list[Begin]) -> None:
+        shape = _Shape.of(writes) if writes else None
+        parameters: dict[str, Any] = {"lease": self._lease_seconds}
+        if shape is not None:
+            parameters.update(shape.parameters(writes))
+        if begins:
+            parameters["intents"] = Jsonb([begin.values for begin in begins])
         self.statements += 1
         self.writes += len(writes)
+        self.begins += len(begins)
         try:
-            rows = await self._execute(_statement(shape, self._in_states), parameters)
-        except pg_errors.UniqueViolation:
-            # One write at fault (a job id another entry has): each alone, so that
-            # only that one fails.
+            rows = await self._execute(_statement(shape, bool(begins)), parameters)
+        except pg_errors.UniqueViolation as violation:
+            if not writes:  # pragma: no cover - an intent sets no unique column but its key
+                for begin in begins:
+                    _settle(begin, None, LedgerError(f"The ledger's database failed: {violation}"))
+                return
+            # One write at fault (a job id another entry has): the intents together,
+            # each write alone, so that only that one fails.
+            if begins:
+                await self._together([], begins)
             for write in writes:
                 await self._alone(write)
             return
         except Exception as error:  # a LedgerError: the database failed
-            for write in writes:
-                _settle(write, error=error)
+            items: list[Item] = [*writes, *begins]
+            for item in items:
+                _settle(item, None, error)
             return
-        written = {row[0] for row in rows}
+        if not begins:
+            written = {row[0] for row in rows}
+        else:
+            written, found = set(), {}
+            for tag, *row in rows:
+                if tag == _WRITTEN:
+                    written.add(row[0])
+                else:
+                    found[row[0]] = (entry_of(row), tag == _BEGUN)
+            for begin in begins:
+                _settle(begin, found.get(begin.key))
         for write in writes:
             _settle(write, write.key in written)
 
@@ -243,26 +276,27 @@ class GroupedWrites:
         try:
             written = await self._write_one(write)
         except Exception as error:
-            _settle(write, error=error)
+            _settle(write, None, error)
         else:
             _settle(write, written)
 
-    def _finished(self, write: Write) -> None:
-        writes = self._pending.get(write.key)
-        if writes is None:  # pragma: no cover - a write is finished once
+    def _finished(self, item: Item) -> None:
+        items = self._pending.get(item.key)
+        if items is None:  # pragma: no cover - a write is finished once
             return
-        writes.remove(write)
-        if not writes:
-            del self._pending[write.key]
+        items.remove(item)
+        if not items:
+            del self._pending[item.key]
 
 
-def _settle(write: Write, written: bool = False, *, error: BaseException | None = None) -> None:
-    if write.done.done():
+def _settle(item: Item, outcome: Any, error: BaseException | None = None) -> None:
+    done: asyncio.Future[Any] = item.done
+    if done.done():
         return
     if error is not None:
-        write.done.set_exception(error)
+        done.set_exception(error)
     else:
-        write.done.set_result(written)
+        done.set_result(outcome)
 
 
 def _logged(key: str, done: asyncio.Future[bool]) -> None:
@@ -276,7 +310,7 @@ def _logged(key: str, done: asyncio.Future[bool]) -> None:
 
 @attrs.frozen
 class _Shape:
-    """What one statement for a list of writes must say: each column written and
+    """What one UPDATE for a list of writes must say: each column written and
     whether every write sets it; the lease, states and owner condition, where the
     writes share one (None, ``"some"``: a column of each write's own)."""
 
@@ -302,9 +336,90 @@ class _Shape:
             "none" if not owned else "all" if owned == len(writes) else "some",
         )
 
+    def parameters(self, writes: list[Write]) -> dict[str, Any]:
+        """The UPDATE's parameters: the writes as one JSON array, an object each."""
+        rows = []
+        for write in writes:
+            row: dict[str, Any] = {"key": write.key}
+            for name, everywhere in self.columns:
+                if name in write.columns:
+                    row[f"c_{name}"] = _json_value(write.columns[name])
+                if not everywhere:
+                    row[f"w_{name}"] = name in write.columns
+            if self.lease is None:
+                row["c_lease"] = write.lease
+            if self.states is None:
+                row["c_states"] = write.states
+            if self.owners != "none":
+                row["c_owner"] = write.owner
+            rows.append(row)
+        parameters: dict[str, Any] = {"writes": Jsonb(rows)}
+        if self.states is not None:
+            parameters["states"] = list(self.states)
+        return parameters
+
+
+def _json_value(value: Any) -> Any:
+    """A column's value as JSON: a time as ISO 8601 (``timestamptz`` reads it back);
+    the candidates, a tuple, as an array."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return list(value) or None  # no candidates: NULL, as the one-row UPDATE writes
+    return value
+
+
+#: The tag of each row the statement of writes and intents returns: a write's key,
+#: an intent written, an entry that was there (``Begin``).
+_WRITTEN, _BEGUN, _THERE = 0, 1, 2
+
 
 @functools.lru_cache(maxsize=256)
-def _statement(shape: _Shape, in_states: InStates) -> str:
+def _statement(shape: _Shape | None, begins: bool) -> str:
+    """The statement for writes of ``shape`` (None: none) and intents (if ``begins``):
+    an UPDATE alone, else one statement of both, a tagged row each::
+
+        WITH w AS (UPDATE ... RETURNING jobs.key),
+             b AS (INSERT ... SELECT ... FROM unnest(...) ON CONFLICT ... RETURNING ...)
+        SELECT 1, <entry> FROM b                       -- written
+        UNION ALL SELECT 2, <entry> FROM jobs WHERE ... -- there before, not rejected
+        UNION ALL SELECT 0, key, NULL, ... FROM w       -- a write written
+
+    (a key being in a statement once, the parts touch different rows)."""
+    if not begins:
+        assert shape is not None
+        return _update(shape)
+    parts = [] if shape is None else [f"w AS ({_update(shape)})"]
+    parts.append(f"b AS ({_INSERT_INTENTS})")
+    select = (
+        f"SELECT {_BEGUN}, {ALL_COLUMNS} FROM b UNION ALL SELECT {_THERE}, {ALL_COLUMNS} "
+        "FROM jobs WHERE key IN (SELECT key FROM jsonb_to_recordset(%(intents)s) AS k(key text)) "
+        "AND key NOT IN (SELECT key FROM b)"
+    )
+    if shape is not None:
+        keys = ", ".join("w.key" if name == "key" else "NULL" for name in COLUMNS)
+        select += f" UNION ALL SELECT {_WRITTEN}, {keys} FROM w"
+    return f"WITH {', '.join(parts)} {select}"
+
+
+#: The intents, many in one INSERT: ``begin``'s, an element of each array each.
+_INSERT_INTENTS = (
+    f"INSERT INTO jobs ({', '.join(INTENT_COLUMNS)}, lease_expires_at, created_at, updated_at) "
+    f"SELECT {', '.join(f'i.{name}' for name in INTENT_COLUMNS)}, {LEASE}, "
+    "clock_timestamp(), clock_timestamp() FROM jsonb_to_recordset(%(intents)s) AS i("
+    + ", ".join(f"{name} {_INTENT_TYPES[name]}" for name in INTENT_COLUMNS)
+    + ") ON CONFLICT (key) DO UPDATE SET "
+    + ", ".join(
+        f"{name} = excluded.{name}"
+        for name in (*INTENT_COLUMNS[1:], "lease_expires_at", "created_at", "updated_at")
+    )
+    + ", "
+    + ", ".join(f"{name} = NULL" for name in CLEARED)
+    + f" WHERE jobs.state = 'rejected' RETURNING {ALL_COLUMNS}"
+)
+
+
+def _update(shape: _Shape) -> str:
     """One UPDATE for writes of this shape (see the module's docstring)."""
     sets = ["updated_at = clock_timestamp()"]
     for name, everywhere in shape.columns:
@@ -313,42 +428,35 @@ def _statement(shape: _Shape, in_states: InStates) -> str:
             if everywhere
             else f"{name} = CASE WHEN g.w_{name} THEN g.c_{name} ELSE jobs.{name} END"
         )
-    renewed = "clock_timestamp() + %(lease)s * interval '1 second'"
     if shape.lease == "renew":
-        sets.append(f"lease_expires_at = {renewed}")
+        sets.append(f"lease_expires_at = {LEASE}")
     elif shape.lease == "release":
         sets.append("owner = NULL, lease_expires_at = NULL")
     elif shape.lease is None:
         sets.append(
-            f"lease_expires_at = CASE g.c_lease WHEN 'renew' THEN {renewed} "
+            f"lease_expires_at = CASE g.c_lease WHEN 'renew' THEN {LEASE} "
             "WHEN 'release' THEN NULL ELSE jobs.lease_expires_at END, "
             "owner = CASE WHEN g.c_lease = 'release' THEN NULL ELSE jobs.owner END"
         )
-    arrays = ["%(keys)s::text[]"]
-    names = ["key"]
+    columns = ["key text"]
     for name, everywhere in shape.columns:
-        arrays.append(f"%(c_{name})s::{_TYPES[name]}[]")
-        names.append(f"c_{name}")
+        columns.append(f"c_{name} {_TYPES[name]}")
         if not everywhere:
-            arrays.append(f"%(w_{name})s::boolean[]")
-            names.append(f"w_{name}")
+            columns.append(f"w_{name} boolean")
     if shape.lease is None:
-        arrays.append("%(c_lease)s::text[]")
-        names.append("c_lease")
+        columns.append("c_lease text")
     if shape.states is None:
-        arrays.append("%(c_states)s::jsonb[]")
-        names.append("c_states")
+        columns.append("c_states jsonb")
     if shape.owners != "none":
-        arrays.append("%(owners)s::text[]")
-        names.append("c_owner")
+        columns.append("c_owner text")
     # The states as a JSON array each where they differ: ``?`` is "has this element".
     if shape.states is None:
         states = "g.c_states ? jobs.state"
     else:
         states = f"jobs.{in_states(shape.states)}"
     statement = (
-        f"UPDATE jobs SET {', '.join(sets)} FROM unnest({', '.join(arrays)}) "
-        f"AS g({', '.join(names)}) WHERE jobs.key = g.key AND {states}"
+        f"UPDATE jobs SET {', '.join(sets)} FROM jsonb_to_recordset(%(writes)s) "
+        f"AS g({', '.join(columns)}) WHERE jobs.key = g.key AND {states}"
     )
     if shape.owners == "all":
         statement += " AND jobs.owner = g.c_owner"

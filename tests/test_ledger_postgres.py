@@ -589,3 +589,19 @@ class TestGroupedWrites:
         )
         assert isinstance(results[0], VideoOwnedError)
         assert results[1] == (await store.get("c"), True)
+
+    async def test_a_client_closing_writes_the_statuses_of_a_ledger_it_leaves_open(
+        self, postgres_url: str
+    ) -> None:
+        from asyncvideos.testing import FakeVideosAPI
+
+        store = PostgresLedger(postgres_url)
+        try:
+            async with FakeVideosAPI(speed=100.0, poll_after_ms=10) as api:
+                async with api.client(ledger=store) as videos:
+                    await videos.create_and_wait("a paper boat", idempotency_key="k1")
+                # No later call, no HOLD's wait: the client's close wrote it.
+                rows = await _sql(postgres_url, "SELECT state, status FROM jobs")
+                assert rows == [("completed", "completed")]
+        finally:
+            await store.close()

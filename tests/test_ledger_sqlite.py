@@ -352,6 +352,21 @@ class TestNote:
             await store.note("k1", Change(status="in_progress"), states=("intent",))
         assert status_on_disk(tmp_path / "jobs.db", "k1") == "in_progress"
 
+    async def test_a_client_closing_writes_the_statuses_of_a_ledger_it_leaves_open(
+        self, tmp_path: Path
+    ) -> None:
+        from asyncvideos.testing import FakeVideosAPI
+
+        store = SQLiteLedger(tmp_path / "jobs.db")
+        try:
+            async with FakeVideosAPI(speed=100.0, poll_after_ms=10) as api:
+                async with api.client(ledger=store) as videos:
+                    await videos.create_and_wait("a paper boat", idempotency_key="k1")
+                # No later call, no HOLD's wait: the client's close wrote it.
+                assert status_on_disk(tmp_path / "jobs.db", "k1") == "completed"
+        finally:
+            await store.close()
+
     async def test_a_noted_write_that_fails_is_logged(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:

@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from .._callbacks import call_back
-from .._errors import AsyncVideosError
+from .._errors import AsyncVideosError, LedgerError
 from .._models import Video
 from ._owners import new_owner, owner_is_dead
 from ._reconcile import reconcile, still_ambiguous
@@ -122,6 +122,11 @@ class Journal:
         await asyncio.gather(*pending, return_exceptions=True)
         if self._owns_store:
             await self.store.close()
+            return
+        try:
+            await self.store.flush()
+        except LedgerError as error:
+            logger.warning("The ledger could not write the statuses it held: %s", error)
 
     # -- one paid call -----------------------------------------------------
 

@@ -471,6 +471,9 @@ class PostgresLedger(LedgerStore):
             await self.open()
         return await self.grouped_writes.record(Write.of(key, change, chosen, owner))
 
+    async def flush(self) -> None:
+        await self.grouped_writes.before(None)
+
     async def note(self, key: str, change: Change, *, states: Collection[State]) -> None:
         """A status nobody waits on: held a moment for other keys' to go with it."""
         chosen = tuple(sorted(states))

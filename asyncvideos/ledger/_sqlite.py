@@ -555,6 +555,10 @@ class SQLiteLedger(LedgerStore):
 
         return await self._run(work, write=True)
 
+    async def flush(self) -> None:
+        if self._worker is not None:  # a call goes after the writes held before it
+            await self._run(_nothing)
+
     async def note(self, key: str, change: Change, *, states: Collection[State]) -> None:
         worker = self._worker
         if worker is None:  # not open yet: the ordinary way opens it
@@ -729,3 +733,7 @@ def _use_wal(connection: sqlite3.Connection, path: Path) -> None:
     mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":  # pragma: no cover - a file system without WAL
         raise LedgerError(f"The ledger {str(path)!r} cannot use WAL mode ({mode})")
+
+
+def _nothing(connection: sqlite3.Connection, now: float | None) -> None:
+    """A call that does nothing: the writes held before it are written first."""

@@ -500,6 +500,12 @@ class LedgerStore(abc.ABC):
         except LedgerError as error:
             logger.warning("The ledger could not record a status of %s: %s", key, error)
 
+    async def flush(self) -> None:
+        """Write now what ``note()`` queued. A client calls it when it closes, as it
+        leaves a ledger object it was given open: a queue that waits on the event
+        loop would otherwise be lost with it. The default has no queue."""
+        return  # nothing held
+
     async def record_status(
         self,
         video_id: str,

@@ -11,7 +11,9 @@ over a 6 s job. By a client:
 - with an ``SQLiteLedger`` with ``synchronous=NORMAL``;
 - with a ``PostgresLedger`` on a throwaway PostgreSQL server (``tests/postgres_server.py``,
   fsync on: a commit's real cost is measured), a fresh database per run; left out,
-  with the reason, where PostgreSQL or the ``postgres`` extra is not installed.
+  with the reason, where PostgreSQL or the ``postgres`` extra is not installed;
+- the same with ``pacing=False``: the ledger without the fleet's shared rate
+  budget, whose exchanges are the rest of the PostgreSQL figure.
 
 Each measured run is a fresh client process that does a small warm-up of the
 same work first; its CPU time (``time.process_time()``: every thread, the
@@ -52,6 +54,7 @@ VARIANTS = {
     "SQLite ledger (synchronous=full)": "full",
     "SQLite ledger (synchronous=normal)": "normal",
     "PostgreSQL ledger": "postgresql",
+    "PostgreSQL ledger, pacing=False": "postgresql, unpaced",
 }
 #: The variants the goal is checked on: the default settings of each backend.
 CHECKED = ("full", "postgresql")
@@ -67,10 +70,14 @@ KEY = "sk-bench-0123456789"
 # -- one measured client run (a process of its own) ---------------------------------------
 
 
-async def _jobs(base_url: str, key: str, jobs: int, ledger: Any, prefix: str) -> int:
+async def _jobs(
+    base_url: str, key: str, jobs: int, ledger: Any, prefix: str, pacing: bool = True
+) -> int:
     from asyncvideos import AsyncVideos
 
     options: dict[str, Any] = {} if ledger is None else {"ledger": ledger}
+    if not pacing:
+        options["pacing"] = False
     gate = asyncio.Semaphore(CONCURRENCY)
     failed = 0
 
@@ -87,7 +94,9 @@ async def _jobs(base_url: str, key: str, jobs: int, ledger: Any, prefix: str) ->
     return failed
 
 
-def _client(base_url: str, key: str, jobs: int, ledger: str | None) -> dict[str, float]:
+def _client(
+    base_url: str, key: str, jobs: int, ledger: str | None, pacing: bool = True
+) -> dict[str, float]:
     """Warm up, then measure one run; the figures as a dict. ``ledger``: None, a
     SQLite ``synchronous`` setting, or a ``postgresql://`` URL (its database fresh)."""
     from asyncvideos.ledger import LedgerStore, SQLiteLedger, open_ledger
@@ -101,12 +110,12 @@ def _client(base_url: str, key: str, jobs: int, ledger: str | None) -> dict[str,
             return open_ledger(ledger)  # the warm-up's keys and the run's differ
         return SQLiteLedger(folder / f"{name}.db", synchronous=ledger)  # type: ignore[arg-type]
 
-    asyncio.run(_jobs(base_url, key, WARM_UP, made("warm"), "warm"))
+    asyncio.run(_jobs(base_url, key, WARM_UP, made("warm"), "warm", pacing))
     measured = made("measured")
     gc.collect()
     gc.freeze()
     cpu, wall = time.process_time(), time.perf_counter()
-    failed = asyncio.run(_jobs(base_url, key, jobs, measured, "measured"))
+    failed = asyncio.run(_jobs(base_url, key, jobs, measured, "measured", pacing))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     figures = {"cpu": cpu, "wall": wall, "failed": failed}
     grouped = getattr(measured, "grouped_writes", None)
@@ -123,13 +132,15 @@ def _client(base_url: str, key: str, jobs: int, ledger: str | None) -> dict[str,
 # -- the driver ------------------------------------------------------------------------------
 
 
-def _measure(server: dict[str, str], jobs: int, ledger: str | None) -> dict[str, float]:
+def _measure(
+    server: dict[str, str], jobs: int, ledger: str | None, pacing: bool = True
+) -> dict[str, float]:
     command = [
         sys.executable,
         "-m",
         "benchmarks.ledger_overhead",
         "--client",
-        json.dumps({**server, "jobs": jobs, "ledger": ledger}),
+        json.dumps({**server, "jobs": jobs, "ledger": ledger, "pacing": pacing}),
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -217,17 +228,22 @@ def _run(reps: int, jobs: int) -> tuple[dict[str, list[dict[str, float]]], float
         server = {"base_url": process.base_url(POLLS), "key": KEY}
         postgres = _postgres(stack)
         skipped = postgres if isinstance(postgres, str) else None
-        names = [name for name in VARIANTS if skipped is None or VARIANTS[name] != "postgresql"]
+        names = [
+            name
+            for name in VARIANTS
+            if skipped is None or not str(VARIANTS[name]).startswith("postgresql")
+        ]
         for name in [name for name in VARIANTS if name not in names]:
             del results[name]
         for rep in range(reps):
             order = names[rep % len(names) :] + names[: rep % len(names)]  # rotated
             for name in order:
                 ledger = VARIANTS[name]
-                if ledger == "postgresql":
+                pacing = ledger != "postgresql, unpaced"
+                if ledger is not None and ledger.startswith("postgresql"):
                     assert not isinstance(postgres, str)
                     ledger = postgres()
-                figures = _measure(server, jobs, ledger)
+                figures = _measure(server, jobs, ledger, pacing)
                 results[name].append(figures)
                 print(
                     f"rep {rep + 1}/{reps} {name}: {figures['cpu']:.2f} s CPU, "
@@ -366,7 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.client:
         given = json.loads(args.client)
-        figures = _client(given["base_url"], given["key"], given["jobs"], given["ledger"])
+        figures = _client(
+            given["base_url"], given["key"], given["jobs"], given["ledger"], given["pacing"]
+        )
         print(json.dumps(figures))
         return 0
     if args.count_writes:

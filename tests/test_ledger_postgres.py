@@ -15,7 +15,7 @@ from ledger_contract import LedgerContract, MakeStore, created, intent
 from asyncvideos import LedgerError
 from asyncvideos.ledger import Change, VideoOwnedError, open_ledger
 from asyncvideos.ledger._postgres import CHANNEL, MIGRATIONS, PostgresLedger
-from asyncvideos.ledger._postgres_writes import HOLD
+from asyncvideos.ledger._postgres_writes import HOLD, SPACING
 
 
 @pytest.fixture
@@ -605,3 +605,29 @@ class TestGroupedWrites:
                 assert rows == [("completed", "completed")]
         finally:
             await store.close()
+
+    async def test_a_busy_ledgers_statements_start_a_spacing_apart(
+        self, make_store: MakeStore
+    ) -> None:
+        store = await make_store(600)
+        assert isinstance(store, PostgresLedger)
+        for key in ("a", "b", "c"):
+            await created(store, key, f"v-{key}")
+        loop = asyncio.get_running_loop()
+        grouped = store.grouped_writes
+        starts: list[float] = []
+        execute = grouped._execute
+
+        async def timed(statement: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
+            starts.append(loop.time())
+            return await execute(statement, parameters)
+
+        # The statements of the grouped writes, and of one write alone.
+        grouped._execute = store._execute = timed  # type: ignore[method-assign]
+        await asyncio.sleep(SPACING)
+        first = asyncio.ensure_future(store.record("a", Change(status="x"), states=("created",)))
+        await asyncio.sleep(0)  # its statement is on its way: the next two wait
+        rest = [store.record(key, Change(status="x"), states=("created",)) for key in "bc"]
+        assert await asyncio.gather(first, *rest) == [True, True, True]
+        assert len(starts) == 2
+        assert starts[1] - starts[0] >= SPACING

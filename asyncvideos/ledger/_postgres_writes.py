@@ -18,10 +18,11 @@ durable together. The writes go as one JSON parameter, a row an object: psycopg
 dumps a list parameter element by element in Python, a column an array of them
 (most of a grouped statement's client CPU), and ``json.dumps`` is C.
 
-- **A write someone waits on** (``record``: a POST's answer) is sent at once: with
-  the writes made in the same turn of the event loop, or after the statement in
-  flight, with every write that came while it ran (group commit). A caller alone
-  waits for nothing.
+- **A write someone waits on** (``begin``: an intent before its POST; ``record``:
+  a POST's answer) is sent at once: with the writes made in the same turn of the
+  event loop, or after the statement in flight, with every write that came while
+  it ran (group commit), statements starting at least ``SPACING`` apart. A caller
+  alone (no statement in the last ``SPACING``) waits for nothing.
 - **A write nobody waits on** (``note``: a status a wait saw) is held up to
   ``HOLD`` seconds for others to go with, as the SQLite ledger's thread does.
 - **In order**: a flush holds each key once, so a key's writes are written in the
@@ -38,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -65,6 +67,10 @@ logger = logging.getLogger("asyncvideos")
 
 #: How long a write nobody waits on (a status) is held for others to go with, at most.
 HOLD = 0.05
+#: A busy ledger's statements start at least this long apart: the writes that come
+#: meanwhile go with the next (a write to an idle ledger goes at once). For 1,000
+#: jobs 64 at a time: 0.64 -> 0.35 statements a job, wall time +1 %.
+SPACING = 0.01
 #: The PostgreSQL type of each column a ``Change`` writes (for its array's cast).
 _TYPES = {
     "state": "text",
@@ -139,6 +145,7 @@ class GroupedWrites:
         self._pending: dict[str, list[Item]] = {}
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._sent_at = -math.inf
         #: Statements, writes and begins sent, for the benchmarks and the tests.
         self.statements = 0
         self.writes = 0
@@ -195,8 +202,13 @@ class GroupedWrites:
     # -- the flusher -------------------------------------------------------
 
     async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while self._held:
+                wait = self._sent_at + SPACING - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self._sent_at = loop.time()
                 await self._send(self._take())
         finally:
             self._task = None

@@ -326,17 +326,22 @@ def report(
             f"| {_cell([r['wall'] for r in runs], '.2f')} "
             f"| {_cell([r['failed'] for r in runs], '.0f')} |"
         )
+    labels = ("grouped begins", "grouped writes", "grouped statements", "budget exchanges")
     counts = [
-        f"{label} per job {_cell([run[label] for run in runs], '.2f')}"
+        f"{name}: "
+        + ", ".join(
+            f"{label} per job {_cell([run[label] for run in runs], '.2f')}"
+            for label in labels
+            if label in runs[0]
+        )
         for name, runs in results.items()
-        for label in ("grouped begins", "grouped writes", "grouped statements", "budget exchanges")
-        if runs and label in runs[0]
+        if runs and labels[0] in runs[0]
     ]
     if counts:
         lines += [
             "",
-            "PostgreSQL ledger, what it sent (`begin`, `record` and `note` grouped into "
-            "statements, the fleet budget's exchanges): " + ", ".join(counts) + ".",
+            "What the PostgreSQL ledger sent (`begin`, `record` and `note` grouped into "
+            "statements; the fleet budget's exchanges): " + "; ".join(counts) + ".",
         ]
     lines += [
         "",

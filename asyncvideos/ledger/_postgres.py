@@ -198,7 +198,7 @@ class PostgresLedger(LedgerStore):
         #: The fleet's rate budgets, in the same database.
         self.rate_budgets: PostgresBudgetStore | None = None
         #: ``record`` and ``note``, many keys a statement.
-        self.grouped_writes = GroupedWrites(
+        self.grouped_writes: GroupedWrites = GroupedWrites(
             self._execute, self._write_one, lease_seconds=self.lease_seconds
         )
 

@@ -147,9 +147,9 @@ class GroupedWrites:
         self._timer: asyncio.TimerHandle | None = None
         self._sent_at = -math.inf
         #: Statements, writes and begins sent, for the benchmarks and the tests.
-        self.statements = 0
-        self.writes = 0
-        self.begins = 0
+        self.statements: int = 0
+        self.writes: int = 0
+        self.begins: int = 0
 
     # -- the callers' side -------------------------------------------------
 

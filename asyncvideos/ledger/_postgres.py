@@ -197,7 +197,7 @@ class PostgresLedger(LedgerStore):
         self._closed = False
         #: The fleet's rate budgets, in the same database.
         self.rate_budgets: PostgresBudgetStore | None = None
-        #: ``record`` and ``note``, many keys a statement.
+        #: ``begin``, ``record`` and ``note``, many keys a statement.
         self.grouped_writes: GroupedWrites = GroupedWrites(
             self._execute, self._write_one, lease_seconds=self.lease_seconds
         )
@@ -294,7 +294,7 @@ class PostgresLedger(LedgerStore):
     async def close(self) -> None:
         self._closed = True
         if self._opened:
-            await self.grouped_writes.before(None)  # the held statuses go first
+            await self.flush()  # the held statuses go first
         self._opened = False
         await self._drop_own_pool()
 

@@ -71,7 +71,7 @@ HOLD = 0.05
 #: meanwhile go with the next (a write to an idle ledger goes at once). For 1,000
 #: jobs 64 at a time: 0.64 -> 0.35 statements a job, wall time +1 %.
 SPACING = 0.01
-#: The PostgreSQL type of each column a ``Change`` writes (for its array's cast).
+#: The PostgreSQL type of each column a ``Change`` writes (its recordset column's).
 _TYPES = {
     "state": "text",
     "video_id": "text",
@@ -414,7 +414,7 @@ def _statement(shape: _Shape | None, begins: bool) -> str:
     return f"WITH {', '.join(parts)} {select}"
 
 
-#: The intents, many in one INSERT: ``begin``'s, an element of each array each.
+#: The intents, many in one INSERT: ``begin``'s, an object of the JSON array each.
 _INSERT_INTENTS = (
     f"INSERT INTO jobs ({', '.join(INTENT_COLUMNS)}, lease_expires_at, created_at, updated_at) "
     f"SELECT {', '.join(f'i.{name}' for name in INTENT_COLUMNS)}, {LEASE}, "

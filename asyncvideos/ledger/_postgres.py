@@ -66,13 +66,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from .._errors import LedgerError
 from .._webhooks import WebhookReceiver
+from ._columns import COLUMNS
 from ._postgres_budget import CREATE_TABLE as CREATE_RATE_BUDGETS
 from ._postgres_budget import CREATE_TABLE_V1 as CREATE_RATE_BUDGETS_V1
 from ._postgres_budget import PostgresBudgetStore
 from ._postgres_events import EventRelay
 from ._postgres_rows import (
     ALL_COLUMNS,
-    COLUMNS,
     FREE_LEASE,
     LEASE,
     SELECT_JOBS,

@@ -15,7 +15,19 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from ._columns import COLUMNS, TIMES
 from ._store import STATES, Entry
+
+__all__ = [
+    "ALL_COLUMNS",
+    "FREE_LEASE",
+    "LEASE",
+    "SELECT_JOBS",
+    "column_value",
+    "entry_of",
+    "in_states",
+    "utc",
+]
 
 
 @functools.lru_cache(maxsize=256)
@@ -33,62 +45,8 @@ def in_states(chosen: tuple[str, ...]) -> str:
     return "state = ANY(%(states)s)"
 
 
-COLUMNS = (
-    "key",
-    "operation",
-    "fingerprint",
-    "state",
-    "prompt",
-    "created_at",
-    "updated_at",
-    "request",
-    "model",
-    "size",
-    "seconds",
-    "source_video_id",
-    "video_id",
-    "status",
-    "error_code",
-    "error_message",
-    "expires_at",
-    "candidates",
-    "target",
-    "variant",
-    "content_size",
-    "content_sha256",
-    "downloaded_at",
-    "owner",
-    "lease_expires_at",
-)
 ALL_COLUMNS = ", ".join(COLUMNS)
 SELECT_JOBS = f"SELECT {ALL_COLUMNS} FROM jobs"
-TIMES = frozenset({"created_at", "updated_at", "expires_at", "downloaded_at", "lease_expires_at"})
-CLEARED = (
-    "video_id",
-    "status",
-    "error_code",
-    "error_message",
-    "expires_at",
-    "candidates",
-    "target",
-    "variant",
-    "content_size",
-    "content_sha256",
-    "downloaded_at",
-)
-INTENT_COLUMNS = (
-    "key",
-    "operation",
-    "fingerprint",
-    "state",
-    "model",
-    "prompt",
-    "size",
-    "seconds",
-    "source_video_id",
-    "request",
-    "owner",
-)
 LEASE = "clock_timestamp() + %(lease)s * interval '1 second'"
 #: A lease that no one holds now: free to claim.
 FREE_LEASE = "(owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp())"

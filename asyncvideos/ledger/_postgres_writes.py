@@ -50,15 +50,8 @@ from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
 from .._errors import LedgerError
-from ._postgres_rows import (
-    ALL_COLUMNS,
-    CLEARED,
-    COLUMNS,
-    INTENT_COLUMNS,
-    LEASE,
-    entry_of,
-    in_states,
-)
+from ._columns import CLEARED, COLUMNS, INTENT_COLUMNS, REWRITTEN
+from ._postgres_rows import ALL_COLUMNS, LEASE, entry_of, in_states
 from ._store import Change, Entry
 
 __all__ = ["HOLD", "Begin", "GroupedWrites", "Write"]
@@ -421,10 +414,7 @@ _INSERT_INTENTS = (
     "clock_timestamp(), clock_timestamp() FROM jsonb_to_recordset(%(intents)s) AS i("
     + ", ".join(f"{name} {_INTENT_TYPES[name]}" for name in INTENT_COLUMNS)
     + ") ON CONFLICT (key) DO UPDATE SET "
-    + ", ".join(
-        f"{name} = excluded.{name}"
-        for name in (*INTENT_COLUMNS[1:], "lease_expires_at", "created_at", "updated_at")
-    )
+    + ", ".join(f"{name} = excluded.{name}" for name in REWRITTEN)
     + ", "
     + ", ".join(f"{name} = NULL" for name in CLEARED)
     + f" WHERE jobs.state = 'rejected' RETURNING {ALL_COLUMNS}"

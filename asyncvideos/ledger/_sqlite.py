@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from .._errors import LedgerError
+from ._columns import CLEARED, COLUMNS, REWRITTEN, TIMES
 from ._store import FINISHED, Change, Entry, Intent, LedgerStore, State, VideoOwnedError, check_age
 from ._worker import Work, Worker, micro
 
@@ -86,67 +87,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
-_COLUMNS = (
-    "key",
-    "operation",
-    "fingerprint",
-    "state",
-    "prompt",
-    "created_at",
-    "updated_at",
-    "request",
-    "model",
-    "size",
-    "seconds",
-    "source_video_id",
-    "video_id",
-    "status",
-    "error_code",
-    "error_message",
-    "expires_at",
-    "candidates",
-    "target",
-    "variant",
-    "content_size",
-    "content_sha256",
-    "downloaded_at",
-    "owner",
-    "lease_expires_at",
-)
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM jobs"
 #: Writes read the row they wrote in the same statement where SQLite can (3.35+).
-_RETURNING = f" RETURNING {', '.join(_COLUMNS)}" if sqlite3.sqlite_version_info >= (3, 35) else ""
-_TIMES = frozenset({"created_at", "updated_at", "expires_at", "downloaded_at", "lease_expires_at"})
-#: Reset when a rejected entry's key is sent again: the new intent starts clean.
-_CLEARED = (
-    "video_id",
-    "status",
-    "error_code",
-    "error_message",
-    "expires_at",
-    "candidates",
-    "target",
-    "variant",
-    "content_size",
-    "content_sha256",
-    "downloaded_at",
-)
-_INTENT_COLUMNS = (
-    "key",
-    "operation",
-    "fingerprint",
-    "state",
-    "model",
-    "prompt",
-    "size",
-    "seconds",
-    "source_video_id",
-    "request",
-    "owner",
-    "lease_expires_at",
-    "created_at",
-    "updated_at",
-)
+_RETURNING = f" RETURNING {', '.join(COLUMNS)}" if sqlite3.sqlite_version_info >= (3, 35) else ""
 #: The columns of an intent that may be None (written as NULL when they are).
 _OPTIONAL = ("model", "size", "seconds", "source_video_id")
 #: ``Intent.request`` as stored: canonical JSON, by an encoder made once.
@@ -164,9 +107,9 @@ def _begin_statement(given: tuple[str, ...]) -> str:
     return (
         f"INSERT INTO jobs ({', '.join(names)}) VALUES ({', '.join(values)}) "
         "ON CONFLICT (key) DO UPDATE SET "
-        + ", ".join(f"{name} = excluded.{name}" for name in _INTENT_COLUMNS[1:])
+        + ", ".join(f"{name} = excluded.{name}" for name in REWRITTEN)
         + ", "
-        + ", ".join(f"{name} = NULL" for name in _CLEARED)
+        + ", ".join(f"{name} = NULL" for name in CLEARED)
         + " WHERE jobs.state = 'rejected'"
     )
 
@@ -206,9 +149,9 @@ class _Request(Mapping[str, Any]):
         return repr(self._data())
 
 
-_TIMED = tuple(index for index, name in enumerate(_COLUMNS) if name in _TIMES)
-_REQUEST = _COLUMNS.index("request")
-_CANDIDATES = _COLUMNS.index("candidates")
+_TIMED = tuple(index for index, name in enumerate(COLUMNS) if name in TIMES)
+_REQUEST = COLUMNS.index("request")
+_CANDIDATES = COLUMNS.index("candidates")
 
 
 def _entry(row: Sequence[Any]) -> Entry:
@@ -223,7 +166,7 @@ def _entry(row: Sequence[Any]) -> Entry:
 
 
 def _column_value(name: str, value: Any) -> Any:
-    if name in _TIMES:
+    if name in TIMES:
         return _seconds(value)
     if name == "candidates":
         return None if not value else json.dumps(list(value))

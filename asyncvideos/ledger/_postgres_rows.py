@@ -1,9 +1,9 @@
-"""A job's row in the PostgreSQL ledger: its columns, and how it is written and read.
+"""A job's row in the PostgreSQL ledger: how it is written and read.
 
 What the ledger's statements share (``_postgres`` for one row a statement,
-``_postgres_writes`` for many): the columns in the order they are read, the
-intent's columns, the condition on ``state``, and the conversions between a
-row and an ``Entry``.
+``_postgres_writes`` for many) besides the columns (``_columns``, shared with
+SQLite): the list of them to read, the lease, the condition on ``state``, and
+the conversions between a row and an ``Entry``.
 """
 
 from __future__ import annotations
